@@ -1,0 +1,157 @@
+// driver.hpp - the narrow interface the runtime programs against.
+//
+// A Driver owns chips: their properties, their device memory and their engine queues. It speaks in
+// chip indices, queue ids, sequence numbers and plain structs, so that an out-of-process backend
+// (a device daemon) can implement it as well as the embedded emulator does. It knows nothing of
+// streams, events, handles, the current device or argument validation: those belong to the
+// runtime, which validates every request before it reaches a driver.
+//
+// Queues are in-order: each submitted command gets the next sequence number of its queue (starting
+// at 1) and completes after every command before it. Ordering across queues is expressed with
+// Wait commands. A kernel fault makes its chip faulted: later commands on that chip's queues are
+// skipped (they still complete, so nothing waits forever) until resetChip.
+#pragma once
+
+#include <h20/h20_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace h20::driver {
+
+// The outcome of a driver call: a runtime error code and, on failure, a message with values.
+struct Status {
+  h20Error_t code = h20Success;
+  std::string message;
+  bool ok() const { return code == h20Success; }
+  static Status success() { return {}; }
+};
+
+using QueueId = std::uint64_t;
+using Seq = std::uint64_t;
+
+// Runs one block of a kernel. Set up by the runtime, run by the driver's engine.
+struct KernelCommand {
+  h20KernelFn fn = nullptr;
+  h20Dim3 grid{1, 1, 1};
+  h20Dim3 block{1, 1, 1};
+  std::vector<unsigned char> args;  // copied at launch
+  std::size_t sharedMemBytes = 0;
+  int device = 0;                // runtime ordinal, reported to the kernel through its context
+  std::uint64_t launchId = 0;    // per-device launch number, named in fault messages
+  std::uintptr_t streamTag = 0;  // the stream handle's value, named in fault messages
+};
+
+// Where a running kernel reports a fault (h20KernelContext::internal points to one).
+class KernelFaultSink {
+ public:
+  virtual void report(h20Error_t code, const char* message) = 0;
+
+ protected:
+  ~KernelFaultSink() = default;
+};
+
+struct CopyCommand {
+  void* dst = nullptr;
+  const void* src = nullptr;
+  std::size_t bytes = 0;
+  std::shared_ptr<void> keepAlive;  // e.g. a staging buffer released when the copy completed
+};
+
+struct FillCommand {
+  void* dst = nullptr;
+  unsigned char value = 0;
+  std::size_t bytes = 0;
+};
+
+// Runs a host function on an engine thread.
+struct HostCommand {
+  std::function<void()> fn;
+};
+
+// Blocks the queue until `queue` has completed `seq`.
+struct WaitCommand {
+  QueueId queue = 0;
+  Seq seq = 0;
+};
+
+// Completes immediately, recording the completion time into *timestampNs (steady clock).
+struct MarkerCommand {
+  std::shared_ptr<std::uint64_t> timestampNs;  // may be null: no timing
+};
+
+using Command =
+    std::variant<KernelCommand, CopyCommand, FillCommand, HostCommand, WaitCommand, MarkerCommand>;
+
+// A fault raised during execution, sticky for its chip until resetChip.
+struct Fault {
+  h20Error_t code = h20ErrorLaunchFailure;
+  std::string message;
+};
+
+// Address range a chip's device memory lives in (device pointers are host-addressable in-process).
+struct AddressRange {
+  std::uintptr_t begin = 0;
+  std::uintptr_t end = 0;
+  bool contains(std::uintptr_t p) const { return p >= begin && p < end; }
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+
+  // Identity.
+  virtual std::string name() const = 0;
+  virtual int version() const = 0;
+
+  // Chips.
+  virtual int chipCount() const = 0;
+  virtual h20DeviceProp properties(int chip) const = 0;
+
+  // Device memory. Alignment is at least 256 bytes.
+  virtual Status allocate(int chip, std::size_t bytes, void** out) = 0;
+  virtual Status free(int chip, void* ptr) = 0;
+  virtual void memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const = 0;
+  virtual AddressRange addressRange(int chip) const = 0;
+
+  // Pinned host memory placed near `chip` (its NUMA node, where the host has NUMA).
+  virtual Status allocateHost(int chip, std::size_t bytes, void** out) = 0;
+  virtual void freeHost(void* ptr, std::size_t bytes) = 0;
+
+  // Queues. createQueue: lower priority values are served first (CUDA convention).
+  virtual QueueId createQueue(int chip, int priority) = 0;
+  // Releases the queue once its pending commands have completed; returns at once.
+  virtual void destroyQueue(QueueId queue) = 0;
+  virtual Seq submit(QueueId queue, Command command) = 0;
+  virtual Seq completed(QueueId queue) const = 0;
+  virtual Seq submitted(QueueId queue) const = 0;
+  // Blocks the calling thread until `queue` has completed `seq`. spinFirst: poll briefly before
+  // sleeping (lower latency), as CUDA's default synchronisation does.
+  virtual void wait(QueueId queue, Seq seq, bool spinFirst) = 0;
+
+  // Faults.
+  virtual std::optional<Fault> fault(int chip) const = 0;
+  virtual void resetChip(int chip) = 0;
+
+  // True on a thread that is running queue work (a kernel block or a host function).
+  virtual bool onEngineThread() const = 0;
+  // Threads executing work for `chip`.
+  virtual int workerCount(int chip) const = 0;
+};
+
+// Configuration of the embedded emulator, parsed from the environment by the runtime.
+struct EmuConfig {
+  int chips = 8;
+  std::size_t backingBudgetBytes = 0;  // 0: default (half of the host's physical memory)
+  int workerThreads = 0;               // 0: one per host core
+};
+
+std::unique_ptr<Driver> createEmulator(const EmuConfig& config, Status* status);
+
+}  // namespace h20::driver

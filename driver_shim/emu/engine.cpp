@@ -1,0 +1,495 @@
+// engine.cpp - queues, workers and parallel kernel execution (see engine.hpp).
+#include "emu/engine.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <new>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define H20_CPU_RELAX() _mm_pause()
+#else
+#define H20_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace h20::emu {
+
+using driver::Command;
+using driver::QueueId;
+using driver::Seq;
+
+namespace {
+
+// How long idle workers and waiting host threads poll before they sleep. Long enough to catch
+// the next command of a launch/synchronise loop, short enough that idle costs nothing.
+constexpr auto kSpinTime = std::chrono::microseconds(50);
+// Commands a worker runs from one queue before letting other ready queues have a turn.
+constexpr int kBatch = 64;
+// Copies and fills at least this large are split over the workers.
+constexpr std::size_t kParallelCopyBytes = 4u << 20;
+constexpr std::size_t kCopyChunkBytes = 1u << 20;
+
+std::uint64_t nowNs() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+template <class Pred>
+bool spinUntil(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= deadline) return false;
+    H20_CPU_RELAX();
+  }
+}
+
+struct WorkerTls {
+  const Engine* engine = nullptr;
+  int index = -1;
+};
+thread_local WorkerTls tlsWorker;
+
+// Per-thread shared memory for kernel blocks, grown on demand and reused across blocks.
+struct SharedMemBuffer {
+  void* data = nullptr;
+  std::size_t size = 0;
+  ~SharedMemBuffer() { std::free(data); }
+  void* get(std::size_t bytes) {
+    if (bytes == 0) return nullptr;
+    if (bytes > size) {
+      std::free(data);
+      size = (bytes + 63) / 64 * 64;
+      data = std::aligned_alloc(64, size);
+      if (!data) {
+        size = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return data;
+  }
+};
+thread_local SharedMemBuffer tlsSharedMem;
+
+// Collects the first fault reported by any block of one launch.
+class KernelRun final : public driver::KernelFaultSink {
+ public:
+  void report(h20Error_t code, const char* message) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (faulted_.load(std::memory_order_relaxed)) return;
+    code_ = code == h20Success ? h20ErrorLaunchFailure : code;
+    message_ = message ? message : "";
+    faulted_.store(true, std::memory_order_release);
+  }
+  bool faulted() const { return faulted_.load(std::memory_order_acquire); }
+  h20Error_t code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::mutex mu_;
+  std::atomic<bool> faulted_{false};
+  h20Error_t code_ = h20Success;
+  std::string message_;
+};
+
+}  // namespace
+
+struct Engine::Queue {
+  QueueId id = 0;
+  int chip = 0;
+  int level = 0;  // index into ready_
+
+  std::mutex mu;
+  std::condition_variable hostCv;
+  int hostWaiters = 0;
+  std::deque<Entry> pending;
+  // Queues parked on a Wait for this queue: resumed once completed >= the sequence number.
+  std::vector<std::pair<Seq, std::shared_ptr<Queue>>> dependents;
+  Seq lastSeq = 0;
+  bool scheduled = false;
+  bool destroyed = false;
+
+  std::atomic<Seq> submitted{0};
+  std::atomic<Seq> completed{0};
+};
+
+// A parallel loop that idle workers help with. Lives on its runner's stack.
+struct Engine::Job {
+  const std::function<void(std::uint64_t, std::uint64_t, int)>* body = nullptr;
+  std::uint64_t total = 0;
+  std::uint64_t chunk = 1;
+  std::atomic<std::uint64_t> next{0};
+  std::atomic<int> helpers{0};
+  std::mutex mu;
+  std::condition_variable cv;
+
+  bool open() const { return next.load(std::memory_order_relaxed) < total; }
+  void claimLoop(int worker) {
+    for (;;) {
+      const std::uint64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (begin >= total) return;
+      (*body)(begin, std::min(begin + chunk, total), worker);
+    }
+  }
+};
+
+Engine::Engine(int workers, FaultRegistry* faults)
+    : faults_(faults), ready_(kPriorityLowest - kPriorityHighest + 1) {
+  workers = std::max(1, workers);
+  threads_.reserve(static_cast<std::size_t>(workers));
+  for (int i = 0; i < workers; ++i)
+    threads_.emplace_back([this, i] { workerMain(i); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    t.join();
+}
+
+bool Engine::onWorkerThread() const {
+  return tlsWorker.engine == this;
+}
+
+QueueId Engine::createQueue(int chip, int priority) {
+  auto q = std::make_shared<Queue>();
+  q->id = nextQueueId_.fetch_add(1);
+  q->chip = chip;
+  q->level = std::clamp(priority, kPriorityHighest, kPriorityLowest) - kPriorityHighest;
+  std::unique_lock<std::shared_mutex> lock(mapMu_);
+  queues_.emplace(q->id, q);
+  return q->id;
+}
+
+std::shared_ptr<Engine::Queue> Engine::find(QueueId id) const {
+  std::shared_lock<std::shared_mutex> lock(mapMu_);
+  auto it = queues_.find(id);
+  return it == queues_.end() ? nullptr : it->second;
+}
+
+void Engine::destroyQueue(QueueId id) {
+  auto q = find(id);
+  if (!q) return;
+  bool idle;
+  {
+    std::lock_guard<std::mutex> lock(q->mu);
+    q->destroyed = true;
+    idle = !q->scheduled && q->pending.empty();
+  }
+  // A busy queue is removed by the worker that drains it. Until then its id stays queryable; once
+  // removed, an unknown id reads as "everything completed", which is then true.
+  if (idle) {
+    std::unique_lock<std::shared_mutex> lock(mapMu_);
+    queues_.erase(id);
+  }
+}
+
+Seq Engine::submit(QueueId id, Command command) {
+  auto q = find(id);
+  if (!q) return 0;
+  bool wake;
+  Seq seq;
+  {
+    std::lock_guard<std::mutex> lock(q->mu);
+    seq = ++q->lastSeq;
+    q->pending.push_back(Entry{seq, std::move(command)});
+    q->submitted.store(seq, std::memory_order_release);
+    wake = !q->scheduled;
+    q->scheduled = true;
+  }
+  if (wake) schedule(std::move(q));
+  return seq;
+}
+
+Seq Engine::completed(QueueId id) const {
+  auto q = find(id);
+  return q ? q->completed.load(std::memory_order_acquire) : ~Seq{0};
+}
+
+Seq Engine::submitted(QueueId id) const {
+  auto q = find(id);
+  return q ? q->submitted.load(std::memory_order_acquire) : 0;
+}
+
+void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
+  auto q = find(id);
+  if (!q) return;
+  auto done = [&] { return q->completed.load(std::memory_order_acquire) >= seq; };
+  if (done()) return;
+  if (spinFirst && spinUntil(done)) return;
+  std::unique_lock<std::mutex> lock(q->mu);
+  ++q->hostWaiters;
+  q->hostCv.wait(lock, done);
+  --q->hostWaiters;
+}
+
+void Engine::schedule(std::shared_ptr<Queue> queue) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_[static_cast<std::size_t>(queue->level)].push_back(std::move(queue));
+    workHint_.fetch_add(1, std::memory_order_release);
+    wake = sleeping_ > 0 && spinning_ == 0;
+  }
+  if (wake) cv_.notify_one();
+}
+
+bool Engine::spinForWork() {
+  return spinUntil([this] { return workHint_.load(std::memory_order_acquire) > 0; });
+}
+
+void Engine::workerMain(int index) {
+  tlsWorker.engine = this;
+  tlsWorker.index = index;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    // Helping an open kernel first finishes launches sooner, which is what streams wait on.
+    auto job = std::find_if(jobs_.begin(), jobs_.end(), [](Job* j) { return j->open(); });
+    if (job != jobs_.end()) {
+      Job* j = *job;
+      j->helpers.fetch_add(1, std::memory_order_relaxed);
+      lock.unlock();
+      help(j);
+      lock.lock();
+      continue;
+    }
+    std::shared_ptr<Queue> queue;
+    for (auto& level : ready_) {
+      if (!level.empty()) {
+        queue = std::move(level.front());
+        level.pop_front();
+        workHint_.fetch_sub(1, std::memory_order_relaxed);
+        break;
+      }
+    }
+    if (queue) {
+      lock.unlock();
+      runQueue(queue);
+      queue.reset();
+      lock.lock();
+      continue;
+    }
+    if (stop_) return;
+    ++spinning_;
+    lock.unlock();
+    const bool found = spinForWork();
+    lock.lock();
+    --spinning_;
+    if (found) continue;
+    ++sleeping_;
+    cv_.wait(lock, [this] { return stop_ || workHint_.load(std::memory_order_relaxed) > 0; });
+    --sleeping_;
+  }
+}
+
+void Engine::help(Job* job) {
+  job->claimLoop(tlsWorker.index);
+  std::lock_guard<std::mutex> lock(job->mu);
+  if (job->helpers.fetch_sub(1, std::memory_order_acq_rel) == 1) job->cv.notify_one();
+}
+
+void Engine::parallelFor(std::uint64_t total, std::uint64_t chunk,
+                         const std::function<void(std::uint64_t, std::uint64_t, int)>& body) {
+  const int self = tlsWorker.index;
+  if (total <= chunk || threads_.size() == 1) {
+    body(0, total, self);
+    return;
+  }
+  Job job;
+  job.body = &body;
+  job.total = total;
+  job.chunk = chunk;
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(&job);
+    workHint_.fetch_add(1, std::memory_order_release);
+    wake = sleeping_ > 0;
+  }
+  if (wake) cv_.notify_all();
+  job.claimLoop(self);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.erase(std::find(jobs_.begin(), jobs_.end(), &job));
+    workHint_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // Every chunk is claimed; wait for helpers still running theirs. Taking job.mu at the end
+  // guarantees the last helper has left the job before it goes out of scope.
+  spinUntil([&] { return job.helpers.load(std::memory_order_acquire) == 0; });
+  std::unique_lock<std::mutex> lock(job.mu);
+  job.cv.wait(lock, [&] { return job.helpers.load(std::memory_order_acquire) == 0; });
+}
+
+void Engine::runQueue(const std::shared_ptr<Queue>& q) {
+  for (int n = 0;; ++n) {
+    Entry* entry;
+    {
+      std::unique_lock<std::mutex> lock(q->mu);
+      if (q->pending.empty()) {
+        q->scheduled = false;
+        const bool remove = q->destroyed;
+        lock.unlock();
+        if (remove) {
+          std::unique_lock<std::shared_mutex> mapLock(mapMu_);
+          queues_.erase(q->id);
+        }
+        return;
+      }
+      if (n == kBatch) {
+        lock.unlock();
+        schedule(q);  // stays scheduled; other ready queues get a turn first
+        return;
+      }
+      // deque::push_back keeps references to existing elements valid, and only this worker
+      // pops, so the front entry stays put while it runs without the lock.
+      entry = &q->pending.front();
+    }
+
+    if (auto* w = std::get_if<driver::WaitCommand>(&entry->command)) {
+      auto target = w->queue == q->id ? nullptr : find(w->queue);
+      if (target) {
+        std::lock_guard<std::mutex> lock(target->mu);
+        if (target->completed.load(std::memory_order_relaxed) < w->seq) {
+          target->dependents.emplace_back(w->seq, q);
+          return;  // parked: resumed by the target's completion
+        }
+      }
+    } else {
+      execute(entry->command, q->chip);
+    }
+
+    std::vector<std::shared_ptr<Queue>> resumed;
+    {
+      std::lock_guard<std::mutex> lock(q->mu);
+      const Seq seq = entry->seq;
+      q->pending.pop_front();
+      q->completed.store(seq, std::memory_order_release);
+      if (q->hostWaiters > 0) q->hostCv.notify_all();
+      auto& deps = q->dependents;
+      for (auto it = deps.begin(); it != deps.end();) {
+        if (it->first <= seq) {
+          resumed.push_back(std::move(it->second));
+          it = deps.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& r : resumed)
+      schedule(std::move(r));
+  }
+}
+
+void Engine::execute(Command& command, int chip) {
+  // After a fault the chip's work is skipped (but still completes) until the chip is reset.
+  const bool skip = faults_->faulted(chip);
+  std::visit(
+      [&](auto& c) {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, driver::MarkerCommand>) {
+          if (c.timestampNs) *c.timestampNs = nowNs();
+        } else if constexpr (std::is_same_v<T, driver::WaitCommand>) {
+          // handled by runQueue
+        } else if (skip) {
+          return;
+        } else if constexpr (std::is_same_v<T, driver::KernelCommand>) {
+          runKernel(c, chip);
+        } else if constexpr (std::is_same_v<T, driver::CopyCommand>) {
+          auto* dst = static_cast<unsigned char*>(c.dst);
+          auto* src = static_cast<const unsigned char*>(c.src);
+          if (c.bytes < kParallelCopyBytes) {
+            std::memcpy(dst, src, c.bytes);
+          } else {
+            parallelFor((c.bytes + kCopyChunkBytes - 1) / kCopyChunkBytes, 1,
+                        [&](std::uint64_t b, std::uint64_t e, int) {
+                          const std::size_t off = b * kCopyChunkBytes;
+                          const std::size_t end =
+                              std::min<std::size_t>(e * kCopyChunkBytes, c.bytes);
+                          std::memcpy(dst + off, src + off, end - off);
+                        });
+          }
+          c.keepAlive.reset();
+        } else if constexpr (std::is_same_v<T, driver::FillCommand>) {
+          auto* dst = static_cast<unsigned char*>(c.dst);
+          if (c.bytes < kParallelCopyBytes) {
+            std::memset(dst, c.value, c.bytes);
+          } else {
+            parallelFor((c.bytes + kCopyChunkBytes - 1) / kCopyChunkBytes, 1,
+                        [&](std::uint64_t b, std::uint64_t e, int) {
+                          const std::size_t off = b * kCopyChunkBytes;
+                          const std::size_t end =
+                              std::min<std::size_t>(e * kCopyChunkBytes, c.bytes);
+                          std::memset(dst + off, c.value, end - off);
+                        });
+          }
+        } else if constexpr (std::is_same_v<T, driver::HostCommand>) {
+          try {
+            c.fn();
+          } catch (const std::exception& e) {
+            faults_->raise(chip, {h20ErrorLaunchFailure,
+                                  fmt::format("host function threw an exception: {}", e.what())});
+          } catch (...) {
+            faults_->raise(chip, {h20ErrorLaunchFailure, "host function threw an exception"});
+          }
+        }
+      },
+      command);
+}
+
+void Engine::runKernel(const driver::KernelCommand& k, int chip) {
+  KernelRun run;
+  const std::uint64_t gx = k.grid.x, gy = k.grid.y;
+  const std::uint64_t total = gx * gy * k.grid.z;
+  // Enough chunks for load balance across workers, few enough to keep the claim traffic low.
+  const std::uint64_t chunk =
+      std::max<std::uint64_t>(1, total / (static_cast<std::uint64_t>(threads_.size()) * 16));
+  const std::function<void(std::uint64_t, std::uint64_t, int)> body =
+      [&](std::uint64_t begin, std::uint64_t end, int worker) {
+        h20KernelContext ctx{};
+        ctx.gridDim = k.grid;
+        ctx.blockDim = k.block;
+        ctx.device = k.device;
+        ctx.workerIndex = worker;
+        ctx.internal = static_cast<driver::KernelFaultSink*>(&run);
+        ctx.sharedMemBytes = k.sharedMemBytes;
+        try {
+          ctx.sharedMem = tlsSharedMem.get(k.sharedMemBytes);
+        } catch (const std::bad_alloc&) {
+          run.report(h20ErrorLaunchFailure, "out of host memory for the block's shared memory");
+          return;
+        }
+        for (std::uint64_t b = begin; b < end; ++b) {
+          if (run.faulted()) return;  // the launch failed: its remaining blocks are not run
+          ctx.blockIdx.x = static_cast<unsigned>(b % gx);
+          ctx.blockIdx.y = static_cast<unsigned>((b / gx) % gy);
+          ctx.blockIdx.z = static_cast<unsigned>(b / (gx * gy));
+          try {
+            k.fn(&ctx, k.args.empty() ? nullptr : k.args.data());
+          } catch (const std::exception& e) {
+            run.report(h20ErrorLaunchFailure,
+                       fmt::format("kernel threw an exception: {}", e.what()).c_str());
+          } catch (...) {
+            run.report(h20ErrorLaunchFailure, "kernel threw an exception");
+          }
+        }
+      };
+  parallelFor(total, chunk, body);
+  if (run.faulted()) {
+    faults_->raise(chip, {run.code(), fmt::format("kernel {} (launch #{} on stream {:#x} of device "
+                                                  "{}) failed: {}",
+                                                  reinterpret_cast<const void*>(k.fn), k.launchId,
+                                                  k.streamTag, k.device, run.message())});
+  }
+}
+
+}  // namespace h20::emu

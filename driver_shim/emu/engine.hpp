@@ -1,0 +1,102 @@
+// engine.hpp - the emulator's execution engine: in-order queues served by a pool of host workers.
+//
+// Each queue is an in-order list of commands. A queue with work is "scheduled": it sits in the
+// ready list (ordered by priority), is being run by exactly one worker, or is parked on a Wait
+// command until the queue it waits for completes the awaited sequence number. Any number of queues
+// of any number of chips run concurrently, one worker each. A kernel's blocks (and large copies)
+// are split into chunks that idle workers help to run, so one launch can use every core.
+//
+// Workers spin briefly when they run out of work (a submit shortly after finds a worker awake,
+// avoiding a wake-up system call) and then sleep: an idle process uses no CPU. Host threads that
+// wait for a queue spin briefly too, then sleep on the queue's condition variable.
+//
+// The engine owns threads and queues; it does not know about memory, properties or the runtime.
+// Faults are reported to a FaultRegistry owned by the emulator. Thread-safe.
+#pragma once
+
+#include "driver.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace h20::emu {
+
+// The emulator's record of chip faults, consulted and updated by the engine.
+class FaultRegistry {
+ public:
+  virtual bool faulted(int chip) const = 0;
+  virtual void raise(int chip, driver::Fault fault) = 0;
+
+ protected:
+  ~FaultRegistry() = default;
+};
+
+class Engine {
+ public:
+  // Stream priorities are clamped to [kPriorityHighest, kPriorityLowest].
+  static constexpr int kPriorityLowest = 0;
+  static constexpr int kPriorityHighest = -5;
+
+  Engine(int workers, FaultRegistry* faults);
+  ~Engine();  // joins the workers; queues must have drained (the runtime synchronises first)
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  driver::QueueId createQueue(int chip, int priority);
+  void destroyQueue(driver::QueueId id);
+  driver::Seq submit(driver::QueueId id, driver::Command command);
+  driver::Seq completed(driver::QueueId id) const;
+  driver::Seq submitted(driver::QueueId id) const;
+  void wait(driver::QueueId id, driver::Seq seq, bool spinFirst);
+
+  int workers() const { return static_cast<int>(threads_.size()); }
+  // True on this engine's worker threads.
+  bool onWorkerThread() const;
+
+ private:
+  struct Queue;
+  struct Job;
+  struct Entry {
+    driver::Seq seq;
+    driver::Command command;
+  };
+
+  std::shared_ptr<Queue> find(driver::QueueId id) const;
+  void schedule(std::shared_ptr<Queue> queue);
+  void workerMain(int index);
+  void runQueue(const std::shared_ptr<Queue>& queue);
+  void execute(driver::Command& command, int chip);
+  void runKernel(const driver::KernelCommand& kernel, int chip);
+  // Runs body over [0, total) in chunks, on this worker and on idle helpers.
+  void parallelFor(std::uint64_t total, std::uint64_t chunk,
+                   const std::function<void(std::uint64_t, std::uint64_t, int)>& body);
+  void help(Job* job);
+  bool spinForWork();
+
+  FaultRegistry* faults_;
+  std::vector<std::thread> threads_;
+
+  mutable std::shared_mutex mapMu_;
+  std::unordered_map<driver::QueueId, std::shared_ptr<Queue>> queues_;
+  std::atomic<driver::QueueId> nextQueueId_{1};
+
+  // Guards the ready lists, the job board and the sleep/stop state.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::deque<std::shared_ptr<Queue>>> ready_;  // index 0 = highest priority
+  std::vector<Job*> jobs_;
+  std::atomic<int> workHint_{0};  // ready queues + open jobs; read without the lock by spinners
+  int sleeping_ = 0;
+  int spinning_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace h20::emu

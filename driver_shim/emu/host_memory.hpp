@@ -1,0 +1,30 @@
+// host_memory.hpp - pinned host memory placement for the emulated chips (libnuma).
+//
+// Owns the question "which host NUMA node is this chip attached to" and the allocation of host
+// buffers on that node. Where the host has no NUMA support (or a single node) everything works
+// and the node is reported honestly (-1 without NUMA support).
+#pragma once
+
+#include <cstddef>
+
+namespace h20::emu {
+
+class HostMemory {
+ public:
+  HostMemory();
+  // NUMA nodes of the host (1 when NUMA is unsupported), and whether libnuma works here.
+  int nodeCount() const { return nodes_; }
+  bool numaAvailable() const { return numa_; }
+  // The node chip `chip` of `chipCount` is attached to: the chips are spread evenly over the
+  // host's nodes in order, as on a two-socket 8-GPU server. -1 without NUMA support.
+  int nodeOfChip(int chip, int chipCount) const;
+  // Page-aligned, zero-filled memory on `node` (any node for -1). nullptr on failure.
+  void* allocate(std::size_t bytes, int node) const;
+  void release(void* ptr, std::size_t bytes) const;
+
+ private:
+  bool numa_ = false;
+  int nodes_ = 1;
+};
+
+}  // namespace h20::emu

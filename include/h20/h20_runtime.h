@@ -1,0 +1,352 @@
+/*
+ * h20_runtime.h - the H20 runtime C API.
+ *
+ * The public surface of libh20rt: devices, memory, streams, events and kernel launch for the H20
+ * inference accelerator, with the names and semantics of the CUDA runtime API under the prefix
+ * `h20`. Where CUDA documents a behaviour, that behaviour is the specification; where CUDA leaves
+ * it undefined, the runtime picks the safe, detectable behaviour documented here.
+ *
+ * Conventions for every function below:
+ *  - Thread-safety: every function may be called from any host thread concurrently.
+ *  - Errors: a function returns h20Success or an error code. A synchronous error (bad argument,
+ *    bad handle) is also stored as the calling thread's last error (h20GetLastError) together
+ *    with a message naming the argument and its value (h20GetLastErrorMessage). h20ErrorNotReady
+ *    is a status, not an error, and is never stored.
+ *  - Faults during execution (a kernel reporting failure) are sticky for the device they happened
+ *    on: they are reported as h20ErrorLaunchFailure by the next synchronisation and by every later
+ *    call that submits work to that device, until h20DeviceReset. Other devices are unaffected.
+ *  - Calls made from inside a host function (h20LaunchHostFunc) or a kernel return
+ *    h20ErrorNotPermitted, except the error-query functions and h20KernelReportFault.
+ *
+ * This header is C11-clean and compiles as C and C++. It includes no third-party headers.
+ */
+#ifndef H20_RUNTIME_H_
+#define H20_RUNTIME_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define H20_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define H20_API __attribute__((visibility("default")))
+#else
+#define H20_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions
+ * ------------------------------------------------------------------------------------------- */
+
+#define H20_VERSION_MAJOR 0
+#define H20_VERSION_MINOR 1
+#define H20_VERSION_PATCH 0
+/* Encoded like CUDART_VERSION: 1000 * major + 10 * minor + patch. */
+#define H20_RUNTIME_VERSION (1000 * H20_VERSION_MAJOR + 10 * H20_VERSION_MINOR + H20_VERSION_PATCH)
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors (values follow cudaError_t where CUDA has the same error)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum h20Error {
+  h20Success = 0,
+  h20ErrorInvalidValue = 1,        /* an argument is out of range or NULL                    */
+  h20ErrorMemoryAllocation = 2,    /* device or host memory (or the backing budget) exhausted */
+  h20ErrorInitializationError = 3, /* the runtime could not initialise (bad configuration)    */
+  h20ErrorRuntimeUnloading = 4,    /* called after the runtime has shut down                  */
+  h20ErrorDeviceUnavailable = 46,  /* the device exists but cannot be used now                */
+  h20ErrorNoDevice = 100,          /* no device is visible                                     */
+  h20ErrorInvalidDevice = 101,     /* a device ordinal is out of range                        */
+  h20ErrorPeerAccessUnsupported = 217, /* no link between the two devices                        */
+  h20ErrorInvalidResourceHandle = 400, /* a stream or event handle is invalid or destroyed       */
+  h20ErrorNotReady = 600,              /* asynchronous work has not completed yet (a status)     */
+  h20ErrorIllegalAddress = 700, /* a kernel touched memory it may not                       */
+  h20ErrorPeerAccessAlreadyEnabled = 704,
+  h20ErrorPeerAccessNotEnabled = 705,
+  h20ErrorHostMemoryAlreadyRegistered = 712,
+  h20ErrorHostMemoryNotRegistered = 713,
+  h20ErrorLaunchFailure = 719, /* a kernel reported a fault during execution              */
+  h20ErrorNotPermitted = 800,  /* the call is not allowed here (e.g. inside a host function) */
+  h20ErrorNotSupported = 801,  /* the operation is not supported by this device or build  */
+  h20ErrorUnknown = 999
+} h20Error;
+typedef h20Error h20Error_t;
+
+/* Name of the enumerator ("h20ErrorInvalidValue"); "unrecognized error code" for others. Never
+ * NULL; the string is static. */
+H20_API const char* h20GetErrorName(h20Error_t error);
+/* Fixed description of the code; never NULL; static. */
+H20_API const char* h20GetErrorString(h20Error_t error);
+/* Returns the calling thread's last error and resets it to h20Success. */
+H20_API h20Error_t h20GetLastError(void);
+/* Returns the calling thread's last error without resetting it. */
+H20_API h20Error_t h20PeekAtLastError(void);
+/* H20 extension: the detailed message of the calling thread's most recent error, naming the call,
+ * the argument and its value (e.g. "h20Memcpy: count 4096 exceeds the 1024 bytes remaining in
+ * allocation 0x... (4096 bytes) at offset 3072"). "" when no error has been recorded. The string
+ * is owned by the thread and valid until its next h20 call. Not reset by h20GetLastError. */
+H20_API const char* h20GetLastErrorMessage(void);
+
+/* Version of this runtime library (H20_RUNTIME_VERSION when header and library match). */
+H20_API h20Error_t h20RuntimeGetVersion(int* runtimeVersion);
+/* Version of the driver beneath the runtime (the embedded emulator's version). */
+H20_API h20Error_t h20DriverGetVersion(int* driverVersion);
+
+/* Element types of tensors passed to SDK libraries (kernels, collectives). */
+typedef enum h20DataType {
+  H20_R_32F = 0,  /* IEEE binary32                     */
+  H20_R_16BF = 1, /* bfloat16 (upper half of binary32) */
+  H20_R_16F = 2   /* IEEE binary16                     */
+} h20DataType;
+
+/* ---------------------------------------------------------------------------------------------
+ * Devices
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct h20Dim3 {
+  unsigned int x, y, z;
+} h20Dim3;
+
+typedef struct h20DeviceProp {
+  char name[256];                /* "H20 (emulated)"                                          */
+  size_t totalGlobalMem;         /* bytes of device memory                                    */
+  size_t sharedMemPerBlock;      /* default per-block shared memory limit (bytes)             */
+  size_t sharedMemPerBlockOptin; /* largest sharedMemBytes accepted by h20LaunchKernel        */
+  int warpSize;
+  int maxThreadsPerBlock;
+  int maxThreadsDim[3];
+  int maxGridSize[3];
+  int clockRate;       /* kHz                                                        */
+  int memoryClockRate; /* kHz                                                        */
+  int memoryBusWidth;  /* bits                                                       */
+  int major, minor;    /* compute capability of the modelled chip                   */
+  int multiProcessorCount;
+  int l2CacheSize;      /* bytes                                                      */
+  int asyncEngineCount; /* copy engines                                              */
+  int concurrentKernels;
+  int unifiedAddressing;
+  int canMapHostMemory;
+  int integrated;
+  int pciDomainID, pciBusID, pciDeviceID;
+  char pciBusId[32];        /* "0000:18:00.0"                                             */
+  int numaNode;             /* host NUMA node the chip is attached to; -1 if unknown    */
+  double memoryBandwidth;   /* bytes/s of device memory (H20 extension)                  */
+  double peakBf16Flops;     /* dense BF16 FLOP/s (H20 extension)                          */
+  double hostLinkBandwidth; /* bytes/s of the host link, per direction (H20 extension)   */
+  int streamPriorityLowest; /* as h20DeviceGetStreamPriorityRange                          */
+  int streamPriorityHighest;
+  int emulated;          /* 1 on the software-emulated device                          */
+  int hostWorkerThreads; /* emulator: host threads that run this chip's engines        */
+  int reserved[32];
+} h20DeviceProp;
+
+/* Number of visible devices. Returns h20ErrorNoDevice (and *count = 0) when none is visible,
+ * h20ErrorInitializationError when the configuration (environment) is invalid. */
+H20_API h20Error_t h20GetDeviceCount(int* count);
+/* Sets the calling host thread's current device (default 0). Does not create streams. */
+H20_API h20Error_t h20SetDevice(int device);
+H20_API h20Error_t h20GetDevice(int* device);
+H20_API h20Error_t h20GetDeviceProperties(h20DeviceProp* prop, int device);
+/* Blocks until all work on every stream of the current device has completed. Reports the
+ * device's sticky fault, if any. Releases unused memory of the stream-ordered pool. */
+H20_API h20Error_t h20DeviceSynchronize(void);
+/* Waits for the current device's pending work, then destroys every allocation, stream and event
+ * of that device (their handles become invalid) and clears its fault state. */
+H20_API h20Error_t h20DeviceReset(void);
+/* Free and total device memory of the current device, in bytes. */
+H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes);
+/* Stream priorities: numerically lower is higher priority, as in CUDA. */
+H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority);
+
+/* ---------------------------------------------------------------------------------------------
+ * Memory
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum h20MemcpyKind {
+  h20MemcpyHostToHost = 0,
+  h20MemcpyHostToDevice = 1,
+  h20MemcpyDeviceToHost = 2,
+  h20MemcpyDeviceToDevice = 3,
+  h20MemcpyDefault = 4 /* direction inferred from the pointers (unified addressing)           */
+} h20MemcpyKind;
+
+typedef enum h20MemoryType {
+  h20MemoryTypeUnregistered = 0, /* ordinary (pageable) host memory unknown to the runtime    */
+  h20MemoryTypeHost = 1,         /* pinned host memory (h20MallocHost, h20HostAlloc, registered) */
+  h20MemoryTypeDevice = 2,
+  h20MemoryTypeManaged = 3 /* reserved                                                   */
+} h20MemoryType;
+
+typedef struct h20PointerAttributes {
+  h20MemoryType type;
+  int device;          /* device of the allocation; for host memory the device current at alloc */
+  void* devicePointer; /* address usable by kernels, or NULL                                    */
+  void* hostPointer;   /* address usable by the host, or NULL                                   */
+} h20PointerAttributes;
+
+/* h20HostAlloc flags */
+#define h20HostAllocDefault 0x00u
+#define h20HostAllocPortable 0x01u
+#define h20HostAllocMapped 0x02u
+#define h20HostAllocWriteCombined 0x04u
+/* h20HostRegister flags */
+#define h20HostRegisterDefault 0x00u
+#define h20HostRegisterPortable 0x01u
+#define h20HostRegisterMapped 0x02u
+#define h20HostRegisterIoMemory 0x04u
+#define h20HostRegisterReadOnly 0x08u
+
+/* Allocates `size` bytes of device memory on the current device, aligned to 256 bytes.
+ * size 0 succeeds with *devPtr = NULL. Fails with h20ErrorMemoryAllocation when the device is
+ * full or the emulator's host backing budget is exhausted. */
+H20_API h20Error_t h20Malloc(void** devPtr, size_t size);
+/* Frees device memory (NULL is a no-op). Waits for the device's pending work first, as
+ * cudaFree does. A pointer that is not the start of a live allocation: h20ErrorInvalidValue. */
+H20_API h20Error_t h20Free(void* devPtr);
+/* Pinned host memory, placed on the current device's NUMA node where the host has NUMA. */
+H20_API h20Error_t h20MallocHost(void** ptr, size_t size);
+H20_API h20Error_t h20HostAlloc(void** pHost, size_t size, unsigned int flags);
+H20_API h20Error_t h20FreeHost(void* ptr);
+/* Page-locks an existing host range so it is treated as pinned memory. Overlapping an already
+ * registered range: h20ErrorHostMemoryAlreadyRegistered. */
+H20_API h20Error_t h20HostRegister(void* ptr, size_t size, unsigned int flags);
+H20_API h20Error_t h20HostUnregister(void* ptr);
+/* Device pointer of mapped pinned memory (identical to the host pointer under unified
+ * addressing). flags must be 0. */
+H20_API h20Error_t h20HostGetDevicePointer(void** pDevice, void* pHost, unsigned int flags);
+H20_API h20Error_t h20PointerGetAttributes(h20PointerAttributes* attributes, const void* ptr);
+
+typedef struct h20Stream_st* h20Stream_t;
+
+/* Copies. Every device-side and pinned range is checked against the live allocation it points
+ * into; a range past its end, into freed memory or across two allocations fails with
+ * h20ErrorInvalidValue and copies nothing. Host/device synchronisation follows CUDA:
+ *  - h20Memcpy: host<->device copies return when the copy is done; device->device copies are
+ *    enqueued on the legacy default stream and return at once.
+ *  - h20MemcpyAsync: with pinned memory fully asynchronous; from pageable memory the source is
+ *    staged before the call returns; to pageable memory the call returns when the copy is done. */
+H20_API h20Error_t h20Memcpy(void* dst, const void* src, size_t count, h20MemcpyKind kind);
+H20_API h20Error_t h20MemcpyAsync(void* dst, const void* src, size_t count, h20MemcpyKind kind,
+                                  h20Stream_t stream);
+/* Fills device memory with the byte `value`. h20Memset is asynchronous with respect to the host
+ * (legacy default stream), as cudaMemset is for device memory. */
+H20_API h20Error_t h20Memset(void* devPtr, int value, size_t count);
+H20_API h20Error_t h20MemsetAsync(void* devPtr, int value, size_t count, h20Stream_t stream);
+
+/* Stream-ordered allocation from the device's memory pool. The pointer may be used by work
+ * enqueued after this call on `stream` (or ordered after it); memory freed with h20FreeAsync is
+ * reused by later h20MallocAsync calls once the free has executed, or at once on the same
+ * stream. Unused pool memory is returned at h20DeviceSynchronize. */
+H20_API h20Error_t h20MallocAsync(void** devPtr, size_t size, h20Stream_t stream);
+H20_API h20Error_t h20FreeAsync(void* devPtr, h20Stream_t stream);
+
+/* ---------------------------------------------------------------------------------------------
+ * Streams
+ * ------------------------------------------------------------------------------------------- */
+
+/* Stream handles with special meaning (values as in CUDA). NULL is the legacy default stream. */
+#define h20StreamLegacy ((h20Stream_t)0x1)
+#define h20StreamPerThread ((h20Stream_t)0x2)
+
+#define h20StreamDefault 0x00u
+#define h20StreamNonBlocking 0x01u /* does not synchronise with the legacy default stream       */
+
+/* Creates a stream on the current device. Work on a stream runs in order; work on different
+ * streams and devices runs concurrently. */
+H20_API h20Error_t h20StreamCreate(h20Stream_t* stream);
+H20_API h20Error_t h20StreamCreateWithFlags(h20Stream_t* stream, unsigned int flags);
+/* Priority outside the device's range is clamped to it, as in CUDA. */
+H20_API h20Error_t h20StreamCreateWithPriority(h20Stream_t* stream, unsigned int flags,
+                                               int priority);
+H20_API h20Error_t h20StreamGetPriority(h20Stream_t stream, int* priority);
+H20_API h20Error_t h20StreamGetFlags(h20Stream_t stream, unsigned int* flags);
+/* Returns at once; work already enqueued still completes. The handle is invalid afterwards. */
+H20_API h20Error_t h20StreamDestroy(h20Stream_t stream);
+H20_API h20Error_t h20StreamSynchronize(h20Stream_t stream);
+/* h20Success if all work enqueued so far has completed, h20ErrorNotReady otherwise. */
+H20_API h20Error_t h20StreamQuery(h20Stream_t stream);
+
+typedef struct h20Event_st* h20Event_t;
+
+/* Makes all later work on `stream` wait until the work captured by the event's most recent
+ * h20EventRecord completes. flags must be 0. An event never recorded is a no-op. */
+H20_API h20Error_t h20StreamWaitEvent(h20Stream_t stream, h20Event_t event, unsigned int flags);
+
+typedef void (*h20HostFn_t)(void* userData);
+/* Enqueues a host function: it runs on an emulator thread after the stream's prior work, and the
+ * stream's later work waits for it. It must not call the h20 API (calls return
+ * h20ErrorNotPermitted). */
+H20_API h20Error_t h20LaunchHostFunc(h20Stream_t stream, h20HostFn_t fn, void* userData);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events
+ * ------------------------------------------------------------------------------------------- */
+
+#define h20EventDefault 0x00u
+#define h20EventBlockingSync 0x01u  /* h20EventSynchronize sleeps instead of spinning first     */
+#define h20EventDisableTiming 0x02u /* no timestamp: cheaper; h20EventElapsedTime refuses it */
+#define h20EventInterprocess 0x04u  /* not supported on the embedded device                      */
+
+H20_API h20Error_t h20EventCreate(h20Event_t* event);
+H20_API h20Error_t h20EventCreateWithFlags(h20Event_t* event, unsigned int flags);
+/* Captures the work enqueued so far on `stream` (which must belong to the event's device or to
+ * any device for NULL/per-thread); re-recording replaces the previous capture. */
+H20_API h20Error_t h20EventRecord(h20Event_t event, h20Stream_t stream);
+/* h20Success if the captured work has completed (or the event was never recorded),
+ * h20ErrorNotReady otherwise. */
+H20_API h20Error_t h20EventQuery(h20Event_t event);
+H20_API h20Error_t h20EventSynchronize(h20Event_t event);
+/* Milliseconds between two completed events (resolution about 1 microsecond). Either event not
+ * recorded or created with h20EventDisableTiming: h20ErrorInvalidResourceHandle; either not yet
+ * completed: h20ErrorNotReady. */
+H20_API h20Error_t h20EventElapsedTime(float* ms, h20Event_t start, h20Event_t end);
+/* Returns at once; a pending capture still completes. */
+H20_API h20Error_t h20EventDestroy(h20Event_t event);
+
+/* ---------------------------------------------------------------------------------------------
+ * Kernels
+ *
+ * A kernel on the emulated device is a C function run once per block of the grid, possibly on
+ * several host threads at once. Within one block the function does the work of all blockDim
+ * threads (vectorised). Blocks of one launch must not depend on each other's progress.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct h20KernelContext {
+  h20Dim3 blockIdx;
+  h20Dim3 gridDim;
+  h20Dim3 blockDim;
+  void* sharedMem; /* this block's shared memory (64-byte aligned), or NULL if none      */
+  size_t sharedMemBytes;
+  int device;      /* ordinal of the device running the kernel                           */
+  int workerIndex; /* index of the host worker thread running this block (0-based)       */
+  void* internal;  /* runtime-private; do not touch                                       */
+} h20KernelContext;
+
+typedef void (*h20KernelFn)(const h20KernelContext* ctx, const void* args);
+
+/* Largest argsBytes accepted by h20LaunchKernel. */
+#define H20_MAX_KERNEL_ARGS_BYTES 4096u
+
+/* Enqueues fn over `grid` blocks on `stream`. `args` (argsBytes bytes, may be NULL when 0) is
+ * copied before the call returns, so the caller may reuse it at once. Every dimension of grid and
+ * block must be >= 1, block.x*block.y*block.z <= maxThreadsPerBlock, grid within maxGridSize and
+ * sharedMemBytes <= sharedMemPerBlockOptin; otherwise h20ErrorInvalidValue. */
+H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, const void* args,
+                                   size_t argsBytes, size_t sharedMemBytes, h20Stream_t stream);
+
+/* Called by a kernel to report that it failed (code should be h20ErrorLaunchFailure or
+ * h20ErrorIllegalAddress). The first report of a launch wins; the device becomes faulted and the
+ * fault, with `message` and the launch it came from, is returned by the next synchronisation.
+ * The kernel should return promptly afterwards. Safe from any block. */
+H20_API void h20KernelReportFault(const h20KernelContext* ctx, h20Error_t code,
+                                  const char* message);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* H20_RUNTIME_H_ */

@@ -1,0 +1,23 @@
+// api_guard.cpp - the thread's last error and the error log (see api_guard.hpp).
+#include "capi/api_guard.hpp"
+
+#include "capi/thread_state.hpp"
+#include "core/log.hpp"
+
+namespace h20::capi {
+
+ThreadErrorState& threadErrors() {
+  thread_local ThreadErrorState state;
+  return state;
+}
+
+h20Error_t recordError(const char* api, h20Error_t code, const std::string& message) {
+  if (code == h20Success || code == h20ErrorNotReady) return code;
+  ThreadErrorState& state = threadErrors();
+  state.last = code;
+  state.message = fmt::format("{}: {}", api, message);
+  rt::log(rt::LogLevel::error, "{} ({})", state.message, h20GetErrorName(code));
+  return code;
+}
+
+}  // namespace h20::capi

@@ -1,0 +1,77 @@
+// launch_api.cpp - kernel launch, kernel fault reports and host functions.
+#include "capi/api_guard.hpp"
+
+#include <cstring>
+
+using h20::capi::guarded;
+using h20::rt::fail;
+using h20::rt::Runtime;
+
+extern "C" {
+
+H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, const void* args,
+                                   size_t argsBytes, size_t sharedMemBytes, h20Stream_t stream) {
+  return guarded("h20LaunchKernel", [&](Runtime& rt) {
+    auto s = rt.stream(stream);
+    auto& d = s->device();
+    const auto& p = d.props();
+    if (!fn) fail(h20ErrorInvalidValue, "fn is NULL");
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+        grid.x > static_cast<unsigned>(p.maxGridSize[0]) ||
+        grid.y > static_cast<unsigned>(p.maxGridSize[1]) ||
+        grid.z > static_cast<unsigned>(p.maxGridSize[2]))
+      fail(h20ErrorInvalidValue, "grid ({}, {}, {}) is outside [1, 1, 1]..[{}, {}, {}]", grid.x,
+           grid.y, grid.z, p.maxGridSize[0], p.maxGridSize[1], p.maxGridSize[2]);
+    const unsigned long long threads = static_cast<unsigned long long>(block.x) * block.y * block.z;
+    if (block.x == 0 || block.y == 0 || block.z == 0 ||
+        block.x > static_cast<unsigned>(p.maxThreadsDim[0]) ||
+        block.y > static_cast<unsigned>(p.maxThreadsDim[1]) ||
+        block.z > static_cast<unsigned>(p.maxThreadsDim[2]) ||
+        threads > static_cast<unsigned long long>(p.maxThreadsPerBlock))
+      fail(h20ErrorInvalidValue,
+           "block ({}, {}, {}) is invalid: each dimension >= 1, within ({}, {}, {}), and at most "
+           "{} threads in all",
+           block.x, block.y, block.z, p.maxThreadsDim[0], p.maxThreadsDim[1], p.maxThreadsDim[2],
+           p.maxThreadsPerBlock);
+    if (sharedMemBytes > p.sharedMemPerBlockOptin)
+      fail(h20ErrorInvalidValue, "sharedMemBytes {} exceeds the per-block limit of {} bytes",
+           sharedMemBytes, p.sharedMemPerBlockOptin);
+    if (argsBytes > H20_MAX_KERNEL_ARGS_BYTES)
+      fail(h20ErrorInvalidValue, "argsBytes {} exceeds H20_MAX_KERNEL_ARGS_BYTES ({})", argsBytes,
+           H20_MAX_KERNEL_ARGS_BYTES);
+    if (argsBytes > 0 && !args)
+      fail(h20ErrorInvalidValue, "args is NULL but argsBytes is {}", argsBytes);
+
+    h20::driver::KernelCommand k;
+    k.fn = fn;
+    k.grid = grid;
+    k.block = block;
+    if (argsBytes) {
+      const auto* bytes = static_cast<const unsigned char*>(args);
+      k.args.assign(bytes, bytes + argsBytes);
+    }
+    k.sharedMemBytes = sharedMemBytes;
+    k.device = d.ordinal();
+    k.launchId = d.nextLaunchId();
+    k.streamTag = s->tag();
+    d.submit(*s, std::move(k));
+    return h20Success;
+  });
+}
+
+H20_API void h20KernelReportFault(const h20KernelContext* ctx, h20Error_t code,
+                                  const char* message) {
+  if (!ctx || !ctx->internal) return;
+  static_cast<h20::driver::KernelFaultSink*>(ctx->internal)->report(code, message);
+}
+
+H20_API h20Error_t h20LaunchHostFunc(h20Stream_t stream, h20HostFn_t fn, void* userData) {
+  return guarded("h20LaunchHostFunc", [&](Runtime& rt) {
+    auto s = rt.stream(stream);
+    if (!fn) fail(h20ErrorInvalidValue, "fn is NULL");
+    s->device().submit(*s, h20::driver::HostCommand{[fn, userData] { fn(userData); }});
+    return h20Success;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,92 @@
+// device.hpp - one visible device: its chip, properties, streams, submission and memory pool.
+//
+// The Device owns its legacy default stream and the stream-ordered memory pool, and knows every
+// live stream of the device (to synchronise them all and to apply the legacy stream's implicit
+// synchronisation). It does not own user streams, events or handles: the Runtime does.
+#pragma once
+
+#include "core/memory.hpp"
+#include "core/stream.hpp"
+#include "driver.hpp"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace h20::rt {
+
+class Runtime;
+
+class Device {
+ public:
+  Device(Runtime& runtime, driver::Driver& driver, int ordinal, int chip);
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  int ordinal() const { return ordinal_; }
+  int chip() const { return chip_; }
+  const h20DeviceProp& props() const { return props_; }
+  driver::Driver& driver() const { return driver_; }
+  Runtime& runtime() const { return runtime_; }
+  Stream& legacy() const { return *legacy_; }
+
+  std::shared_ptr<Stream> createStream(StreamKind kind, unsigned flags, int priority);
+  // The calling thread's per-thread default stream on this device, created on first use.
+  std::shared_ptr<Stream> perThreadStream();
+
+  // Enqueues `command` on `stream` after the implicit synchronisation CUDA defines between the
+  // legacy stream and blocking streams. Throws h20ErrorLaunchFailure if the device is faulted.
+  driver::Seq submit(Stream& stream, driver::Command command);
+  // Waits for all work of the device, including that of streams destroyed meanwhile.
+  void waitIdle();
+  // Throws the device's sticky fault as h20ErrorLaunchFailure (or its own code), if any.
+  void checkFault() const;
+  std::uint64_t nextLaunchId() { return launches_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  // Bumped by reset: per-thread streams from before are not used again.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  // Stream-ordered pool.
+  // *blockSize receives the bytes reserved (what the pool gets back at free).
+  void* poolAllocate(std::size_t bytes, Stream& stream, std::size_t* blockSize);
+  void poolFree(const Allocation& allocation, Stream& stream);
+  // Returns a block to the pool as immediately reusable (h20Free of pool memory, after a sync).
+  void poolRelease(const Allocation& allocation);
+  // Gives pool blocks whose frees have executed back to the device.
+  void poolTrim();
+
+  // Part of h20DeviceReset: drops the pool, clears the chip's fault, starts a new generation.
+  void resetState();
+
+ private:
+  friend class Stream;
+  void streamCreated(Stream* stream);
+  void streamDestroyed(Stream* stream);
+
+  Runtime& runtime_;
+  driver::Driver& driver_;
+  int ordinal_;
+  int chip_;
+  h20DeviceProp props_;
+  std::shared_ptr<Stream> legacy_;
+  std::atomic<std::uint64_t> launches_{0};
+  std::atomic<std::uint64_t> generation_{1};
+
+  // Guards streams_ and retired_, and orders submissions that need implicit synchronisation.
+  std::mutex mu_;
+  std::vector<Stream*> streams_;
+  std::vector<std::pair<driver::QueueId, driver::Seq>> retired_;
+
+  struct PoolBlock {
+    void* ptr;
+    std::size_t size;
+    driver::QueueId queue;  // the free's stream; 0 = reusable by anyone
+    driver::Seq seq;
+  };
+  std::mutex poolMu_;
+  std::multimap<std::size_t, PoolBlock> poolFree_;  // by size
+};
+
+}  // namespace h20::rt

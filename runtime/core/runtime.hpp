@@ -1,0 +1,117 @@
+// runtime.hpp - the one object that owns the driver, the visible devices, the handle tables and
+// the memory registry. Created on the first API call, destroyed at process exit.
+//
+// Handles given to users (h20Stream_t, h20Event_t) are ids, never pointers: a destroyed handle
+// is detected reliably (ids are not reused) and reported as h20ErrorInvalidResourceHandle.
+// The C API keeps CUDA's per-thread current device on top of this object.
+#pragma once
+
+#include "core/config.hpp"
+#include "core/device.hpp"
+#include "core/event.hpp"
+#include "core/memory.hpp"
+#include "core/stream.hpp"
+#include "driver.hpp"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace h20::rt {
+
+template <class T>
+class HandleTable {
+ public:
+  std::uintptr_t add(std::shared_ptr<T> object) {
+    const std::uintptr_t id = next_.fetch_add(16, std::memory_order_relaxed);
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    objects_.emplace(id, std::move(object));
+    return id;
+  }
+  std::shared_ptr<T> find(std::uintptr_t id) const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    auto it = objects_.find(id);
+    return it == objects_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<T> remove(std::uintptr_t id) {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    auto it = objects_.find(id);
+    if (it == objects_.end()) return nullptr;
+    auto object = std::move(it->second);
+    objects_.erase(it);
+    return object;
+  }
+  template <class Pred>
+  std::vector<std::shared_ptr<T>> removeIf(Pred pred) {
+    std::vector<std::shared_ptr<T>> out;
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    for (auto it = objects_.begin(); it != objects_.end();) {
+      if (pred(*it->second)) {
+        out.push_back(std::move(it->second));
+        it = objects_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return out;
+  }
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::uintptr_t, std::shared_ptr<T>> objects_;
+  // Far from the special stream handles (0x1, 0x2) and 16-byte spaced like real pointers.
+  std::atomic<std::uintptr_t> next_{0x1000};
+};
+
+class Runtime {
+ public:
+  // The process's runtime, initialised on first use. Throws Error: h20ErrorInitializationError
+  // (bad configuration; sticky) or h20ErrorRuntimeUnloading (after shutdown).
+  static Runtime& get();
+  // False once shutdown has begun (thread-exit cleanup must then leave runtime objects alone).
+  static bool aliveForThreadExit();
+
+  explicit Runtime(const RuntimeConfig& config);
+  ~Runtime();
+
+  driver::Driver& driver() const { return *driver_; }
+  MemoryRegistry& memory() { return memory_; }
+  int deviceCount() const { return static_cast<int>(devices_.size()); }
+  // Throws h20ErrorInvalidDevice (or h20ErrorNoDevice when none is visible).
+  Device& device(int ordinal) const;
+  // The calling thread's current device.
+  Device& current() const;
+  static int& currentOrdinal();
+
+  // Streams: NULL and h20StreamLegacy are the current device's legacy stream,
+  // h20StreamPerThread its per-thread stream. Throws h20ErrorInvalidResourceHandle.
+  std::shared_ptr<Stream> stream(h20Stream_t handle, const char* argName = "stream") const;
+  h20Stream_t addStream(std::shared_ptr<Stream> stream);
+  void destroyStream(h20Stream_t handle);
+
+  std::shared_ptr<Event> event(h20Event_t handle, const char* argName = "event") const;
+  h20Event_t addEvent(std::shared_ptr<Event> event);
+  void destroyEvent(h20Event_t handle);
+
+  // Resolves [ptr, ptr+count) for a copy or memset; throws h20ErrorInvalidValue naming `what`
+  // when the range leaves its allocation or points into freed device memory.
+  PointerInfo resolve(const char* what, const void* ptr, std::size_t count) const;
+  // The device whose memory range contains ptr, or -1.
+  int deviceOwningAddress(const void* ptr) const;
+
+  // h20DeviceReset: waits, then destroys the device's streams, events and allocations.
+  void resetDevice(Device& device);
+
+ private:
+  std::unique_ptr<driver::Driver> driver_;
+  std::vector<std::unique_ptr<Device>> devices_;
+  std::vector<driver::AddressRange> ranges_;  // per device
+  MemoryRegistry memory_;
+  HandleTable<Stream> streams_;
+  HandleTable<Event> events_;
+};
+
+}  // namespace h20::rt
