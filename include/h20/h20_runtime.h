@@ -218,6 +218,14 @@ H20_API h20Error_t h20HostUnregister(void* ptr);
 /* Device pointer of mapped pinned memory (identical to the host pointer under unified
  * addressing). flags must be 0. */
 H20_API h20Error_t h20HostGetDevicePointer(void** pDevice, void* pHost, unsigned int flags);
+/* Base address and size (as requested at allocation) of the live device, pinned or registered
+ * allocation containing `ptr`, like the driver API's cuMemGetAddressRange. Either output may be
+ * NULL. Pageable or freed memory: h20ErrorInvalidValue. Libraries use it to check that a buffer
+ * passed to them is large enough. */
+H20_API h20Error_t h20MemGetAddressRange(void** base, size_t* size, const void* ptr);
+/* Attributes of the memory `ptr` points into. Pageable host memory (including NULL) is
+ * h20MemoryTypeUnregistered with device -2 and both pointers NULL, as in CUDA 11+. A pointer into
+ * a device's memory range that is not in a live allocation (freed): h20ErrorInvalidValue. */
 H20_API h20Error_t h20PointerGetAttributes(h20PointerAttributes* attributes, const void* ptr);
 
 typedef struct h20Stream_st* h20Stream_t;

@@ -272,6 +272,18 @@ H20_API h20Error_t h20PointerGetAttributes(h20PointerAttributes* attributes, con
   });
 }
 
+H20_API h20Error_t h20MemGetAddressRange(void** base, size_t* size, const void* ptr) {
+  return guarded("h20MemGetAddressRange", [&](Runtime& rt) {
+    auto a = rt.memory().find(ptr);
+    if (!a)
+      fail(h20ErrorInvalidValue, "ptr {} is not in a live device, pinned or registered allocation",
+           ptr);
+    if (base) *base = reinterpret_cast<void*>(a->base);
+    if (size) *size = a->size;
+    return h20Success;
+  });
+}
+
 H20_API h20Error_t h20Memcpy(void* dst, const void* src, size_t count, h20MemcpyKind kind) {
   return guarded("h20Memcpy", [&](Runtime& rt) {
     copy(rt, dst, src, count, kind, nullptr, false);

@@ -1,0 +1,229 @@
+// engine_test.cpp - queue semantics of the emulator's engine through the Driver interface:
+// in-order execution, cross-queue waits, parallel kernel blocks, priorities, concurrency, fault
+// containment and destruction with pending work.
+#include "driver.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+using namespace h20::driver;
+
+namespace {
+
+std::unique_ptr<Driver> make(int chips, int workers) {
+  EmuConfig c;
+  c.chips = chips;
+  c.backingBudgetBytes = 1u << 30;
+  c.workerThreads = workers;
+  Status s;
+  auto d = createEmulator(c, &s);
+  EXPECT_TRUE(s.ok()) << s.message;
+  return d;
+}
+
+HostCommand host(std::function<void()> fn) {
+  return HostCommand{std::move(fn)};
+}
+
+// Blocks an engine worker until released (bounded, so a broken engine fails instead of hanging).
+struct Gate {
+  std::atomic<bool> open{false};
+  void wait() const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!open.load() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+  }
+};
+
+}  // namespace
+
+TEST(Engine, CommandsOfOneQueueRunInSubmissionOrder) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  std::vector<int> order;
+  std::mutex mu;
+  Seq last = 0;
+  for (int i = 0; i < 200; ++i)
+    last = d->submit(q, host([&, i] {
+                       std::lock_guard<std::mutex> lock(mu);
+                       order.push_back(i);
+                     }));
+  EXPECT_EQ(last, 200u);
+  d->wait(q, last, true);
+  EXPECT_EQ(d->completed(q), 200u);
+  ASSERT_EQ(order.size(), 200u);
+  for (int i = 0; i < 200; ++i)
+    EXPECT_EQ(order[static_cast<std::size_t>(i)], i);
+  d->destroyQueue(q);
+}
+
+TEST(Engine, WaitCommandHoldsQueueUntilOtherQueueCompletes) {
+  auto d = make(1, 2);
+  const QueueId a = d->createQueue(0, 0), b = d->createQueue(0, 0);
+  Gate gate;
+  std::atomic<int> step{0};
+  const Seq aSeq = d->submit(a, host([&] {
+                               gate.wait();
+                               step.store(1);
+                             }));
+  d->submit(b, WaitCommand{a, aSeq});
+  int seenByB = -1;
+  const Seq bSeq = d->submit(b, host([&] { seenByB = step.load(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_LT(d->completed(b), bSeq);  // parked behind a
+  gate.open.store(true);
+  d->wait(b, bSeq, false);
+  EXPECT_EQ(seenByB, 1);
+}
+
+TEST(Engine, KernelRunsEveryBlockExactlyOnceWithItsIndex) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  constexpr unsigned gx = 37, gy = 5, gz = 3;
+  static std::atomic<int> hits[gx * gy * gz];
+  for (auto& h : hits)
+    h.store(0);
+  KernelCommand k;
+  k.grid = {gx, gy, gz};
+  k.block = {64, 1, 1};
+  k.fn = [](const h20KernelContext* ctx, const void*) {
+    const unsigned i = ctx->blockIdx.x + gx * (ctx->blockIdx.y + gy * ctx->blockIdx.z);
+    hits[i].fetch_add(1);
+  };
+  d->wait(q, d->submit(q, std::move(k)), true);
+  for (auto& h : hits)
+    EXPECT_EQ(h.load(), 1);
+}
+
+TEST(Engine, KernelArgumentsAndSharedMemoryReachEachBlock) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  static std::atomic<int> bad{0};
+  bad = 0;
+  KernelCommand k;
+  k.grid = {64, 1, 1};
+  k.sharedMemBytes = 1000;
+  const int magic = 0x1234;
+  k.args.assign(reinterpret_cast<const unsigned char*>(&magic),
+                reinterpret_cast<const unsigned char*>(&magic) + sizeof magic);
+  k.fn = [](const h20KernelContext* ctx, const void* args) {
+    if (*static_cast<const int*>(args) != 0x1234 || !ctx->sharedMem ||
+        reinterpret_cast<std::uintptr_t>(ctx->sharedMem) % 64 != 0 || ctx->sharedMemBytes != 1000)
+      bad.fetch_add(1);
+    std::memset(ctx->sharedMem, 1, ctx->sharedMemBytes);
+  };
+  d->wait(q, d->submit(q, std::move(k)), true);
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(Engine, IndependentQueuesRunConcurrently) {
+  auto d = make(2, 2);
+  const QueueId a = d->createQueue(0, 0), b = d->createQueue(1, 0);
+  // Each host function waits for the other to start: only concurrent execution completes both.
+  std::atomic<int> arrived{0};
+  std::atomic<int> met{0};
+  auto rendezvous = [&] {
+    arrived.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (arrived.load() < 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    if (arrived.load() == 2) met.fetch_add(1);
+  };
+  const Seq sa = d->submit(a, host(rendezvous)), sb = d->submit(b, host(rendezvous));
+  d->wait(a, sa, false);
+  d->wait(b, sb, false);
+  EXPECT_EQ(met.load(), 2);
+}
+
+TEST(Engine, HigherPriorityQueueIsServedFirst) {
+  auto d = make(1, 1);
+  const QueueId blocker = d->createQueue(0, 0);
+  const QueueId low = d->createQueue(0, 0), high = d->createQueue(0, -5);
+  Gate gate;
+  d->submit(blocker, host([&] { gate.wait(); }));
+  std::vector<char> order;
+  std::mutex mu;
+  const Seq sl = d->submit(low, host([&] {
+                             std::lock_guard<std::mutex> l(mu);
+                             order.push_back('l');
+                           }));
+  const Seq sh = d->submit(high, host([&] {
+                             std::lock_guard<std::mutex> l(mu);
+                             order.push_back('h');
+                           }));
+  gate.open.store(true);
+  d->wait(low, sl, false);
+  d->wait(high, sh, false);
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_EQ(order[0], 'h');
+}
+
+TEST(Engine, KernelFaultSkipsLaterWorkOnThatChipOnlyUntilReset) {
+  auto d = make(2, 2);
+  const QueueId q0 = d->createQueue(0, 0), q1 = d->createQueue(1, 0);
+  KernelCommand k;
+  k.grid = {8, 1, 1};
+  k.launchId = 42;
+  k.fn = [](const h20KernelContext* ctx, const void*) {
+    if (ctx->blockIdx.x == 3)
+      static_cast<KernelFaultSink*>(ctx->internal)
+          ->report(h20ErrorIllegalAddress, "block 3 went astray");
+  };
+  d->submit(q0, std::move(k));
+  std::atomic<bool> ranOnFaulted{false}, ranOnHealthy{false};
+  const Seq s0 = d->submit(q0, host([&] { ranOnFaulted = true; }));
+  const Seq s1 = d->submit(q1, host([&] { ranOnHealthy = true; }));
+  d->wait(q0, s0, true);
+  d->wait(q1, s1, true);
+  EXPECT_FALSE(ranOnFaulted.load());
+  EXPECT_TRUE(ranOnHealthy.load());
+  auto fault = d->fault(0);
+  ASSERT_TRUE(fault.has_value());
+  EXPECT_EQ(fault->code, h20ErrorIllegalAddress);
+  EXPECT_NE(fault->message.find("launch #42"), std::string::npos) << fault->message;
+  EXPECT_NE(fault->message.find("block 3 went astray"), std::string::npos) << fault->message;
+  EXPECT_FALSE(d->fault(1).has_value());
+  d->resetChip(0);
+  EXPECT_FALSE(d->fault(0).has_value());
+  const Seq again = d->submit(q0, host([&] { ranOnFaulted = true; }));
+  d->wait(q0, again, true);
+  EXPECT_TRUE(ranOnFaulted.load());
+}
+
+TEST(Engine, DestroyedQueueStillCompletesPendingWork) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  Gate gate;
+  std::atomic<int> ran{0};
+  d->submit(q, host([&] { gate.wait(); }));
+  const Seq last = d->submit(q, host([&] { ran.fetch_add(1); }));
+  d->destroyQueue(q);
+  gate.open.store(true);
+  d->wait(q, last, true);  // waiting on a drained, removed queue returns
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ran.load() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  EXPECT_EQ(ran.load(), 1);
+}
+
+TEST(Engine, ManyThreadsSubmittingToOneQueueLoseNothing) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  std::atomic<int> count{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 500; ++i)
+        d->submit(q, host([&] { count.fetch_add(1); }));
+    });
+  for (auto& t : threads)
+    t.join();
+  d->wait(q, d->submitted(q), true);
+  EXPECT_EQ(count.load(), 8 * 500);
+}
