@@ -102,6 +102,38 @@ struct AddressRange {
   bool contains(std::uintptr_t p) const { return p >= begin && p < end; }
 };
 
+// How two chips reach each other. Only direct and switched links carry peer access; a host
+// path means copies are staged through host memory.
+enum class LinkKind { self, direct, switched, host };
+
+struct PeerLink {
+  LinkKind kind = LinkKind::host;
+  double bandwidth = 0;  // bytes/s, per direction
+  double latencyUs = 0;
+  int hops = -1;  // chip-to-chip links traversed; 0 for self, -1 for a host path
+  bool accessSupported() const { return kind == LinkKind::direct || kind == LinkKind::switched; }
+  // Relative link performance, 0 is best (as CUDA's P2P performance rank).
+  int performanceRank() const { return accessSupported() ? hops - 1 : -1; }
+};
+
+// Where a chip is attached to the host.
+struct ChipAttachment {
+  int numaNode = -1;      // -1: the host has no NUMA support
+  std::vector<int> cpus;  // host CPUs near the chip
+  double hostBandwidth = 64.0e9;
+  double hostLatencyUs = 5.0;
+};
+
+struct Topology {
+  std::string name;  // preset name or file path
+  int chips = 0;
+  std::vector<PeerLink> links;  // chips * chips, row = source
+  std::vector<ChipAttachment> attachment;
+  const PeerLink& link(int from, int to) const {
+    return links[static_cast<std::size_t>(from * chips + to)];
+  }
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
@@ -135,6 +167,9 @@ class Driver {
   // sleeping (lower latency), as CUDA's default synchronisation does.
   virtual void wait(QueueId queue, Seq seq, bool spinFirst) = 0;
 
+  // Topology of the chips (links, host attachment).
+  virtual const Topology& topology() const = 0;
+
   // Faults.
   virtual std::optional<Fault> fault(int chip) const = 0;
   virtual void resetChip(int chip) = 0;
@@ -150,6 +185,7 @@ struct EmuConfig {
   int chips = 8;
   std::size_t backingBudgetBytes = 0;  // 0: default (half of the host's physical memory)
   int workerThreads = 0;               // 0: one per host core
+  std::string topology = "switch";     // a preset name or a JSON file path
 };
 
 std::unique_ptr<Driver> createEmulator(const EmuConfig& config, Status* status);

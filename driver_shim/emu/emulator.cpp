@@ -9,6 +9,7 @@
 #include "emu/arena.hpp"
 #include "emu/engine.hpp"
 #include "emu/host_memory.hpp"
+#include "emu/topology.hpp"
 
 #include <fmt/format.h>
 
@@ -54,10 +55,14 @@ class Emulator final : public Driver, public emu::FaultRegistry {
       }
       chips_.push_back(std::move(chip));
     }
+    topologyOk_ = emu::loadTopology(config.topology, chipCount_,
+                                    host_.numaAvailable() ? host_.nodeCount() : 0,
+                                    host_.cpusOfNodes(), &topology_, &topologyError_);
     engine_ = std::make_unique<emu::Engine>(workers, this);
   }
 
   Status init() const {
+    if (!topologyOk_) return {h20ErrorInitializationError, topologyError_};
     for (int c = 0; c < chipCount_; ++c) {
       if (!chips_[static_cast<std::size_t>(c)]->arena->reserved())
         return {h20ErrorInitializationError,
@@ -102,10 +107,10 @@ class Emulator final : public Driver, public emu::FaultRegistry {
     p.pciDeviceID = chip < 8 ? 0 : chip / 8;
     std::snprintf(p.pciBusId, sizeof p.pciBusId, "%04x:%02x:%02x.0", p.pciDomainID,
                   p.pciBusID & 0xff, p.pciDeviceID);
-    p.numaNode = host_.nodeOfChip(chip, chipCount_);
+    p.numaNode = topology_.attachment[static_cast<std::size_t>(chip)].numaNode;
     p.memoryBandwidth = 4.0e12;
     p.peakBf16Flops = 148.0e12;
-    p.hostLinkBandwidth = 64.0e9;  // PCIe Gen5 x16, per direction
+    p.hostLinkBandwidth = topology_.attachment[static_cast<std::size_t>(chip)].hostBandwidth;
     p.streamPriorityLowest = emu::Engine::kPriorityLowest;
     p.streamPriorityHighest = emu::Engine::kPriorityHighest;
     p.emulated = 1;
@@ -166,7 +171,7 @@ class Emulator final : public Driver, public emu::FaultRegistry {
   }
 
   Status allocateHost(int chip, std::size_t bytes, void** out) override {
-    void* p = host_.allocate(bytes, host_.nodeOfChip(chip, chipCount_));
+    void* p = host_.allocate(bytes, topology_.attachment[static_cast<std::size_t>(chip)].numaNode);
     if (!p)
       return {h20ErrorMemoryAllocation,
               fmt::format("cannot allocate {} bytes of pinned host memory", bytes)};
@@ -188,6 +193,8 @@ class Emulator final : public Driver, public emu::FaultRegistry {
   void wait(QueueId queue, Seq seq, bool spinFirst) override {
     engine_->wait(queue, seq, spinFirst);
   }
+
+  const Topology& topology() const override { return topology_; }
 
   std::optional<Fault> fault(int chip) const override {
     const auto& c = *chips_[static_cast<std::size_t>(chip)];
@@ -230,6 +237,9 @@ class Emulator final : public Driver, public emu::FaultRegistry {
   std::size_t budget_ = 0;
   std::atomic<std::size_t> budgetUsed_{0};
   emu::HostMemory host_;
+  Topology topology_;
+  bool topologyOk_ = false;
+  std::string topologyError_;
   std::vector<std::unique_ptr<Chip>> chips_;
   // Last member: its workers must stop before the chips they run on go away.
   std::unique_ptr<emu::Engine> engine_;

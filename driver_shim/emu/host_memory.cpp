@@ -3,6 +3,7 @@
 
 #include <numa.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace h20::emu {
 
@@ -11,10 +12,14 @@ HostMemory::HostMemory() {
   if (numa_) nodes_ = numa_max_node() + 1;
 }
 
-int HostMemory::nodeOfChip(int chip, int chipCount) const {
-  if (!numa_) return -1;
-  if (chipCount <= 0 || nodes_ <= 1) return 0;
-  return chip * nodes_ / chipCount;
+std::vector<std::vector<int>> HostMemory::cpusOfNodes() const {
+  const int cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  std::vector<std::vector<int>> out(static_cast<std::size_t>(nodes_));
+  for (int cpu = 0; cpu < cpus; ++cpu) {
+    const int node = numa_ ? numa_node_of_cpu(cpu) : 0;
+    if (node >= 0 && node < nodes_) out[static_cast<std::size_t>(node)].push_back(cpu);
+  }
+  return out;
 }
 
 void* HostMemory::allocate(std::size_t bytes, int node) const {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 namespace h20::emu {
 
@@ -15,9 +16,8 @@ class HostMemory {
   // NUMA nodes of the host (1 when NUMA is unsupported), and whether libnuma works here.
   int nodeCount() const { return nodes_; }
   bool numaAvailable() const { return numa_; }
-  // The node chip `chip` of `chipCount` is attached to: the chips are spread evenly over the
-  // host's nodes in order, as on a two-socket 8-GPU server. -1 without NUMA support.
-  int nodeOfChip(int chip, int chipCount) const;
+  // Host CPUs of each NUMA node (one entry with every CPU when NUMA is unsupported).
+  std::vector<std::vector<int>> cpusOfNodes() const;
   // Page-aligned, zero-filled memory on `node` (any node for -1). nullptr on failure.
   void* allocate(std::size_t bytes, int node) const;
   void release(void* ptr, std::size_t bytes) const;

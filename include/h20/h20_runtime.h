@@ -163,6 +163,40 @@ H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes);
 H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority);
 
 /* ---------------------------------------------------------------------------------------------
+ * Multi-chip topology and peer access
+ *
+ * The chips of the emulated box are joined by the links of its topology (H20_EMU_TOPOLOGY).
+ * Peer access is one-directional: after h20DeviceEnablePeerAccess(peer) on device A, kernels of A
+ * may use peer's memory. Copies between chips work for every pair whether or not access is
+ * enabled (staged through host memory when it is not).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum h20DeviceP2PAttr {
+  h20DevP2PAttrPerformanceRank = 1, /* 0 is the best link; -1 when access is unsupported */
+  h20DevP2PAttrAccessSupported = 2,
+  h20DevP2PAttrNativeAtomicSupported = 3,
+  h20DevP2PAttrLinkBandwidthMBps = 100, /* H20 extension: per direction, MB/s (1e6 bytes/s) */
+  h20DevP2PAttrHopCount = 101           /* H20 extension: links traversed; -1: via the host */
+} h20DeviceP2PAttr;
+
+/* *canAccessPeer = 1 if `device` can access `peerDevice`'s memory (a chip-to-chip path exists);
+ * 0 for a device and itself, as in CUDA. */
+H20_API h20Error_t h20DeviceCanAccessPeer(int* canAccessPeer, int device, int peerDevice);
+H20_API h20Error_t h20DeviceGetP2PAttribute(int* value, h20DeviceP2PAttr attr, int srcDevice,
+                                            int dstDevice);
+/* Lets the current device access peerDevice's memory. flags must be 0. Errors:
+ * h20ErrorInvalidDevice (bad or equal ids), h20ErrorPeerAccessUnsupported (no link),
+ * h20ErrorPeerAccessAlreadyEnabled. h20DeviceReset of the current device disables its accesses. */
+H20_API h20Error_t h20DeviceEnablePeerAccess(int peerDevice, unsigned int flags);
+/* h20ErrorPeerAccessNotEnabled if access was not enabled. */
+H20_API h20Error_t h20DeviceDisablePeerAccess(int peerDevice);
+/* Host CPUs near `device` (its NUMA node's CPUs). Writes at most `capacity` CPU ids to cpus
+ * (which may be NULL when capacity is 0) and the total number to *count. *numaNode receives the
+ * device's node (-1 without NUMA support); it may be NULL. */
+H20_API h20Error_t h20DeviceGetCpuAffinity(int device, int* cpus, int capacity, int* count,
+                                           int* numaNode);
+
+/* ---------------------------------------------------------------------------------------------
  * Memory
  * ------------------------------------------------------------------------------------------- */
 
@@ -240,6 +274,14 @@ typedef struct h20Stream_st* h20Stream_t;
 H20_API h20Error_t h20Memcpy(void* dst, const void* src, size_t count, h20MemcpyKind kind);
 H20_API h20Error_t h20MemcpyAsync(void* dst, const void* src, size_t count, h20MemcpyKind kind,
                                   h20Stream_t stream);
+/* Copies between the memory of two devices. Both ranges are checked against their device's live
+ * allocations. As in CUDA, h20MemcpyPeer returns at once but is ordered after all work enqueued
+ * so far, and before all work enqueued later, on both devices' legacy streams (and so with their
+ * blocking streams); h20MemcpyPeerAsync is ordered on `stream` only. */
+H20_API h20Error_t h20MemcpyPeer(void* dst, int dstDevice, const void* src, int srcDevice,
+                                 size_t count);
+H20_API h20Error_t h20MemcpyPeerAsync(void* dst, int dstDevice, const void* src, int srcDevice,
+                                      size_t count, h20Stream_t stream);
 /* Fills device memory with the byte `value`. h20Memset is asynchronous with respect to the host
  * (legacy default stream), as cudaMemset is for device memory. */
 H20_API h20Error_t h20Memset(void* devPtr, int value, size_t count);
@@ -339,10 +381,13 @@ typedef void (*h20KernelFn)(const h20KernelContext* ctx, const void* args);
 /* Largest argsBytes accepted by h20LaunchKernel. */
 #define H20_MAX_KERNEL_ARGS_BYTES 4096u
 
-/* Enqueues fn over `grid` blocks on `stream`. `args` (argsBytes bytes, may be NULL when 0) is
- * copied before the call returns, so the caller may reuse it at once. Every dimension of grid and
- * block must be >= 1, block.x*block.y*block.z <= maxThreadsPerBlock, grid within maxGridSize and
- * sharedMemBytes <= sharedMemPerBlockOptin; otherwise h20ErrorInvalidValue. */
+/* Enqueues fn over `grid` blocks on `stream`. Every 8-byte-aligned word of `args` that holds an
+ * address in another device's memory requires peer access to that device
+ * (h20ErrorPeerAccessNotEnabled otherwise), so a kernel cannot reach a peer it may not use. `args`
+ * (argsBytes bytes, may be NULL when 0) is copied before the call returns, so the caller may reuse
+ * it at once. Every dimension of grid and block must be >= 1, block.x*block.y*block.z <=
+ * maxThreadsPerBlock, grid within maxGridSize and sharedMemBytes <= sharedMemPerBlockOptin;
+ * otherwise h20ErrorInvalidValue. */
 H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, const void* args,
                                    size_t argsBytes, size_t sharedMemBytes, h20Stream_t stream);
 

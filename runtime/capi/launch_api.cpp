@@ -42,6 +42,20 @@ H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, 
     if (argsBytes > 0 && !args)
       fail(h20ErrorInvalidValue, "args is NULL but argsBytes is {}", argsBytes);
 
+    // A pointer to another device's memory needs peer access (the emulator cannot trap the
+    // access itself, so the launch checks the addresses it is given).
+    for (std::size_t off = 0; off + sizeof(std::uintptr_t) <= argsBytes;
+         off += sizeof(std::uintptr_t)) {
+      std::uintptr_t word;
+      std::memcpy(&word, static_cast<const unsigned char*>(args) + off, sizeof word);
+      const int owner = rt.deviceOwningAddress(reinterpret_cast<const void*>(word));
+      if (owner >= 0 && owner != d.ordinal() && !d.peerEnabled(owner))
+        fail(h20ErrorPeerAccessNotEnabled,
+             "args bytes {}..{} hold {:#x}, memory of device {}, but device {} has no peer access "
+             "to it (h20DeviceEnablePeerAccess)",
+             off, off + sizeof word - 1, word, owner, d.ordinal());
+    }
+
     h20::driver::KernelCommand k;
     k.fn = fn;
     k.grid = grid;

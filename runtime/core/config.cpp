@@ -126,6 +126,7 @@ RuntimeConfig parseConfig(const EnvLookup& env) {
     c.emu.backingBudgetBytes = *bytes;
   }
   if (const char* visible = env("H20_VISIBLE_DEVICES")) c.visibleDevices = visible;
+  if (const char* topology = env("H20_EMU_TOPOLOGY")) c.emu.topology = topology;
   return c;
 }
 

@@ -8,6 +8,7 @@
 //   H20_EMU_MEMORY_BUDGET  host memory that may back device allocations, e.g. 8GiB, 512MiB
 //                          (default: half of the host's physical memory)
 //   H20_EMU_WORKERS        emulator worker threads (default: one per host core)
+//   H20_EMU_TOPOLOGY       switch | mesh | ring | pairs, or a JSON topology file (default switch)
 //   H20_LOG_LEVEL          off | error | warning | info | debug (default error)
 // A malformed value makes initialisation fail with a message naming the variable and value.
 #pragma once

@@ -181,6 +181,7 @@ void Device::poolTrim() {
 void Device::resetState() {
   poolTrim();
   driver_.resetChip(chip_);
+  peers_.store(0, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_acq_rel);
 }
 

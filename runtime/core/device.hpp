@@ -57,6 +57,15 @@ class Device {
   // Gives pool blocks whose frees have executed back to the device.
   void poolTrim();
 
+  // Peer access from this device to `peer` (runtime ordinals, < 64).
+  bool peerEnabled(int peer) const { return (peers_.load(std::memory_order_acquire) >> peer) & 1u; }
+  // Returns false if the state was already as requested.
+  bool setPeer(int peer, bool enabled) {
+    const std::uint64_t bit = std::uint64_t{1} << peer;
+    const std::uint64_t old = enabled ? peers_.fetch_or(bit) : peers_.fetch_and(~bit);
+    return ((old & bit) != 0) != enabled;
+  }
+
   // Part of h20DeviceReset: drops the pool, clears the chip's fault, starts a new generation.
   void resetState();
 
@@ -73,6 +82,7 @@ class Device {
   std::shared_ptr<Stream> legacy_;
   std::atomic<std::uint64_t> launches_{0};
   std::atomic<std::uint64_t> generation_{1};
+  std::atomic<std::uint64_t> peers_{0};
 
   // Guards streams_ and retired_, and orders submissions that need implicit synchronisation.
   std::mutex mu_;
