@@ -62,6 +62,8 @@ struct CopyCommand {
   const void* src = nullptr;
   std::size_t bytes = 0;
   std::shared_ptr<void> keepAlive;  // e.g. a staging buffer released when the copy completed
+  // Between chips without a usable link: the data goes through a host bounce buffer, in chunks.
+  bool stageThroughHost = false;
 };
 
 struct FillCommand {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -407,7 +408,16 @@ void Engine::execute(Command& command, int chip) {
         } else if constexpr (std::is_same_v<T, driver::CopyCommand>) {
           auto* dst = static_cast<unsigned char*>(c.dst);
           auto* src = static_cast<const unsigned char*>(c.src);
-          if (c.bytes < kParallelCopyBytes) {
+          if (c.stageThroughHost) {
+            // Device -> host bounce buffer -> device, as a copy between chips without a peer path
+            // does on real hardware: twice the memory traffic of a direct copy.
+            thread_local std::vector<unsigned char> bounce(kCopyChunkBytes);
+            for (std::size_t off = 0; off < c.bytes; off += kCopyChunkBytes) {
+              const std::size_t n = std::min(kCopyChunkBytes, c.bytes - off);
+              std::memcpy(bounce.data(), src + off, n);
+              std::memcpy(dst + off, bounce.data(), n);
+            }
+          } else if (c.bytes < kParallelCopyBytes) {
             std::memcpy(dst, src, c.bytes);
           } else {
             parallelFor((c.bytes + kCopyChunkBytes - 1) / kCopyChunkBytes, 1,

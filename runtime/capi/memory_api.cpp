@@ -80,7 +80,12 @@ void copy(Runtime& rt, void* dst, const void* src, std::size_t count, h20MemcpyK
          kindName(kind), dst, describe(d), src, describe(s));
 
   Device& device = stream->device();
-  h20::driver::CopyCommand cmd{dst, src, count, nullptr};
+  h20::driver::CopyCommand cmd{dst, src, count, nullptr, false};
+  if (d.isDevice() && s.isDevice() && d.allocation->device != s.allocation->device) {
+    const int other =
+        d.allocation->device == device.ordinal() ? s.allocation->device : d.allocation->device;
+    cmd.stageThroughHost = !device.copiesDirectTo(other);
+  }
   if (async && s.isPageable() && !d.isPageable()) {
     // CUDA stages pageable sources before the call returns, so the caller may reuse the buffer.
     std::shared_ptr<unsigned char[]> staging(new unsigned char[count]);

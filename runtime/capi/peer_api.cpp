@@ -25,6 +25,13 @@ void checkPeerRange(Runtime& rt, const char* what, const void* ptr, int device, 
     fail(h20ErrorInvalidValue, "{} {} is not device memory of device {}", what, ptr, device);
 }
 
+// A copy run by `runner` between its memory and `other`'s: over the link when runner has peer
+// access to other, else staged through host memory.
+h20::driver::CopyCommand peerCopy(const Device& runner, int other, void* dst, const void* src,
+                                  std::size_t count) {
+  return h20::driver::CopyCommand{dst, src, count, nullptr, !runner.copiesDirectTo(other)};
+}
+
 }  // namespace
 
 extern "C" {
@@ -125,7 +132,9 @@ H20_API h20Error_t h20MemcpyPeerAsync(void* dst, int dstDevice, const void* src,
     if (count == 0) return h20Success;
     checkPeerRange(rt, "dst", dst, dstDevice, count);
     checkPeerRange(rt, "src", src, srcDevice, count);
-    s->device().submit(*s, h20::driver::CopyCommand{dst, src, count, nullptr});
+    Device& runner = s->device();
+    const int other = runner.ordinal() == dstDevice ? srcDevice : dstDevice;
+    runner.submit(*s, peerCopy(runner, other, dst, src, count));
     return h20Success;
   });
 }
@@ -143,7 +152,7 @@ H20_API h20Error_t h20MemcpyPeer(void* dst, int dstDevice, const void* src, int 
     if (&to != &from && from.legacy().lastSeq() != 0)
       to.submit(to.legacy(),
                 h20::driver::WaitCommand{from.legacy().queue(), from.legacy().lastSeq()});
-    const auto seq = to.submit(to.legacy(), h20::driver::CopyCommand{dst, src, count, nullptr});
+    const auto seq = to.submit(to.legacy(), peerCopy(to, srcDevice, dst, src, count));
     if (&to != &from)
       from.submit(from.legacy(), h20::driver::WaitCommand{to.legacy().queue(), seq});
     return h20Success;

@@ -59,6 +59,9 @@ class Device {
 
   // Peer access from this device to `peer` (runtime ordinals, < 64).
   bool peerEnabled(int peer) const { return (peers_.load(std::memory_order_acquire) >> peer) & 1u; }
+  // Whether a copy run by this device between its memory and `other`'s goes over a chip link
+  // (peer access enabled) rather than through host memory.
+  bool copiesDirectTo(int other) const { return other == ordinal_ || peerEnabled(other); }
   // Returns false if the state was already as requested.
   bool setPeer(int peer, bool enabled) {
     const std::uint64_t bit = std::uint64_t{1} << peer;

@@ -192,3 +192,24 @@ TEST_F(Peer, CpuAffinityMatchesTheDeviceNumaNode) {
   EXPECT_EQ(h20DeviceGetCpuAffinity(0, nullptr, 0, nullptr, nullptr), h20ErrorInvalidValue);
   EXPECT_EQ(h20DeviceGetCpuAffinity(42, nullptr, 0, &count, nullptr), h20ErrorInvalidDevice);
 }
+
+TEST_F(Peer, LargePeerCopyIsExactOverTheLinkAndThroughTheHost) {
+  constexpr size_t kBytes = (5u << 20) + 13;  // above the parallel-copy size, odd tail
+  unsigned char *a = nullptr, *b = nullptr;
+  H20_ASSERT_OK(h20SetDevice(0));
+  H20_ASSERT_OK(h20Malloc(reinterpret_cast<void**>(&a), kBytes));
+  H20_ASSERT_OK(h20SetDevice(1));
+  H20_ASSERT_OK(h20Malloc(reinterpret_cast<void**>(&b), kBytes));
+  std::vector<unsigned char> in(kBytes), out(kBytes);
+  for (size_t i = 0; i < kBytes; ++i) in[i] = static_cast<unsigned char>(i * 2654435761u >> 24);
+  H20_ASSERT_OK(h20Memcpy(a, in.data(), kBytes, h20MemcpyHostToDevice));
+  for (bool enabled : {false, true}) {
+    H20_ASSERT_OK(h20SetDevice(1));
+    if (enabled) H20_ASSERT_OK(h20DeviceEnablePeerAccess(0, 0));
+    H20_ASSERT_OK(h20Memset(b, 0, kBytes));
+    // Runs on device 1's legacy stream: direct when 1 may access 0, staged otherwise.
+    H20_ASSERT_OK(h20MemcpyAsync(b, a, kBytes, h20MemcpyDefault, nullptr));
+    H20_ASSERT_OK(h20Memcpy(out.data(), b, kBytes, h20MemcpyDeviceToHost));
+    EXPECT_TRUE(out == in) << "peer access enabled: " << enabled;
+  }
+}
