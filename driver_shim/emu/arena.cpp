@@ -40,6 +40,7 @@ void Arena::eraseFree(std::map<std::size_t, std::size_t>::iterator it) {
 }
 
 void* Arena::allocate(std::size_t bytes, std::size_t* granted) {
+  if (bytes == 0 || bytes > capacity_) return nullptr;  // also keeps roundUp from overflowing
   const std::size_t size = roundUp(bytes, kAlignment);
   std::lock_guard<std::mutex> lock(mu_);
   auto fit = freeBySize_.lower_bound({size, 0});

@@ -120,6 +120,10 @@ class Emulator final : public Driver, public emu::FaultRegistry {
 
   Status allocate(int chip, std::size_t bytes, void** out) override {
     auto& arena = *chips_[static_cast<std::size_t>(chip)]->arena;
+    if (bytes > arena.capacity())
+      return {h20ErrorMemoryAllocation,
+              fmt::format("{} bytes requested on chip {}, which has {} bytes of memory", bytes,
+                          chip, arena.capacity())};
     const std::size_t rounded =
         (bytes + emu::Arena::kAlignment - 1) / emu::Arena::kAlignment * emu::Arena::kAlignment;
     if (rounded > arena.capacity() - arena.used())

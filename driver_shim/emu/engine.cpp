@@ -274,6 +274,9 @@ void Engine::workerMain(int index) {
       }
     }
     if (queue) {
+      // A submit that saw this worker still spinning did not wake anybody: pass the wake-up on
+      // if more work is waiting, or it would wait for this worker to finish.
+      if (workHint_.load(std::memory_order_relaxed) > 0 && sleeping_ > 0) cv_.notify_one();
       lock.unlock();
       runQueue(queue);
       queue.reset();

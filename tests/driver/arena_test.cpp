@@ -92,3 +92,11 @@ TEST(Arena, LargeFreedBlockReadsZeroWhenReallocated) {
   EXPECT_EQ(q[0], 0);
   EXPECT_EQ(q[4 * kMiB - 1], 0);
 }
+
+TEST(Arena, HugeRequestsFailWithoutOverflow) {
+  Arena arena(1 * kMiB);
+  EXPECT_EQ(arena.allocate(SIZE_MAX, nullptr), nullptr);
+  EXPECT_EQ(arena.allocate(SIZE_MAX - 100, nullptr), nullptr);
+  EXPECT_EQ(arena.allocate(0, nullptr), nullptr);
+  EXPECT_EQ(arena.used(), 0u);
+}

@@ -227,3 +227,21 @@ TEST(Engine, ManyThreadsSubmittingToOneQueueLoseNothing) {
   d->wait(q, d->submitted(q), true);
   EXPECT_EQ(count.load(), 8 * 500);
 }
+
+TEST(Engine, WorkSubmittedWhileTheOnlyAwakeWorkerIsBusyStillRuns) {
+  // Two workers: one is kept busy by a host function; work submitted to another queue right after
+  // must be run by the other worker (woken, not left asleep behind the busy one).
+  auto d = make(1, 2);
+  for (int round = 0; round < 200; ++round) {
+    const QueueId a = d->createQueue(0, 0), b = d->createQueue(0, 0);
+    Gate gate;
+    std::atomic<bool> openedInTime{false};
+    const Seq sa = d->submit(a, host([&] { openedInTime = gate.wait(); }));
+    d->submit(b, host([&] { gate.open.store(true); }));
+    d->wait(a, sa, false);
+    EXPECT_TRUE(openedInTime.load()) << "round " << round;
+    d->destroyQueue(a);
+    d->destroyQueue(b);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
