@@ -34,10 +34,12 @@ HostCommand host(std::function<void()> fn) {
 // Blocks an engine worker until released (bounded, so a broken engine fails instead of hanging).
 struct Gate {
   std::atomic<bool> open{false};
-  void wait() const {
+  // True if the gate was opened before the bound ran out.
+  bool wait() const {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (!open.load() && std::chrono::steady_clock::now() < deadline)
       std::this_thread::yield();
+    return open.load();
   }
 };
 
