@@ -58,7 +58,7 @@ class Emulator final : public Driver, public emu::FaultRegistry {
     topologyOk_ = emu::loadTopology(config.topology, chipCount_,
                                     host_.numaAvailable() ? host_.nodeCount() : 0,
                                     host_.cpusOfNodes(), &topology_, &topologyError_);
-    engine_ = std::make_unique<emu::Engine>(workers, this);
+    engine_ = std::make_unique<emu::Engine>(workerGroups(workers, config.workerThreads > 0), this);
   }
 
   Status init() const {
@@ -114,7 +114,7 @@ class Emulator final : public Driver, public emu::FaultRegistry {
     p.streamPriorityLowest = emu::Engine::kPriorityLowest;
     p.streamPriorityHighest = emu::Engine::kPriorityHighest;
     p.emulated = 1;
-    p.hostWorkerThreads = engine_->workers();
+    p.hostWorkerThreads = workerCount(chip);
     return p;
   }
 
@@ -186,7 +186,7 @@ class Emulator final : public Driver, public emu::FaultRegistry {
   void freeHost(void* ptr, std::size_t bytes) override { host_.release(ptr, bytes); }
 
   QueueId createQueue(int chip, int priority) override {
-    return engine_->createQueue(chip, priority);
+    return engine_->createQueue(chip, priority, nodeGroup(chip));
   }
   void destroyQueue(QueueId queue) override { engine_->destroyQueue(queue); }
   Seq submit(QueueId queue, Command command) override {
@@ -215,7 +215,26 @@ class Emulator final : public Driver, public emu::FaultRegistry {
   }
 
   bool onEngineThread() const override { return engine_->onWorkerThread(); }
-  int workerCount(int) const override { return engine_->workers(); }
+  int workerCount(int chip) const override { return engine_->workersOfNode(nodeGroup(chip)); }
+
+  // One worker group per host NUMA node when the host has several (pinned to the node's CPUs,
+  // serving the chips attached to it); a single unpinned group otherwise.
+  std::vector<emu::Engine::NodeWorkers> workerGroups(int workers, bool configured) const {
+    const int nodes = host_.numaAvailable() ? host_.nodeCount() : 1;
+    if (nodes <= 1) return {emu::Engine::NodeWorkers{workers, {}}};
+    const auto cpus = host_.cpusOfNodes();
+    std::vector<emu::Engine::NodeWorkers> groups(static_cast<std::size_t>(nodes));
+    for (int n = 0; n < nodes; ++n) {
+      auto& g = groups[static_cast<std::size_t>(n)];
+      g.cpus = cpus[static_cast<std::size_t>(n)];
+      g.workers =
+          configured ? std::max(1, workers / nodes) : std::max(1, static_cast<int>(g.cpus.size()));
+    }
+    return groups;
+  }
+  int nodeGroup(int chip) const {
+    return std::max(0, topology_.attachment[static_cast<std::size_t>(chip)].numaNode);
+  }
 
   // emu::FaultRegistry
   bool faulted(int chip) const override {

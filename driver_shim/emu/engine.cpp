@@ -13,6 +13,8 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
 #define H20_CPU_RELAX() _mm_pause()
 #else
 #define H20_CPU_RELAX() std::this_thread::yield()
@@ -104,7 +106,8 @@ class KernelRun final : public driver::KernelFaultSink {
 struct Engine::Queue {
   QueueId id = 0;
   int chip = 0;
-  int level = 0;  // index into ready_
+  int node = 0;
+  int level = 0;  // index into Node::ready
 
   std::mutex mu;
   std::condition_variable hostCv;
@@ -127,6 +130,10 @@ struct Engine::Job {
   std::uint64_t chunk = 1;
   std::atomic<std::uint64_t> next{0};
   std::atomic<int> helpers{0};
+  // Counted in workHint while chunks are left to claim; the first claimer to find none left
+  // takes it out, so idle workers stop looking at an exhausted job at once.
+  std::atomic<int>* workHint = nullptr;
+  std::atomic<bool> exhausted{false};
   std::mutex mu;
   std::condition_variable cv;
 
@@ -134,18 +141,35 @@ struct Engine::Job {
   void claimLoop(int worker) {
     for (;;) {
       const std::uint64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (begin >= total) return;
+      if (begin >= total) {
+        if (!exhausted.exchange(true, std::memory_order_acq_rel))
+          workHint->fetch_sub(1, std::memory_order_relaxed);
+        return;
+      }
       (*body)(begin, std::min(begin + chunk, total), worker);
     }
   }
 };
 
-Engine::Engine(int workers, FaultRegistry* faults)
-    : faults_(faults), ready_(kPriorityLowest - kPriorityHighest + 1) {
-  workers = std::max(1, workers);
-  threads_.reserve(static_cast<std::size_t>(workers));
-  for (int i = 0; i < workers; ++i)
-    threads_.emplace_back([this, i] { workerMain(i); });
+Engine::Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults) : faults_(faults) {
+  for (const NodeWorkers& n : nodes) {
+    auto node = std::make_unique<Node>();
+    node->ready.resize(kPriorityLowest - kPriorityHighest + 1);
+    node->workers = std::max(1, n.workers);
+    nodes_.push_back(std::move(node));
+  }
+  if (nodes_.empty()) {
+    nodes_.push_back(std::make_unique<Node>());
+    nodes_.back()->ready.resize(kPriorityLowest - kPriorityHighest + 1);
+    nodes_.back()->workers = 1;
+  }
+  int index = 0;
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    const std::vector<int> cpus = n < nodes.size() ? nodes[n].cpus : std::vector<int>{};
+    for (int w = 0; w < nodes_[n]->workers; ++w, ++index)
+      threads_.emplace_back(
+          [this, index, n, cpus] { workerMain(index, static_cast<int>(n), cpus); });
+  }
 }
 
 Engine::~Engine() {
@@ -153,19 +177,26 @@ Engine::~Engine() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  for (auto& n : nodes_)
+    n->cv.notify_all();
   for (auto& t : threads_)
     t.join();
+}
+
+int Engine::workersOfNode(int node) const {
+  return nodes_[static_cast<std::size_t>(std::clamp(node, 0, static_cast<int>(nodes_.size()) - 1))]
+      ->workers;
 }
 
 bool Engine::onWorkerThread() const {
   return tlsWorker.engine == this;
 }
 
-QueueId Engine::createQueue(int chip, int priority) {
+QueueId Engine::createQueue(int chip, int priority, int node) {
   auto q = std::make_shared<Queue>();
   q->id = nextQueueId_.fetch_add(1);
   q->chip = chip;
+  q->node = std::clamp(node, 0, static_cast<int>(nodes_.size()) - 1);
   q->level = std::clamp(priority, kPriorityHighest, kPriorityLowest) - kPriorityHighest;
   std::unique_lock<std::shared_mutex> lock(mapMu_);
   queues_.emplace(q->id, q);
@@ -234,24 +265,59 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
   --q->hostWaiters;
 }
 
+std::condition_variable* Engine::pickWaker(int node) {
+  Node& home = *nodes_[static_cast<std::size_t>(node)];
+  // A spinning worker of the node will find the work by itself.
+  if (home.spinning > 0) return nullptr;
+  if (home.sleeping > 0) return &home.cv;
+  // Every worker of the node is busy: an idle worker elsewhere may take it.
+  for (auto& other : nodes_)
+    if (other->spinning > 0) return nullptr;
+  for (auto& other : nodes_)
+    if (other->sleeping > 0) return &other->cv;
+  return nullptr;
+}
+
 void Engine::schedule(std::shared_ptr<Queue> queue) {
-  bool wake;
+  std::condition_variable* wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ready_[static_cast<std::size_t>(queue->level)].push_back(std::move(queue));
+    const int node = queue->node;
+    nodes_[static_cast<std::size_t>(node)]->ready[static_cast<std::size_t>(queue->level)].push_back(
+        std::move(queue));
     workHint_.fetch_add(1, std::memory_order_release);
-    wake = sleeping_ > 0 && spinning_ == 0;
+    wake = pickWaker(node);
   }
-  if (wake) cv_.notify_one();
+  if (wake) wake->notify_one();
 }
 
 bool Engine::spinForWork() {
   return spinUntil([this] { return workHint_.load(std::memory_order_acquire) > 0; });
 }
 
-void Engine::workerMain(int index) {
+void Engine::workerMain(int index, int node, std::vector<int> cpus) {
   tlsWorker.engine = this;
   tlsWorker.index = index;
+  if (!cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : cpus)
+      if (c >= 0 && c < CPU_SETSIZE) CPU_SET(c, &set);
+    // Best effort: a restricted cpuset (containers) may refuse; the worker then runs anywhere.
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+  Node& home = *nodes_[static_cast<std::size_t>(node)];
+  auto pop = [this](Node& n) -> std::shared_ptr<Queue> {
+    for (auto& level : n.ready) {
+      if (!level.empty()) {
+        auto q = std::move(level.front());
+        level.pop_front();
+        workHint_.fetch_sub(1, std::memory_order_relaxed);
+        return q;
+      }
+    }
+    return nullptr;
+  };
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     // Helping an open kernel first finishes launches sooner, which is what streams wait on.
@@ -264,19 +330,17 @@ void Engine::workerMain(int index) {
       lock.lock();
       continue;
     }
-    std::shared_ptr<Queue> queue;
-    for (auto& level : ready_) {
-      if (!level.empty()) {
-        queue = std::move(level.front());
-        level.pop_front();
-        workHint_.fetch_sub(1, std::memory_order_relaxed);
-        break;
-      }
-    }
+    // The home node's queues first; then other nodes' work, which is only waiting because
+    // their own workers are busy.
+    std::shared_ptr<Queue> queue = pop(home);
+    for (std::size_t n = 0; !queue && n < nodes_.size(); ++n)
+      queue = pop(*nodes_[n]);
     if (queue) {
-      // A submit that saw this worker still spinning did not wake anybody: pass the wake-up on
-      // if more work is waiting, or it would wait for this worker to finish.
-      if (workHint_.load(std::memory_order_relaxed) > 0 && sleeping_ > 0) cv_.notify_one();
+      // A submit that saw a worker still spinning woke nobody: pass the wake-up on if more work
+      // is waiting, or it would wait for this worker to finish.
+      if (workHint_.load(std::memory_order_relaxed) > 0) {
+        if (auto* cv = pickWaker(node)) cv->notify_one();
+      }
       lock.unlock();
       runQueue(queue);
       queue.reset();
@@ -284,15 +348,15 @@ void Engine::workerMain(int index) {
       continue;
     }
     if (stop_) return;
-    ++spinning_;
+    ++home.spinning;
     lock.unlock();
     const bool found = spinForWork();
     lock.lock();
-    --spinning_;
+    --home.spinning;
     if (found) continue;
-    ++sleeping_;
-    cv_.wait(lock, [this] { return stop_ || workHint_.load(std::memory_order_relaxed) > 0; });
-    --sleeping_;
+    ++home.sleeping;
+    home.cv.wait(lock, [this] { return stop_ || workHint_.load(std::memory_order_relaxed) > 0; });
+    --home.sleeping;
   }
 }
 
@@ -313,19 +377,19 @@ void Engine::parallelFor(std::uint64_t total, std::uint64_t chunk,
   job.body = &body;
   job.total = total;
   job.chunk = chunk;
-  bool wake;
+  job.workHint = &workHint_;
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(&job);
     workHint_.fetch_add(1, std::memory_order_release);
-    wake = sleeping_ > 0;
   }
-  if (wake) cv_.notify_all();
+  // Every sleeping worker may help, whatever its node.
+  for (auto& n : nodes_)
+    n->cv.notify_all();
   job.claimLoop(self);
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.erase(std::find(jobs_.begin(), jobs_.end(), &job));
-    workHint_.fetch_sub(1, std::memory_order_relaxed);
   }
   // Every chunk is claimed; wait for helpers still running theirs. Taking job.mu at the end
   // guarantees the last helper has left the job before it goes out of scope.

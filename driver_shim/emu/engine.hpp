@@ -45,12 +45,21 @@ class Engine {
   static constexpr int kPriorityLowest = 0;
   static constexpr int kPriorityHighest = -5;
 
-  Engine(int workers, FaultRegistry* faults);
+  // Workers of one host NUMA node: they serve the queues of that node's chips first (and help
+  // other nodes only when idle), pinned to `cpus` when it is not empty.
+  struct NodeWorkers {
+    int workers = 1;
+    std::vector<int> cpus;
+  };
+
+  Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults);
+  Engine(int workers, FaultRegistry* faults) : Engine({NodeWorkers{workers, {}}}, faults) {}
   ~Engine();  // joins the workers; queues must have drained (the runtime synchronises first)
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  driver::QueueId createQueue(int chip, int priority);
+  // `node` indexes the NodeWorkers the queue's work prefers (clamped to the nodes there are).
+  driver::QueueId createQueue(int chip, int priority, int node = 0);
   void destroyQueue(driver::QueueId id);
   driver::Seq submit(driver::QueueId id, driver::Command command);
   driver::Seq completed(driver::QueueId id) const;
@@ -58,6 +67,7 @@ class Engine {
   void wait(driver::QueueId id, driver::Seq seq, bool spinFirst);
 
   int workers() const { return static_cast<int>(threads_.size()); }
+  int workersOfNode(int node) const;
   // True on this engine's worker threads.
   bool onWorkerThread() const;
 
@@ -71,7 +81,10 @@ class Engine {
 
   std::shared_ptr<Queue> find(driver::QueueId id) const;
   void schedule(std::shared_ptr<Queue> queue);
-  void workerMain(int index);
+  void workerMain(int index, int node, std::vector<int> cpus);
+  // Wakes a sleeping worker for work of `node` (one of its own, else one that may steal it).
+  // Called with mu_ held; returns the condition variable to notify after unlocking, or null.
+  std::condition_variable* pickWaker(int node);
   void runQueue(const std::shared_ptr<Queue>& queue);
   void execute(driver::Command& command, int chip);
   void runKernel(const driver::KernelCommand& kernel, int chip);
@@ -89,13 +102,17 @@ class Engine {
   std::atomic<driver::QueueId> nextQueueId_{1};
 
   // Guards the ready lists, the job board and the sleep/stop state.
+  struct Node {
+    std::vector<std::deque<std::shared_ptr<Queue>>> ready;  // index 0 = highest priority
+    std::condition_variable cv;
+    int workers = 0;
+    int sleeping = 0;
+    int spinning = 0;
+  };
   std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::deque<std::shared_ptr<Queue>>> ready_;  // index 0 = highest priority
+  std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<Job*> jobs_;
   std::atomic<int> workHint_{0};  // ready queues + open jobs; read without the lock by spinners
-  int sleeping_ = 0;
-  int spinning_ = 0;
   bool stop_ = false;
 };
 

@@ -1,6 +1,7 @@
 // engine_test.cpp - queue semantics of the emulator's engine through the Driver interface:
 // in-order execution, cross-queue waits, parallel kernel blocks, priorities, concurrency, fault
 // containment and destruction with pending work.
+#include "emu/engine.hpp"
 #include "driver.hpp"
 
 #include <gtest/gtest.h>
@@ -246,4 +247,42 @@ TEST(Engine, WorkSubmittedWhileTheOnlyAwakeWorkerIsBusyStillRuns) {
     d->destroyQueue(b);
     if (::testing::Test::HasFailure()) break;
   }
+}
+
+namespace {
+class NoFaults final : public h20::emu::FaultRegistry {
+ public:
+  bool faulted(int) const override { return false; }
+  void raise(int, Fault) override {}
+};
+}  // namespace
+
+TEST(Engine, QueuesAreServedByTheWorkersOfTheirNumaNode) {
+  NoFaults faults;
+  h20::emu::Engine engine({{1, {}}, {1, {}}}, &faults);
+  EXPECT_EQ(engine.workers(), 2);
+  EXPECT_EQ(engine.workersOfNode(1), 1);
+  for (int node : {0, 1, 1, 0}) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // both workers idle and asleep
+    const QueueId q = engine.createQueue(node, 0, node);
+    static std::atomic<int> worker;
+    worker = -1;
+    KernelCommand k;
+    k.fn = [](const h20KernelContext* ctx, const void*) { worker = ctx->workerIndex; };
+    engine.wait(q, engine.submit(q, std::move(k)), true);
+    EXPECT_EQ(worker.load(), node) << "queue of node " << node;
+    engine.destroyQueue(q);
+  }
+}
+
+TEST(Engine, BusyNodeLetsAnIdleNodeStealItsWork) {
+  NoFaults faults;
+  h20::emu::Engine engine({{1, {}}, {1, {}}}, &faults);
+  const QueueId blocker = engine.createQueue(0, 0, 0), q = engine.createQueue(0, 0, 0);
+  Gate gate;
+  std::atomic<bool> openedInTime{false};
+  const Seq sb = engine.submit(blocker, host([&] { openedInTime = gate.wait(); }));
+  engine.submit(q, host([&] { gate.open.store(true); }));  // node 0's only worker is busy
+  engine.wait(blocker, sb, false);
+  EXPECT_TRUE(openedInTime.load());
 }
