@@ -13,8 +13,10 @@
  *    with a message naming the argument and its value (h20GetLastErrorMessage). h20ErrorNotReady
  *    is a status, not an error, and is never stored.
  *  - Faults during execution (a kernel reporting failure) are sticky for the device they happened
- *    on: they are reported as h20ErrorLaunchFailure by the next synchronisation and by every later
- *    call that submits work to that device, until h20DeviceReset. Other devices are unaffected.
+ *    on: they are reported, with the code the kernel gave (h20ErrorLaunchFailure unless it said
+ *    h20ErrorIllegalAddress), by the next synchronisation and by every later call that submits
+ *    work to that device, until h20DeviceReset. Other devices are unaffected.
+ *  - Enum parameters out of range (e.g. a h20MemcpyKind of 99): h20ErrorInvalidValue.
  *  - Calls made from inside a host function (h20LaunchHostFunc) or a kernel return
  *    h20ErrorNotPermitted, except the error-query functions and h20KernelReportFault.
  *
@@ -157,7 +159,9 @@ H20_API h20Error_t h20DeviceSynchronize(void);
 /* Waits for the current device's pending work, then destroys every allocation, stream and event
  * of that device (their handles become invalid) and clears its fault state. */
 H20_API h20Error_t h20DeviceReset(void);
-/* Free and total device memory of the current device, in bytes. */
+/* Free and total device memory of the current device, in bytes. On the emulated device free is
+ * also capped by what is left of the host backing budget (H20_EMU_MEMORY_BUDGET), which all
+ * devices share: an allocation on one device can lower the others' free bytes. */
 H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes);
 /* Stream priorities: numerically lower is higher priority, as in CUDA. */
 H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority);
@@ -248,6 +252,8 @@ H20_API h20Error_t h20FreeHost(void* ptr);
 /* Page-locks an existing host range so it is treated as pinned memory. Overlapping an already
  * registered range: h20ErrorHostMemoryAlreadyRegistered. */
 H20_API h20Error_t h20HostRegister(void* ptr, size_t size, unsigned int flags);
+/* ptr must be the start of a registered range (NULL included): else
+ * h20ErrorHostMemoryNotRegistered. */
 H20_API h20Error_t h20HostUnregister(void* ptr);
 /* Device pointer of mapped pinned memory (identical to the host pointer under unified
  * addressing). flags must be 0. */
@@ -314,7 +320,9 @@ H20_API h20Error_t h20StreamCreateWithPriority(h20Stream_t* stream, unsigned int
                                                int priority);
 H20_API h20Error_t h20StreamGetPriority(h20Stream_t stream, int* priority);
 H20_API h20Error_t h20StreamGetFlags(h20Stream_t stream, unsigned int* flags);
-/* Returns at once; work already enqueued still completes. The handle is invalid afterwards. */
+/* Returns at once; work already enqueued still completes. The handle is invalid afterwards.
+ * NULL, h20StreamLegacy and h20StreamPerThread cannot be destroyed:
+ * h20ErrorInvalidResourceHandle. */
 H20_API h20Error_t h20StreamDestroy(h20Stream_t stream);
 H20_API h20Error_t h20StreamSynchronize(h20Stream_t stream);
 /* h20Success if all work enqueued so far has completed, h20ErrorNotReady otherwise. */
@@ -339,12 +347,13 @@ H20_API h20Error_t h20LaunchHostFunc(h20Stream_t stream, h20HostFn_t fn, void* u
 #define h20EventDefault 0x00u
 #define h20EventBlockingSync 0x01u  /* h20EventSynchronize sleeps instead of spinning first     */
 #define h20EventDisableTiming 0x02u /* no timestamp: cheaper; h20EventElapsedTime refuses it */
-#define h20EventInterprocess 0x04u  /* not supported on the embedded device                      */
+#define h20EventInterprocess 0x04u  /* h20ErrorNotSupported on the embedded device  */
 
 H20_API h20Error_t h20EventCreate(h20Event_t* event);
 H20_API h20Error_t h20EventCreateWithFlags(h20Event_t* event, unsigned int flags);
-/* Captures the work enqueued so far on `stream` (which must belong to the event's device or to
- * any device for NULL/per-thread); re-recording replaces the previous capture. */
+/* Captures the work enqueued so far on `stream`, which must belong to the event's device (NULL
+ * and h20StreamPerThread mean the current device's; else h20ErrorInvalidResourceHandle).
+ * Re-recording replaces the previous capture. */
 H20_API h20Error_t h20EventRecord(h20Event_t event, h20Stream_t stream);
 /* h20Success if the captured work has completed (or the event was never recorded),
  * h20ErrorNotReady otherwise. */
@@ -381,13 +390,15 @@ typedef void (*h20KernelFn)(const h20KernelContext* ctx, const void* args);
 /* Largest argsBytes accepted by h20LaunchKernel. */
 #define H20_MAX_KERNEL_ARGS_BYTES 4096u
 
-/* Enqueues fn over `grid` blocks on `stream`. Every 8-byte-aligned word of `args` that holds an
- * address in another device's memory requires peer access to that device
- * (h20ErrorPeerAccessNotEnabled otherwise), so a kernel cannot reach a peer it may not use. `args`
- * (argsBytes bytes, may be NULL when 0) is copied before the call returns, so the caller may reuse
- * it at once. Every dimension of grid and block must be >= 1, block.x*block.y*block.z <=
- * maxThreadsPerBlock, grid within maxGridSize and sharedMemBytes <= sharedMemPerBlockOptin;
- * otherwise h20ErrorInvalidValue. */
+/* Enqueues fn over `grid` blocks on `stream`. `args` (argsBytes bytes, may be NULL when 0) is
+ * copied before the call returns, so the caller may reuse it at once; the kernel receives the
+ * copy aligned to at least 16 bytes. Every dimension of grid and block must be >= 1,
+ * block.x*block.y*block.z <= maxThreadsPerBlock, grid within maxGridSize and
+ * sharedMemBytes <= sharedMemPerBlockOptin; otherwise h20ErrorInvalidValue.
+ * Every 8-byte-aligned word of `args` that holds an address inside a live allocation of another
+ * device requires peer access to that device (h20ErrorPeerAccessNotEnabled otherwise), so a kernel
+ * cannot reach a peer it may not use. Padding bytes are inspected too: zero-initialise argument
+ * structs. */
 H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, const void* args,
                                    size_t argsBytes, size_t sharedMemBytes, h20Stream_t stream);
 

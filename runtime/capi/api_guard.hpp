@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -37,6 +38,16 @@ h20Error_t guarded(const char* api, Body&& body) noexcept {
   } catch (...) {
     return recordError(api, h20ErrorUnknown, "unexpected exception");
   }
+}
+
+// The value of an enum parameter as an int, read from its bytes: a C caller may pass any int,
+// and loading an out-of-range value as the enum type is undefined behaviour in C++.
+template <class Enum>
+int enumValue(const Enum& e) {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
 }
 
 // Argument checks shared by the entry points.

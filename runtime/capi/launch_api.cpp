@@ -48,8 +48,12 @@ H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, 
          off += sizeof(std::uintptr_t)) {
       std::uintptr_t word;
       std::memcpy(&word, static_cast<const unsigned char*>(args) + off, sizeof word);
+      // Only words that point into a live allocation count: stale padding bytes that merely fall
+      // into a device's address range are not pointers the kernel can use.
       const int owner = rt.deviceOwningAddress(reinterpret_cast<const void*>(word));
-      if (owner >= 0 && owner != d.ordinal() && !d.peerEnabled(owner))
+      if (owner < 0 || owner == d.ordinal() || d.peerEnabled(owner)) continue;
+      auto a = rt.memory().find(reinterpret_cast<const void*>(word));
+      if (a && a->isDevice())
         fail(h20ErrorPeerAccessNotEnabled,
              "args bytes {}..{} hold {:#x}, memory of device {}, but device {} has no peer access "
              "to it (h20DeviceEnablePeerAccess)",

@@ -46,8 +46,9 @@ std::string describe(const PointerInfo& p) {
 // Enqueues (and, where CUDA's rules say so, waits for) one copy. stream == nullptr: h20Memcpy.
 void copy(Runtime& rt, void* dst, const void* src, std::size_t count, h20MemcpyKind kind,
           h20Stream_t streamHandle, bool async) {
-  if (kind < h20MemcpyHostToHost || kind > h20MemcpyDefault)
-    fail(h20ErrorInvalidValue, "kind {} is not a h20MemcpyKind", static_cast<int>(kind));
+  const int kindValue = h20::capi::enumValue(kind);
+  if (kindValue < h20MemcpyHostToHost || kindValue > h20MemcpyDefault)
+    fail(h20ErrorInvalidValue, "kind {} is not a h20MemcpyKind", kindValue);
   std::shared_ptr<Stream> stream = rt.stream(async ? streamHandle : nullptr);
   if (count == 0) return;
   if (!dst) fail(h20ErrorInvalidValue, "dst is NULL (count {})", count);
@@ -135,6 +136,7 @@ H20_API h20Error_t h20Malloc(void** devPtr, size_t size) {
     void* p = nullptr;
     auto status = rt.driver().allocate(d.chip(), size, &p);
     if (!status.ok()) throw h20::rt::Error(status.code, status.message);
+    // The driver accepted the size, so it is at most the device's capacity: no overflow here.
     const std::size_t block = (size + 255) / 256 * 256;
     rt.memory().add(Allocation{reinterpret_cast<std::uintptr_t>(p), size, block,
                                AllocSource::deviceMalloc, d.ordinal(), 0});

@@ -213,3 +213,21 @@ TEST_F(Peer, LargePeerCopyIsExactOverTheLinkAndThroughTheHost) {
     EXPECT_TRUE(out == in) << "peer access enabled: " << enabled;
   }
 }
+
+TEST_F(Peer, ArgumentWordsOutsideLiveAllocationsDoNotNeedPeerAccess) {
+  H20_ASSERT_OK(h20SetDevice(1));
+  unsigned char* peerBuf = nullptr;
+  H20_ASSERT_OK(h20Malloc(reinterpret_cast<void**>(&peerBuf), 4096));
+  H20_ASSERT_OK(h20Free(peerBuf));  // still in device 1's range, no longer an allocation
+  H20_ASSERT_OK(h20SetDevice(0));
+  unsigned char* own = nullptr;
+  H20_ASSERT_OK(h20Malloc(reinterpret_cast<void**>(&own), 64));
+  // A word that looks like device 1's memory (stale padding, a freed pointer) is not a use of it.
+  struct {
+    FillArgs fill;
+    const void* stale;
+  } args{{own, 1, 64}, peerBuf};
+  const h20Dim3 one{1, 1, 1};
+  H20_EXPECT_OK(h20LaunchKernel(fillKernel, one, one, &args, sizeof args, 0, nullptr));
+  H20_EXPECT_OK(h20DeviceSynchronize());
+}
