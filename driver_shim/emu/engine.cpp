@@ -477,13 +477,18 @@ void Engine::execute(Command& command, int chip) {
           auto* src = static_cast<const unsigned char*>(c.src);
           if (c.stageThroughHost) {
             // Device -> host bounce buffer -> device, as a copy between chips without a peer path
-            // does on real hardware: twice the memory traffic of a direct copy.
-            thread_local std::vector<unsigned char> bounce(kCopyChunkBytes);
-            for (std::size_t off = 0; off < c.bytes; off += kCopyChunkBytes) {
-              const std::size_t n = std::min(kCopyChunkBytes, c.bytes - off);
-              std::memcpy(bounce.data(), src + off, n);
-              std::memcpy(dst + off, bounce.data(), n);
-            }
+            // does on real hardware: twice the memory traffic of a direct copy. Chunks are spread
+            // over the workers like any large copy, each through its own bounce buffer.
+            parallelFor((c.bytes + kCopyChunkBytes - 1) / kCopyChunkBytes, 1,
+                        [&](std::uint64_t b, std::uint64_t e, int) {
+                          thread_local std::vector<unsigned char> bounce(kCopyChunkBytes);
+                          for (std::uint64_t chunk = b; chunk < e; ++chunk) {
+                            const std::size_t off = chunk * kCopyChunkBytes;
+                            const std::size_t n = std::min(kCopyChunkBytes, c.bytes - off);
+                            std::memcpy(bounce.data(), src + off, n);
+                            std::memcpy(dst + off, bounce.data(), n);
+                          }
+                        });
           } else if (c.bytes < kParallelCopyBytes) {
             std::memcpy(dst, src, c.bytes);
           } else {

@@ -10,8 +10,9 @@
  *  - Thread-safety: every function may be called from any host thread concurrently.
  *  - Errors: a function returns h20Success or an error code. A synchronous error (bad argument,
  *    bad handle) is also stored as the calling thread's last error (h20GetLastError) together
- *    with a message naming the argument and its value (h20GetLastErrorMessage). h20ErrorNotReady
- *    is a status, not an error, and is never stored.
+ *    with a message naming the argument and its value (h20GetLastErrorMessage), and logged at
+ *    level warning (H20_LOG_LEVEL=warning shows it). h20ErrorNotReady is a status, not an error,
+ *    and is never stored.
  *  - Faults during execution (a kernel reporting failure) are sticky for the device they happened
  *    on: they are reported, with the code the kernel gave (h20ErrorLaunchFailure unless it said
  *    h20ErrorIllegalAddress), by the next synchronisation and by every later call that submits
@@ -320,6 +321,8 @@ H20_API h20Error_t h20StreamCreateWithPriority(h20Stream_t* stream, unsigned int
                                                int priority);
 H20_API h20Error_t h20StreamGetPriority(h20Stream_t stream, int* priority);
 H20_API h20Error_t h20StreamGetFlags(h20Stream_t stream, unsigned int* flags);
+/* The device the stream belongs to (NULL and h20StreamPerThread: the current device). */
+H20_API h20Error_t h20StreamGetDevice(h20Stream_t stream, int* device);
 /* Returns at once; work already enqueued still completes. The handle is invalid afterwards.
  * NULL, h20StreamLegacy and h20StreamPerThread cannot be destroyed:
  * h20ErrorInvalidResourceHandle. */

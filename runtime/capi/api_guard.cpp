@@ -16,7 +16,9 @@ h20Error_t recordError(const char* api, h20Error_t code, const std::string& mess
   ThreadErrorState& state = threadErrors();
   state.last = code;
   state.message = fmt::format("{}: {}", api, message);
-  rt::log(rt::LogLevel::error, "{} ({})", state.message, h20GetErrorName(code));
+  // A returned error is the caller's to handle (and many are expected, e.g. "already enabled"),
+  // so it is logged as a warning: silent by default, shown with H20_LOG_LEVEL=warning.
+  rt::log(rt::LogLevel::warning, "{} ({})", state.message, h20GetErrorName(code));
   return code;
 }
 

@@ -59,6 +59,14 @@ H20_API h20Error_t h20StreamGetFlags(h20Stream_t stream, unsigned int* flags) {
   });
 }
 
+H20_API h20Error_t h20StreamGetDevice(h20Stream_t stream, int* device) {
+  return guarded("h20StreamGetDevice", [&](Runtime& rt) {
+    requireOut(device, "device");
+    *device = rt.stream(stream)->device().ordinal();
+    return h20Success;
+  });
+}
+
 H20_API h20Error_t h20StreamDestroy(h20Stream_t stream) {
   return guarded("h20StreamDestroy", [&](Runtime& rt) {
     rt.destroyStream(stream);

@@ -3,6 +3,7 @@
 #include "core/device.hpp"
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/runtime.hpp"
 
 #include <algorithm>
@@ -119,9 +120,13 @@ void Device::waitIdle() {
 }
 
 void Device::checkFault() const {
-  if (auto fault = driver_.fault(chip_))
+  if (auto fault = driver_.fault(chip_)) {
+    // An execution fault is logged once as an error, when the runtime first sees it.
+    if (!faultLogged_.exchange(true))
+      log(LogLevel::error, "device {} faulted: {}", ordinal_, fault->message);
     throw Error(fault->code, fmt::format("device {} is faulted until h20DeviceReset: {}", ordinal_,
                                          fault->message));
+  }
 }
 
 void* Device::poolAllocate(std::size_t bytes, Stream& stream, std::size_t* blockSize) {
@@ -182,6 +187,7 @@ void Device::resetState() {
   poolTrim();
   driver_.resetChip(chip_);
   peers_.store(0, std::memory_order_release);
+  faultLogged_.store(false);
   generation_.fetch_add(1, std::memory_order_acq_rel);
 }
 

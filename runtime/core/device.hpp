@@ -86,6 +86,7 @@ class Device {
   std::atomic<std::uint64_t> launches_{0};
   std::atomic<std::uint64_t> generation_{1};
   std::atomic<std::uint64_t> peers_{0};
+  mutable std::atomic<bool> faultLogged_{false};
 
   // Guards streams_ and retired_, and orders submissions that need implicit synchronisation.
   std::mutex mu_;

@@ -632,3 +632,20 @@ TEST_F(StreamWaitEvent, RejectsNonZeroFlagsAndBadHandles) {
 }
 
 }  // namespace
+
+TEST_F(Stream, GetDeviceNamesTheStreamsDevice) {
+  H20_REQUIRE_DEVICES(2);
+  H20_ASSERT_OK(h20SetDevice(1));
+  h20Stream_t s = NewStream();
+  H20_ASSERT_OK(h20SetDevice(0));
+  int device = -1;
+  H20_ASSERT_OK(h20StreamGetDevice(s, &device));
+  EXPECT_EQ(device, 1);
+  H20_ASSERT_OK(h20StreamGetDevice(nullptr, &device));
+  EXPECT_EQ(device, 0);
+  H20_ASSERT_OK(h20StreamGetDevice(h20StreamPerThread, &device));
+  EXPECT_EQ(device, 0);
+  EXPECT_EQ(h20ErrorInvalidValue, h20StreamGetDevice(s, nullptr));
+  H20_ASSERT_OK(h20StreamDestroy(s));
+  EXPECT_EQ(h20ErrorInvalidResourceHandle, h20StreamGetDevice(s, &device));
+}

@@ -1,0 +1,556 @@
+// api.cpp - the C API of libh20ccl (include/h20/ccl.h): the only extern "C" code of the library.
+//
+// Owns: the registry of live communicators (so a stale or foreign handle is an error, not a
+// crash), the per-call argument checks, the calling thread's group and its last error message.
+// Matching calls into collectives belongs to clique.cpp, moving data to schedule.cpp.
+#include "clique.hpp"
+#include "error.hpp"
+#include "kernels.hpp"
+
+#include <h20/ccl.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+using h20::ccl::Call;
+using h20::ccl::Clique;
+using h20::ccl::Error;
+using h20::ccl::fail;
+using h20::ccl::Func;
+using h20::ccl::Pending;
+
+// One rank of a clique: what an h20cclComm_t points to.
+struct h20cclComm {
+  std::shared_ptr<Clique> clique;
+  int rank = 0;
+};
+
+namespace {
+
+thread_local std::string tlsLastError;
+
+// The live communicators. Lookups hand out shared ownership, so a communicator destroyed by one
+// thread stays valid for a call already running on another.
+class Registry {
+ public:
+  void add(const std::shared_ptr<h20cclComm>& c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    live_[c.get()] = c;
+  }
+  std::shared_ptr<h20cclComm> find(h20cclComm_t handle) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(handle);
+    return it == live_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<h20cclComm> remove(h20cclComm_t handle) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(handle);
+    if (it == live_.end()) return nullptr;
+    auto c = std::move(it->second);
+    live_.erase(it);
+    return c;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<h20cclComm*, std::shared_ptr<h20cclComm>> live_;
+};
+
+// Never destroyed: communicators the application did not destroy would otherwise be released
+// during static destruction at exit, calling into a runtime that may already be gone.
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
+// The calling thread's open group: the calls recorded since the outermost h20cclGroupStart.
+struct GroupCall {
+  std::shared_ptr<h20cclComm> comm;
+  Call call;
+};
+struct GroupState {
+  int depth = 0;
+  std::vector<GroupCall> calls;
+  h20Error_t error = h20Success;  // first error of the group's calls
+  std::string message;
+  // A call whose communicator was invalid: its rank is unknown, so the group's other calls
+  // cannot be matched as poisoned placeholders either (see h20cclGroupEnd).
+  bool unattributed = false;
+};
+thread_local GroupState tlsGroup;
+
+void noteGroupError(h20Error_t code, const std::string& message) {
+  if (tlsGroup.depth > 0 && tlsGroup.error == h20Success) {
+    tlsGroup.error = code;
+    tlsGroup.message = message;
+  }
+}
+
+template <class F>
+h20Error_t guarded(const char* fn, F&& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    tlsLastError = e.message();
+    noteGroupError(e.code(), e.message());
+    return e.code();
+  } catch (const std::bad_alloc&) {
+    tlsLastError = fmt::format("{}: out of host memory", fn);
+    noteGroupError(h20ErrorMemoryAllocation, tlsLastError);
+    return h20ErrorMemoryAllocation;
+  } catch (const std::exception& e) {
+    tlsLastError = fmt::format("{}: {}", fn, e.what());
+    noteGroupError(h20ErrorUnknown, tlsLastError);
+    return h20ErrorUnknown;
+  } catch (...) {
+    tlsLastError = fmt::format("{}: unknown exception", fn);
+    noteGroupError(h20ErrorUnknown, tlsLastError);
+    return h20ErrorUnknown;
+  }
+}
+
+std::shared_ptr<h20cclComm> lookup(const char* fn, h20cclComm_t handle) {
+  if (!handle) fail(h20ErrorInvalidValue, "{}: comm is NULL", fn);
+  auto c = registry().find(handle);
+  if (!c)
+    fail(h20ErrorInvalidValue,
+         "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
+         fmt::ptr(handle));
+  return c;
+}
+
+template <class T>
+void requireOut(const char* fn, T* out, const char* name) {
+  if (!out) fail(h20ErrorInvalidValue, "{}: {} is NULL", fn, name);
+}
+
+// The value of an enum argument as the caller passed it. A C caller may pass any int; reading it
+// through the enum type would be undefined in C++ for values outside the enum's range, so the
+// entry points copy the bits and convert back only after checking.
+template <class E>
+int rawValue(const E& e) {
+  static_assert(sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
+bool validType(int t) {
+  return t == H20_R_32F || t == H20_R_16BF || t == H20_R_16F;
+}
+bool validOp(int op) {
+  return op == h20cclSum || op == h20cclMax || op == h20cclMin;
+}
+
+// An entry point's arguments before their checks: enums as raw ints.
+struct RawArgs {
+  int type = 0;
+  int op = 0;
+};
+
+// bytes = count * elementSize * factor, or an error naming the count when it overflows.
+std::size_t byteSize(const char* fn, const char* countName, std::size_t count, h20DataType type,
+                     std::size_t factor) {
+  const std::size_t es = h20::ccl::elementSize(type);
+  if (count > std::numeric_limits<std::size_t>::max() / es / factor)
+    fail(h20ErrorInvalidValue, "{}: {} {} of {} overflows the address space", fn, countName, count,
+         h20::ccl::typeName(type));
+  return count * es * factor;
+}
+
+// A buffer passed by rank `rank` (on `device`) must be device memory of that device, aligned to
+// the element size, with at least `bytes` left in its allocation.
+void checkBuffer(const char* fn, const char* name, const void* ptr, std::size_t bytes,
+                 h20DataType type, int rank, int device) {
+  if (!ptr)
+    fail(h20ErrorInvalidValue, "{}: {} is NULL (rank {}, {} bytes needed)", fn, name, rank, bytes);
+  const std::size_t es = h20::ccl::elementSize(type);
+  if (reinterpret_cast<std::uintptr_t>(ptr) % es != 0)
+    fail(h20ErrorInvalidValue, "{}: {} {} is not aligned to the {}-byte elements of {}", fn, name,
+         ptr, es, h20::ccl::typeName(type));
+  h20PointerAttributes attr{};
+  if (h20PointerGetAttributes(&attr, ptr) != h20Success)
+    fail(h20ErrorInvalidValue, "{}: {} {} is not in a live allocation ({})", fn, name, ptr,
+         h20GetLastErrorMessage());
+  if (attr.type != h20MemoryTypeDevice)
+    fail(h20ErrorInvalidValue,
+         "{}: {} {} is {} memory, but collectives need device memory of the rank's device ({})", fn,
+         name, ptr, attr.type == h20MemoryTypeHost ? "pinned host" : "pageable host", device);
+  if (attr.device != device)
+    fail(h20ErrorInvalidValue,
+         "{}: {} {} is memory of device {}, but the communicator is rank {} on device {}", fn, name,
+         ptr, attr.device, rank, device);
+  void* base = nullptr;
+  std::size_t size = 0;
+  if (h20MemGetAddressRange(&base, &size, ptr) != h20Success)
+    fail(h20ErrorInvalidValue, "{}: {} {}: {}", fn, name, ptr, h20GetLastErrorMessage());
+  const std::size_t offset =
+      static_cast<std::size_t>(static_cast<const char*>(ptr) - static_cast<const char*>(base));
+  const std::size_t left = size - offset;
+  if (left < bytes)
+    fail(h20ErrorInvalidValue,
+         "{}: {} {} has {} bytes left in its allocation ({} bytes at {}, offset {}) but the call "
+         "needs {}",
+         fn, name, ptr, left, size, base, offset, bytes);
+}
+
+bool overlap(const void* a, std::size_t an, const void* b, std::size_t bn) {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return pa < pb + bn && pb < pa + an;
+}
+
+// Checks one rank's call on its own; returns the problem ("" when none).
+// On success the enums of `raw` are stored into `c`.
+std::string problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw, Call& c) {
+  try {
+    const int n = comm.clique->size();
+    const int device = comm.clique->device(comm.rank);
+    if (!validType(raw.type))
+      fail(h20ErrorInvalidValue, "{}: datatype {} is not H20_R_32F, H20_R_16BF or H20_R_16F", fn,
+           raw.type);
+    c.type = static_cast<h20DataType>(raw.type);
+    if (isReduction(c.func)) {
+      if (!validOp(raw.op))
+        fail(h20ErrorInvalidValue, "{}: op {} is not h20cclSum, h20cclMax or h20cclMin", fn,
+             raw.op);
+      c.op = static_cast<h20cclRedOp>(raw.op);
+    }
+    if (c.func == Func::broadcast && (c.root < 0 || c.root >= n))
+      fail(h20ErrorInvalidValue, "{}: root {} is not a rank of the clique (0..{})", fn, c.root,
+           n - 1);
+    const std::size_t n_ = static_cast<std::size_t>(n);
+    std::size_t sendBytes = 0, recvBytes = 0;
+    bool inPlace = c.send == c.recv;
+    switch (c.func) {
+      case Func::allReduce:
+        sendBytes = recvBytes = byteSize(fn, "count", c.count, c.type, 1);
+        break;
+      case Func::allGather:
+        sendBytes = byteSize(fn, "sendcount", c.count, c.type, 1);
+        recvBytes = byteSize(fn, "sendcount", c.count, c.type, n_);
+        inPlace = c.recv && static_cast<const char*>(c.send) ==
+                                static_cast<const char*>(c.recv) +
+                                    static_cast<std::size_t>(comm.rank) * sendBytes;
+        break;
+      case Func::reduceScatter:
+        recvBytes = byteSize(fn, "recvcount", c.count, c.type, 1);
+        sendBytes = byteSize(fn, "recvcount", c.count, c.type, n_);
+        inPlace = c.send && static_cast<const char*>(c.recv) ==
+                                static_cast<const char*>(c.send) +
+                                    static_cast<std::size_t>(comm.rank) * recvBytes;
+        break;
+      case Func::broadcast:
+        recvBytes = byteSize(fn, "count", c.count, c.type, 1);
+        sendBytes = comm.rank == c.root ? recvBytes : 0;
+        break;
+    }
+    if (c.count == 0) return {};  // a collective of nothing: buffers are not used
+    if (sendBytes) checkBuffer(fn, "sendbuff", c.send, sendBytes, c.type, comm.rank, device);
+    checkBuffer(fn, "recvbuff", c.recv, recvBytes, c.type, comm.rank, device);
+    if (sendBytes && !inPlace && overlap(c.send, sendBytes, c.recv, recvBytes))
+      fail(h20ErrorInvalidValue,
+           "{}: sendbuff {} ({} bytes) and recvbuff {} ({} bytes) overlap but the call is not in "
+           "place (see h20/ccl.h for the in-place layout of {})",
+           fn, c.send, sendBytes, static_cast<const void*>(c.recv), recvBytes, fn);
+  } catch (const Error& e) {
+    return e.message();
+  }
+  return {};
+}
+
+// Issues one rank's call: recorded in the thread's group, or contributed and waited for.
+h20Error_t issue(const char* fn, h20cclComm_t handle, const RawArgs& raw, Call call) {
+  return guarded(fn, [&]() -> h20Error_t {
+    std::shared_ptr<h20cclComm> comm;
+    try {
+      comm = lookup(fn, handle);
+    } catch (const Error&) {
+      if (tlsGroup.depth > 0) tlsGroup.unattributed = true;
+      throw;
+    }
+    call.rank = comm->rank;
+    call.thread = std::this_thread::get_id();
+    const std::string problem = problemOf(fn, *comm, raw, call);
+    call.poison = problem;
+    if (tlsGroup.depth > 0) {
+      tlsGroup.calls.push_back({comm, std::move(call)});
+      if (!problem.empty()) throw Error(h20ErrorInvalidValue, problem);
+      return h20Success;
+    }
+    if (!problem.empty()) {
+      // The other ranks' calls of this collective fail with it instead of waiting for this one.
+      try {
+        comm->clique->contribute({std::move(call)});
+      } catch (const Error&) {
+      }
+      throw Error(h20ErrorInvalidValue, problem);
+    }
+    auto joined = comm->clique->contribute({std::move(call)});
+    comm->clique->wait(joined[0]);
+    if (joined[0]->rc != h20Success) throw Error(joined[0]->rc, joined[0]->message);
+    return h20Success;
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+H20_API h20Error_t h20cclGetVersion(int* version) {
+  return guarded("h20cclGetVersion", [&] {
+    requireOut("h20cclGetVersion", version, "version");
+    *version = H20_CCL_VERSION;
+    return h20Success;
+  });
+}
+
+H20_API const char* h20cclGetLastErrorMessage(void) {
+  return tlsLastError.c_str();
+}
+
+H20_API h20Error_t h20cclCommInitAll(h20cclComm_t* comms, int ndev, const int* devices) {
+  constexpr const char* fn = "h20cclCommInitAll";
+  return guarded(fn, [&] {
+    requireOut(fn, comms, "comms");
+    if (ndev < 1 || ndev > H20_CCL_MAX_RANKS)
+      fail(h20ErrorInvalidValue, "{}: ndev {} is outside 1..{} (H20_CCL_MAX_RANKS)", fn, ndev,
+           H20_CCL_MAX_RANKS);
+    for (int i = 0; i < ndev; ++i)
+      comms[i] = nullptr;
+    int visible = 0;
+    h20::ccl::check(h20GetDeviceCount(&visible), fn);
+    std::vector<int> devs;
+    for (int i = 0; i < ndev; ++i) {
+      const int d = devices ? devices[i] : i;
+      if (d < 0 || d >= visible)
+        fail(h20ErrorInvalidDevice, "{}: {} is {}, but the visible devices are 0..{}", fn,
+             devices ? fmt::format("devices[{}]", i) : fmt::format("rank {}'s device", i), d,
+             visible - 1);
+      for (int j = 0; j < i; ++j)
+        if (devs[static_cast<std::size_t>(j)] == d)
+          fail(h20ErrorInvalidValue, "{}: devices[{}] and devices[{}] are both device {}", fn, j, i,
+               d);
+      devs.push_back(d);
+    }
+    auto clique = std::make_shared<Clique>(std::move(devs));
+    std::vector<std::shared_ptr<h20cclComm>> made;
+    for (int r = 0; r < ndev; ++r)
+      made.push_back(std::make_shared<h20cclComm>(h20cclComm{clique, r}));
+    for (int r = 0; r < ndev; ++r) {
+      registry().add(made[static_cast<std::size_t>(r)]);
+      comms[r] = made[static_cast<std::size_t>(r)].get();
+    }
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommDestroy(h20cclComm_t comm) {
+  constexpr const char* fn = "h20cclCommDestroy";
+  return guarded(fn, [&] {
+    if (!comm) return h20Success;
+    auto c = registry().remove(comm);
+    if (!c)
+      fail(h20ErrorInvalidValue,
+           "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
+           fmt::ptr(comm));
+    c->clique->destroyRank(c->rank);
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommCount(h20cclComm_t comm, int* count) {
+  constexpr const char* fn = "h20cclCommCount";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireOut(fn, count, "count");
+    *count = c->clique->size();
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommDevice(h20cclComm_t comm, int* device) {
+  constexpr const char* fn = "h20cclCommDevice";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireOut(fn, device, "device");
+    *device = c->clique->device(c->rank);
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommUserRank(h20cclComm_t comm, int* rank) {
+  constexpr const char* fn = "h20cclCommUserRank";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireOut(fn, rank, "rank");
+    *rank = c->rank;
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommGetRingOrder(h20cclComm_t comm, int* ranks, int capacity, int* count) {
+  constexpr const char* fn = "h20cclCommGetRingOrder";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireOut(fn, count, "count");
+    if (capacity < 0 || (capacity > 0 && !ranks))
+      fail(h20ErrorInvalidValue, "{}: ranks {} with capacity {}", fn, fmt::ptr(ranks), capacity);
+    const auto& ring = c->clique->ring();
+    for (int i = 0; i < capacity && i < static_cast<int>(ring.size()); ++i)
+      ranks[i] = ring[static_cast<std::size_t>(i)];
+    *count = static_cast<int>(ring.size());
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommGetAlgorithm(h20cclComm_t comm, h20cclFunc func, size_t count,
+                                          h20DataType datatype, h20cclAlgo* algo) {
+  constexpr const char* fn = "h20cclCommGetAlgorithm";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireOut(fn, algo, "algo");
+    const int f = rawValue(func), t = rawValue(datatype);
+    if (f < h20cclFuncAllReduce || f > h20cclFuncBroadcast)
+      fail(h20ErrorInvalidValue, "{}: func {} is not a h20cclFunc", fn, f);
+    if (!validType(t))
+      fail(h20ErrorInvalidValue, "{}: datatype {} is not H20_R_32F, H20_R_16BF or H20_R_16F", fn,
+           t);
+    static constexpr Func kFuncs[] = {Func::allReduce, Func::allGather, Func::reduceScatter,
+                                      Func::broadcast};
+    *algo = c->clique->algorithm(kFuncs[f], count, static_cast<h20DataType>(t));
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
+                                   h20DataType datatype, h20cclRedOp op, h20cclComm_t comm,
+                                   h20Stream_t stream) {
+  Call c;
+  c.func = Func::allReduce;
+  c.send = sendbuff;
+  c.recv = recvbuff;
+  c.count = count;
+  c.stream = stream;
+  return issue("h20cclAllReduce", comm, RawArgs{rawValue(datatype), rawValue(op)}, std::move(c));
+}
+
+H20_API h20Error_t h20cclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                                   h20DataType datatype, h20cclComm_t comm, h20Stream_t stream) {
+  Call c;
+  c.func = Func::allGather;
+  c.send = sendbuff;
+  c.recv = recvbuff;
+  c.count = sendcount;
+  c.stream = stream;
+  return issue("h20cclAllGather", comm, RawArgs{rawValue(datatype), 0}, std::move(c));
+}
+
+H20_API h20Error_t h20cclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                       h20DataType datatype, h20cclRedOp op, h20cclComm_t comm,
+                                       h20Stream_t stream) {
+  Call c;
+  c.func = Func::reduceScatter;
+  c.send = sendbuff;
+  c.recv = recvbuff;
+  c.count = recvcount;
+  c.stream = stream;
+  return issue("h20cclReduceScatter", comm, RawArgs{rawValue(datatype), rawValue(op)},
+               std::move(c));
+}
+
+H20_API h20Error_t h20cclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
+                                   h20DataType datatype, int root, h20cclComm_t comm,
+                                   h20Stream_t stream) {
+  Call c;
+  c.func = Func::broadcast;
+  c.send = sendbuff;
+  c.recv = recvbuff;
+  c.count = count;
+  c.root = root;
+  c.stream = stream;
+  return issue("h20cclBroadcast", comm, RawArgs{rawValue(datatype), 0}, std::move(c));
+}
+
+H20_API h20Error_t h20cclGroupStart(void) {
+  return guarded("h20cclGroupStart", [&] {
+    ++tlsGroup.depth;
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclGroupEnd(void) {
+  constexpr const char* fn = "h20cclGroupEnd";
+  return guarded(fn, [&] {
+    if (tlsGroup.depth == 0)
+      fail(h20ErrorInvalidValue, "{}: no group is open (h20cclGroupStart was not called)", fn);
+    if (--tlsGroup.depth > 0) return h20Success;
+    GroupState group = std::move(tlsGroup);
+    tlsGroup = GroupState{};
+
+    // The group's calls per clique, in call order.
+    std::vector<std::pair<std::shared_ptr<Clique>, std::vector<Call>>> byClique;
+    for (auto& gc : group.calls) {
+      auto it = std::find_if(byClique.begin(), byClique.end(),
+                             [&](const auto& e) { return e.first == gc.comm->clique; });
+      if (it == byClique.end()) {
+        byClique.emplace_back(gc.comm->clique, std::vector<Call>{});
+        it = byClique.end() - 1;
+      }
+      if (group.error != h20Success && gc.call.poison.empty())
+        gc.call.poison = fmt::format("another call of the same group failed: {}", group.message);
+      it->second.push_back(std::move(gc.call));
+    }
+    if (group.error != h20Success) {
+      // Nothing of the group is enqueued. Its calls still take their places in the ranks'
+      // sequences, as failed calls, so that ranks issued by other threads fail too instead of
+      // waiting, and a clique issued entirely by this group stays in step. Not when a call had
+      // no valid communicator: its rank would be missing, and every later collective of the
+      // clique would be matched with the wrong calls.
+      if (group.unattributed) throw Error(group.error, group.message);
+      for (auto& [clique, calls] : byClique) {
+        try {
+          clique->contribute(std::move(calls));
+        } catch (const Error&) {
+        }
+      }
+      throw Error(group.error, group.message);
+    }
+    h20Error_t error = h20Success;
+    std::string message;
+    std::vector<std::pair<std::shared_ptr<Clique>, std::shared_ptr<Pending>>> joined;
+    for (auto& [clique, calls] : byClique) {
+      try {
+        for (auto& p : clique->contribute(std::move(calls)))
+          joined.emplace_back(clique, p);
+      } catch (const Error& e) {
+        if (error == h20Success) {
+          error = e.code();
+          message = e.message();
+        }
+      }
+    }
+    for (auto& [clique, p] : joined) {
+      clique->wait(p);
+      if (p->rc != h20Success && error == h20Success) {
+        error = p->rc;
+        message = p->message;
+      }
+    }
+    if (error != h20Success) throw Error(error, message);
+    return h20Success;
+  });
+}
+
+}  // extern "C"
