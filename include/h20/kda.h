@@ -1,0 +1,142 @@
+/*
+ * kda.h - Kimi Delta Attention (KDA) kernels of the H20 kernel library (libh20kernels).
+ *
+ * The forward (prefill) pass of KDA, the gated delta-rule linear attention of Kimi Linear, with
+ * the semantics of MoonshotAI's FlashKDA `flash_kda.fwd`, and the matching single-token decode
+ * step. The library is a client of the runtime's C API: each call checks its arguments, then
+ * enqueues kernels on the caller's stream with h20LaunchKernel and returns. Results are ready
+ * when the stream's work has completed (h20StreamSynchronize, an event, ...).
+ *
+ * Semantics, per sequence n and value head h (q/k head h / (HV/H)), for each token t in order:
+ *   q^ = q (sum q^2 + 1e-6)^-1/2,  k^ likewise          (L2 norm, eps inside the root)
+ *   b  = sigmoid(beta),  alpha = exp(a) per key channel, a from the gate mode below
+ *   S <- S Diag(alpha);  S <- S + b (v - S k^) k^T;  o_t = scale * S q^
+ * with the state S of shape [V, K] (value-major, as FlashKDA stores it). Sequences start from
+ * their initial state (or zero) and restart at every cuSeqlens boundary; the state after the last
+ * token is the final state; a zero-length sequence passes its initial state through. Everything
+ * is computed in fp32 whatever the input and output types; bf16 results are rounded to nearest
+ * even.
+ *
+ * Conventions for every function below:
+ *  - Thread-safety: any function may be called from any host thread concurrently.
+ *  - Asynchrony: the functions return once the work is enqueued; they do not wait for the
+ *    stream. Tensors must stay allocated and unmodified by other work until the stream reaches
+ *    the kernels. The stream must belong to the current device (h20SetDevice), whose memory every
+ *    tensor must be in.
+ *  - Errors: invalid arguments return h20ErrorInvalidValue without enqueueing anything; the
+ *    message, naming the argument and its value, is available from h20kdaGetLastErrorMessage().
+ *    Errors returned by the runtime (a bad stream, a faulted device, out of memory) are passed
+ *    through. Problems found only when the kernel reads device data (bad cuSeqlens contents, a
+ *    state slot out of range) are reported by the runtime as h20ErrorLaunchFailure at the next
+ *    synchronisation, with a message naming the entry; the kernel never accesses memory out of
+ *    bounds because of them.
+ *
+ * C11-clean; compiles as C and C++.
+ */
+#ifndef H20_KDA_H_
+#define H20_KDA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h20_runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum h20kdaGateMode {
+  H20_KDA_GATE_LOWER_BOUND = 0, /* a = lowerBound * sigmoid(exp(A_log[h]) * (g + dtBias[h,:])) */
+  H20_KDA_GATE_SOFTPLUS = 1     /* a = -exp(A_log[h]) * softplus(g + dtBias[h,:])             */
+} h20kdaGateMode;
+
+/* Which implementation computes the prefill. Results agree to fp32 rounding. */
+typedef enum h20kdaAlgorithm {
+  H20_KDA_ALGO_DEFAULT = 0,  /* the fastest available: currently CHUNKED                      */
+  H20_KDA_ALGO_CHUNKED = 1,  /* chunkwise-parallel form (16-token chunks, WY/UT factors)      */
+  H20_KDA_ALGO_RECURRENT = 2 /* fp32 per-token recurrence (the benchmark baseline)            */
+} h20kdaAlgorithm;
+
+/* Arguments of h20kdaPrefill. Tensors are dense, row-major, in device memory of the current
+ * device; bf16 tensors 2-byte aligned, fp32 tensors 4-byte aligned. */
+typedef struct h20kdaPrefillArgs {
+  size_t structSize;      /* sizeof(h20kdaPrefillArgs): the struct may grow at its end      */
+  int batch;              /* B; must be 1 when cuSeqlens != NULL                            */
+  int seqLen;             /* T per batch row; total tokens when cuSeqlens != NULL           */
+  int numHeads;           /* H: heads of q and k                                            */
+  int numValueHeads;      /* HV: heads of v, g, beta, out; a multiple of H; 0 means H       */
+  int headDimK, headDimV; /* K, V: multiples of 16 in [16, 256]; K != V allowed            */
+  h20DataType dtype;      /* of q, k, v, g, beta, out: H20_R_16BF or H20_R_32F              */
+  const void *q, *k;      /* [B,T,H,K]                                                      */
+  const void* v;          /* [B,T,HV,V]                                                     */
+  const void* g;          /* [B,T,HV,K]  gate before activation                             */
+  const void* beta;       /* [B,T,HV]    logits; sigmoid applied in the kernel              */
+  void* out;              /* [B,T,HV,V]; must not overlap any other tensor                  */
+  float scale;            /* output scale, usually 1/sqrt(K); finite                        */
+  h20kdaGateMode gateMode;
+  const float* A_log;       /* [HV]   fp32                                                    */
+  const float* dtBias;      /* [HV,K] fp32, or NULL for no bias                               */
+  float lowerBound;         /* lower-bound mode only: in [-5, 0)                              */
+  const void* initialState; /* [N,HV,V,K] or NULL (zero state)                               */
+  void* finalState;         /* [N,HV,V,K] or NULL (not written); may be initialState itself   */
+  h20DataType stateDtype;   /* H20_R_32F or H20_R_16BF, for both states                      */
+  const int64_t* cuSeqlens; /* [N+1] or NULL: B fixed-length sequences (N = B)               */
+  int numSeqs;              /* N when cuSeqlens != NULL (>= 1); ignored otherwise             */
+  /* ---- extensions (read only when structSize covers them) ---- */
+  h20kdaAlgorithm algorithm; /* H20_KDA_ALGO_DEFAULT when not covered                        */
+} h20kdaPrefillArgs;
+
+/* Enqueues the KDA forward pass on `stream`. cuSeqlens contents (cuSeqlens[0] == 0,
+ * non-decreasing, cuSeqlens[N] == seqLen) are checked when the kernel runs. Work is spread over
+ * (sequence, value head) items, longest sequences first; when there are fewer items than the
+ * device's worker threads, each is split along V. Asynchronous; see the conventions above. */
+H20_API h20Error_t h20kdaPrefill(const h20kdaPrefillArgs* args, h20Stream_t stream);
+
+/* Arguments of h20kdaDecode: one new token for each of N sequences, whose states live in a pool
+ * of numStateSlots slots and are updated in place (what a server runs after prefill). Tensors as
+ * for h20kdaPrefill with B = N and T = 1. */
+typedef struct h20kdaDecodeArgs {
+  size_t structSize;      /* sizeof(h20kdaDecodeArgs): the struct may grow at its end       */
+  int numSeqs;            /* N >= 1                                                         */
+  int numHeads;           /* H                                                              */
+  int numValueHeads;      /* HV: a multiple of H; 0 means H                                 */
+  int headDimK, headDimV; /* K, V: multiples of 16 in [16, 256]                             */
+  h20DataType dtype;      /* of q, k, v, g, beta, out: H20_R_16BF or H20_R_32F              */
+  const void *q, *k;      /* [N,1,H,K]                                                      */
+  const void* v;          /* [N,1,HV,V]                                                     */
+  const void* g;          /* [N,1,HV,K]                                                     */
+  const void* beta;       /* [N,1,HV]                                                       */
+  void* out;              /* [N,1,HV,V]; must not overlap any other tensor                  */
+  float scale;
+  h20kdaGateMode gateMode;
+  const float* A_log;        /* [HV]                                                           */
+  const float* dtBias;       /* [HV,K] or NULL                                                 */
+  float lowerBound;          /* lower-bound mode only: in [-5, 0)                              */
+  void* state;               /* [numStateSlots,HV,V,K], read and updated in place              */
+  h20DataType stateDtype;    /* H20_R_32F or H20_R_16BF (bf16 rounds the state every step)    */
+  const int32_t* stateSlots; /* [N]: slot of sequence n, distinct; or NULL: slot n          */
+  int numStateSlots;         /* slots in `state`; 0 means N. Without stateSlots, >= N          */
+} h20kdaDecodeArgs;
+
+/* Enqueues one decode step on `stream`: for each sequence n, the recurrence above for its token,
+ * starting from state slot stateSlots[n] (or n) and writing the new state back to it. A slot
+ * outside [0, numStateSlots) is reported as h20ErrorLaunchFailure at the next synchronisation
+ * (that sequence is not computed). Two sequences naming the same slot leave it unspecified.
+ * Asynchronous; see the conventions above. */
+H20_API h20Error_t h20kdaDecode(const h20kdaDecodeArgs* args, h20Stream_t stream);
+
+/* The detailed message of the calling thread's most recent failed h20kda* call ("" if none):
+ * e.g. "h20kdaPrefill: headDimK 100 is not a multiple of 16 in [16, 256]". Owned by the thread;
+ * valid until its next h20kda* call. Never NULL. */
+H20_API const char* h20kdaGetLastErrorMessage(void);
+
+/* The SIMD level the kernels run with in this process: "avx512", "avx2" or "scalar" (the best
+ * the CPU supports, or the lower level asked for with the environment variable H20_KDA_ISA).
+ * Static string; never NULL. */
+H20_API const char* h20kdaGetIsaName(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* H20_KDA_H_ */

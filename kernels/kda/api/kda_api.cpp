@@ -1,0 +1,708 @@
+// kda_api.cpp - the C API of include/h20/kda.h: argument checks, work decomposition and launch.
+//
+// Owns everything between the caller and the KDA core: checking every argument (values, device
+// memory, sizes, overlaps) and naming the culprit in the thread's message; deciding the grid
+// ((sequence, value head, value slab) blocks, longest sequences first) and each block's scratch;
+// the kernels the runtime runs per block, which turn a block index into a core work item; and the
+// varlen planning kernel that checks cuSeqlens on the device side and orders sequences. It uses
+// only the public runtime API (h20_runtime.h); it includes nothing from runtime/ or driver_shim/.
+#include "h20/kda.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "kda_core.hpp"
+
+namespace {
+
+using h20::kda::DType;
+using h20::kda::Problem;
+using h20::kda::WorkItem;
+
+thread_local std::string tlsLastError;
+
+// Thrown inside this file only, caught at the C boundary.
+struct ApiError {
+  h20Error_t code;
+  std::string message;
+};
+
+template <typename... Args>
+[[noreturn]] void invalid(const char* fn, fmt::format_string<Args...> f, Args&&... args) {
+  throw ApiError{h20ErrorInvalidValue,
+                 fmt::format("{}: {}", fn, fmt::format(f, std::forward<Args>(args)...))};
+}
+
+// Runs body; turns ApiError / exceptions into a return code and the thread's message.
+template <typename Body>
+h20Error_t guarded(const char* fn, Body&& body) {
+  try {
+    body();
+    return h20Success;
+  } catch (const ApiError& e) {
+    tlsLastError = e.message;
+    return e.code;
+  } catch (const std::bad_alloc&) {
+    tlsLastError = fmt::format("{}: out of host memory", fn);
+    return h20ErrorMemoryAllocation;
+  } catch (const std::exception& e) {
+    tlsLastError = fmt::format("{}: {}", fn, e.what());
+    return h20ErrorUnknown;
+  } catch (...) {
+    tlsLastError = fmt::format("{}: unknown exception", fn);
+    return h20ErrorUnknown;
+  }
+}
+
+// A runtime call failed: pass its code through with the runtime's message.
+void checkRuntime(const char* fn, const char* call, h20Error_t err) {
+  if (err == h20Success) return;
+  throw ApiError{err, fmt::format("{}: {} failed with {}: {}", fn, call, h20GetErrorName(err),
+                                  h20GetLastErrorMessage())};
+}
+
+// The caller's enum fields may hold any int (C lets them); loading such a value as the C++ enum
+// type is undefined, so enum fields are read as plain ints and checked before conversion.
+template <typename Enum>
+int rawEnum(const Enum& field) {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int v;
+  std::memcpy(&v, &field, sizeof v);
+  return v;
+}
+
+const char* dtypeName(int t) {
+  switch (t) {
+    case H20_R_32F:
+      return "H20_R_32F";
+    case H20_R_16BF:
+      return "H20_R_16BF";
+    case H20_R_16F:
+      return "H20_R_16F";
+    default:
+      return "unknown";
+  }
+}
+
+DType checkDtype(const char* fn, const char* name, int t) {
+  if (t == H20_R_32F) return DType::kF32;
+  if (t == H20_R_16BF) return DType::kBF16;
+  invalid(fn, "{} {} ({}) is not supported; use H20_R_16BF or H20_R_32F", name, t, dtypeName(t));
+}
+
+std::size_t mulChecked(const char* fn, std::initializer_list<std::int64_t> factors) {
+  std::size_t r = 1;
+  for (std::int64_t f : factors) {
+    if (__builtin_mul_overflow(r, static_cast<std::size_t>(f), &r)) {
+      invalid(fn, "the tensor sizes overflow size_t");
+    }
+  }
+  return r;
+}
+
+// One tensor argument: where it is and how many bytes the problem reads or writes there.
+struct Tensor {
+  const char* name;
+  const void* ptr;
+  std::size_t bytes;
+  std::string shape;  // for messages, e.g. "[B,T,H,K] = [1, 300, 2, 128] H20_R_16BF"
+  std::size_t align;
+};
+
+const char* memoryTypeName(h20MemoryType t) {
+  switch (t) {
+    case h20MemoryTypeUnregistered:
+      return "pageable host memory";
+    case h20MemoryTypeHost:
+      return "pinned host memory";
+    case h20MemoryTypeDevice:
+      return "device memory";
+    case h20MemoryTypeManaged:
+      return "managed memory";
+  }
+  return "unknown memory";
+}
+
+// Checks that [ptr, ptr + bytes) lies inside one live device allocation of `device`.
+void checkDeviceTensor(const char* fn, const Tensor& t, int device) {
+  if (reinterpret_cast<std::uintptr_t>(t.ptr) % t.align != 0) {
+    invalid(fn, "{} ({}) is not aligned to its {}-byte elements", t.name, fmt::ptr(t.ptr), t.align);
+  }
+  h20PointerAttributes attr{};
+  if (h20PointerGetAttributes(&attr, t.ptr) != h20Success) {
+    invalid(fn, "{} ({}) is not in a live allocation: {}", t.name, fmt::ptr(t.ptr),
+            h20GetLastErrorMessage());
+  }
+  if (attr.type != h20MemoryTypeDevice) {
+    invalid(fn, "{} ({}) is {}, not device memory", t.name, fmt::ptr(t.ptr),
+            memoryTypeName(attr.type));
+  }
+  if (attr.device != device) {
+    invalid(fn, "{} ({}) is memory of device {}, but the current device is {}", t.name,
+            fmt::ptr(t.ptr), attr.device, device);
+  }
+  void* base = nullptr;
+  std::size_t size = 0;
+  if (h20MemGetAddressRange(&base, &size, t.ptr) != h20Success) {
+    invalid(fn, "{} ({}) is not in a live allocation: {}", t.name, fmt::ptr(t.ptr),
+            h20GetLastErrorMessage());
+  }
+  const std::size_t offset =
+      static_cast<std::size_t>(static_cast<const char*>(t.ptr) - static_cast<const char*>(base));
+  if (size - offset < t.bytes) {
+    invalid(fn,
+            "{} ({}) must hold {} bytes ({}), but only {} bytes remain in its allocation {} ({} "
+            "bytes) at offset {}",
+            t.name, fmt::ptr(t.ptr), t.bytes, t.shape, size - offset, fmt::ptr(base), size, offset);
+  }
+}
+
+Tensor sameShape(const Tensor& t, const char* name, const void* ptr) {
+  Tensor r = t;
+  r.name = name;
+  r.ptr = ptr;
+  return r;
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.ptr),
+             b0 = reinterpret_cast<std::uintptr_t>(b.ptr);
+  return a0 < b0 + b.bytes && b0 < a0 + a.bytes;
+}
+
+void checkNoOverlap(const char* fn, const Tensor& written, const Tensor& other) {
+  if (overlaps(written, other)) {
+    invalid(fn, "{} ({}, {} bytes) overlaps {} ({}, {} bytes)", written.name, fmt::ptr(written.ptr),
+            written.bytes, other.name, fmt::ptr(other.ptr), other.bytes);
+  }
+}
+
+void checkHeadDim(const char* fn, const char* name, int d) {
+  if (d < h20::kda::kHeadDimQuantum || d > h20::kda::kMaxHeadDim ||
+      d % h20::kda::kHeadDimQuantum != 0) {
+    invalid(fn, "{} {} is not a multiple of {} in [{}, {}]", name, d, h20::kda::kHeadDimQuantum,
+            h20::kda::kHeadDimQuantum, h20::kda::kMaxHeadDim);
+  }
+}
+
+// Checks the gate fields shared by prefill and decode; returns the gate.
+h20::kda::Gate checkGate(const char* fn, int mode, float lowerBound, float scale) {
+  if (mode != H20_KDA_GATE_LOWER_BOUND && mode != H20_KDA_GATE_SOFTPLUS) {
+    invalid(fn, "gateMode {} is not H20_KDA_GATE_LOWER_BOUND (0) or H20_KDA_GATE_SOFTPLUS (1)",
+            mode);
+  }
+  if (mode == H20_KDA_GATE_LOWER_BOUND && !(lowerBound >= -5.0f && lowerBound < 0.0f)) {
+    invalid(fn, "lowerBound {} is outside [-5, 0) (required by H20_KDA_GATE_LOWER_BOUND)",
+            lowerBound);
+  }
+  if (!std::isfinite(scale)) invalid(fn, "scale {} is not finite", scale);
+  return mode == H20_KDA_GATE_SOFTPLUS ? h20::kda::Gate::kSoftplus : h20::kda::Gate::kLowerBound;
+}
+
+void requireNonNull(const char* fn, const char* name, const void* p) {
+  if (p == nullptr) invalid(fn, "{} is NULL", name);
+}
+
+// ---- launch configuration -------------------------------------------------------------------
+
+struct DeviceInfo {
+  int device = 0;
+  int workers = 1;
+  std::size_t sharedMemOptin = 0;
+  unsigned maxGridX = 1;
+};
+
+DeviceInfo currentDevice(const char* fn) {
+  DeviceInfo info;
+  checkRuntime(fn, "h20GetDevice", h20GetDevice(&info.device));
+  h20DeviceProp prop{};
+  checkRuntime(fn, "h20GetDeviceProperties", h20GetDeviceProperties(&prop, info.device));
+  info.workers = std::max(1, prop.hostWorkerThreads);
+  info.sharedMemOptin = prop.sharedMemPerBlockOptin;
+  info.maxGridX = static_cast<unsigned>(std::max(1, prop.maxGridSize[0]));
+  return info;
+}
+
+// Scratch of the widest value slab; blocks use their shared memory when it is large enough and
+// a per-thread buffer otherwise.
+struct Scratch {
+  std::size_t bytes = 0;
+  std::size_t sharedMemBytes = 0;
+};
+
+Scratch planScratch(int K, int V, int heads, int splits, const DeviceInfo& dev) {
+  int widest = 0;
+  for (int j = 0; j < splits; ++j) {
+    int b, e;
+    h20::kda::valueSlab(V, splits, j, &b, &e);
+    widest = std::max(widest, e - b);
+  }
+  Scratch s;
+  s.bytes = (h20::kda::workspaceBytes(K, widest, heads) + 63) / 64 * 64;
+  s.sharedMemBytes = s.bytes <= dev.sharedMemOptin ? s.bytes : 0;
+  return s;
+}
+
+void* blockScratch(const h20KernelContext* ctx, std::size_t bytes) {
+  if (ctx->sharedMem != nullptr && ctx->sharedMemBytes >= bytes) return ctx->sharedMem;
+  struct Buffer {
+    void* data = nullptr;
+    std::size_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buf;
+  if (buf.size < bytes) {
+    std::free(buf.data);
+    buf.data = std::aligned_alloc(64, bytes);
+    buf.size = buf.data != nullptr ? bytes : 0;
+  }
+  return buf.data;
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+constexpr std::int64_t kPlanValid = 1;
+constexpr std::int64_t kPlanInvalid = 2;
+
+// Varlen plan in device memory: [status][numSeqs x (tokenBegin, tokenEnd, seq)][order: int32 N].
+std::size_t planBytes(int numSeqs) {
+  return sizeof(std::int64_t) * (1 + 3 * std::size_t(numSeqs)) + sizeof(std::int32_t) * numSeqs;
+}
+
+struct PrefillKernelArgs {
+  Problem problem;
+  const std::int64_t* cuSeqlens;  // null: fixed length
+  std::int64_t* plan;             // varlen only
+  std::int64_t seqLen;            // T per row, or total tokens
+  int numSeqs;
+  int headGroup;  // value heads per block
+  int valueSplits;
+  int algorithm;
+  int isa;
+  std::size_t scratchBytes;
+};
+static_assert(sizeof(PrefillKernelArgs) <= H20_MAX_KERNEL_ARGS_BYTES);
+
+void reportFault(const h20KernelContext* ctx, const std::string& message) {
+  h20KernelReportFault(ctx, h20ErrorLaunchFailure, message.c_str());
+}
+
+// One block: checks cuSeqlens, orders the sequences longest first and writes the plan.
+void prefillPlanKernel(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const PrefillKernelArgs*>(raw);
+  std::int64_t* entries = a.plan + 1;
+  auto* order = reinterpret_cast<std::int32_t*>(a.plan + 1 + 3 * std::size_t(a.numSeqs));
+  std::string error;
+  if (!h20::kda::planVarlen(a.cuSeqlens, a.numSeqs, a.seqLen, order, &error)) {
+    a.plan[0] = kPlanInvalid;
+    reportFault(ctx, "h20kdaPrefill: " + error);
+    return;
+  }
+  for (int r = 0; r < a.numSeqs; ++r) {
+    const int s = order[r];
+    entries[3 * r] = a.cuSeqlens[s];
+    entries[3 * r + 1] = a.cuSeqlens[s + 1];
+    entries[3 * r + 2] = s;
+  }
+  a.plan[0] = kPlanValid;
+}
+
+// One block per (sequence rank, value head group, value slab); consecutive blocks share a
+// sequence.
+void prefillKernel(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const PrefillKernelArgs*>(raw);
+  const std::int64_t perSeq = std::int64_t(a.problem.numValueHeads / a.headGroup) * a.valueSplits;
+  const std::int64_t block = ctx->blockIdx.x;
+  const std::int64_t rank = block / perSeq;
+  const int rem = static_cast<int>(block % perSeq);
+  WorkItem w;
+  w.valueHead = rem / a.valueSplits * a.headGroup;
+  w.headCount = a.headGroup;
+  h20::kda::valueSlab(a.problem.headDimV, a.valueSplits, rem % a.valueSplits, &w.vBegin, &w.vEnd);
+  if (a.cuSeqlens != nullptr) {
+    if (a.plan[0] != kPlanValid) return;  // the plan kernel reported the fault
+    const std::int64_t* e = a.plan + 1 + 3 * rank;
+    w.tokenBegin = e[0];
+    w.tokenEnd = e[1];
+    w.stateIndex = e[2];
+  } else {
+    w.tokenBegin = rank * a.seqLen;
+    w.tokenEnd = w.tokenBegin + a.seqLen;
+    w.stateIndex = rank;
+  }
+  void* scratch = blockScratch(ctx, a.scratchBytes);
+  if (scratch == nullptr) {
+    reportFault(ctx, fmt::format("h20kdaPrefill: out of host memory for {} bytes of block scratch",
+                                 a.scratchBytes));
+    return;
+  }
+  const auto isa = static_cast<h20::kda::Isa>(a.isa);
+  if (a.algorithm == H20_KDA_ALGO_RECURRENT) {
+    h20::kda::runRecurrent(isa, a.problem, w, scratch);
+  } else {
+    h20::kda::runChunked(isa, a.problem, w, scratch);
+  }
+}
+
+struct DecodeKernelArgs {
+  Problem problem;
+  const std::int32_t* stateSlots;
+  int numSeqs;
+  int numStateSlots;
+  int headGroup;
+  int valueSplits;
+  int isa;
+  std::size_t scratchBytes;
+};
+static_assert(sizeof(DecodeKernelArgs) <= H20_MAX_KERNEL_ARGS_BYTES);
+
+void decodeKernel(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const DecodeKernelArgs*>(raw);
+  const std::int64_t perSeq = std::int64_t(a.problem.numValueHeads / a.headGroup) * a.valueSplits;
+  const std::int64_t n = ctx->blockIdx.x / perSeq;
+  const int rem = static_cast<int>(ctx->blockIdx.x % perSeq);
+  WorkItem w;
+  w.tokenBegin = n;
+  w.tokenEnd = n + 1;
+  w.valueHead = rem / a.valueSplits * a.headGroup;
+  w.headCount = a.headGroup;
+  h20::kda::valueSlab(a.problem.headDimV, a.valueSplits, rem % a.valueSplits, &w.vBegin, &w.vEnd);
+  w.stateIndex = a.stateSlots != nullptr ? a.stateSlots[n] : n;
+  if (w.stateIndex < 0 || w.stateIndex >= a.numStateSlots) {
+    reportFault(ctx, fmt::format("h20kdaDecode: stateSlots[{}] = {} is outside [0, {}) "
+                                 "(numStateSlots)",
+                                 n, w.stateIndex, a.numStateSlots));
+    return;
+  }
+  void* scratch = blockScratch(ctx, a.scratchBytes);
+  if (scratch == nullptr) {
+    reportFault(ctx, fmt::format("h20kdaDecode: out of host memory for {} bytes of block scratch",
+                                 a.scratchBytes));
+    return;
+  }
+  h20::kda::runRecurrent(static_cast<h20::kda::Isa>(a.isa), a.problem, w, scratch);
+}
+
+unsigned gridSize(const char* fn, std::int64_t blocks, const DeviceInfo& dev) {
+  if (blocks > std::int64_t(dev.maxGridX)) {
+    invalid(fn,
+            "the problem needs {} blocks (sequences x value heads x value slabs), more than "
+            "the device's maxGridSize[0] = {}",
+            blocks, dev.maxGridX);
+  }
+  return static_cast<unsigned>(blocks);
+}
+
+// ---- prefill --------------------------------------------------------------------------------
+
+constexpr std::size_t kPrefillMinSize = offsetof(h20kdaPrefillArgs, numSeqs) + sizeof(int);
+constexpr std::size_t kDecodeMinSize = offsetof(h20kdaDecodeArgs, numStateSlots) + sizeof(int);
+
+void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
+  const char* fn = "h20kdaPrefill";
+  if (in == nullptr) invalid(fn, "args is NULL");
+  if (in->structSize < kPrefillMinSize || in->structSize > sizeof(h20kdaPrefillArgs)) {
+    invalid(fn, "args->structSize {} is outside [{}, {}] (set it to sizeof(h20kdaPrefillArgs))",
+            in->structSize, kPrefillMinSize, sizeof(h20kdaPrefillArgs));
+  }
+  // Copy what the caller's struct covers; later fields keep their defaults.
+  h20kdaPrefillArgs a{};
+  std::memcpy(&a, in, in->structSize);
+  const int algorithm =
+      in->structSize >= offsetof(h20kdaPrefillArgs, algorithm) + sizeof(a.algorithm)
+          ? rawEnum(a.algorithm)
+          : H20_KDA_ALGO_DEFAULT;
+
+  if (a.batch <= 0) invalid(fn, "batch {} must be positive", a.batch);
+  if (a.seqLen <= 0) invalid(fn, "seqLen {} must be positive", a.seqLen);
+  if (a.numHeads <= 0) invalid(fn, "numHeads {} must be positive", a.numHeads);
+  if (a.numValueHeads < 0) invalid(fn, "numValueHeads {} is negative", a.numValueHeads);
+  const int HV = a.numValueHeads == 0 ? a.numHeads : a.numValueHeads;
+  if (HV % a.numHeads != 0) {
+    invalid(fn, "numValueHeads {} is not a multiple of numHeads {}", HV, a.numHeads);
+  }
+  checkHeadDim(fn, "headDimK", a.headDimK);
+  checkHeadDim(fn, "headDimV", a.headDimV);
+  const DType io = checkDtype(fn, "dtype", rawEnum(a.dtype));
+  const DType st = checkDtype(fn, "stateDtype", rawEnum(a.stateDtype));
+  const h20::kda::Gate gate = checkGate(fn, rawEnum(a.gateMode), a.lowerBound, a.scale);
+  int numSeqs = a.batch;
+  if (a.cuSeqlens != nullptr) {
+    if (a.batch != 1) invalid(fn, "batch {} must be 1 when cuSeqlens is given", a.batch);
+    if (a.numSeqs <= 0) invalid(fn, "numSeqs {} must be positive with cuSeqlens", a.numSeqs);
+    numSeqs = a.numSeqs;
+  }
+  if (algorithm != H20_KDA_ALGO_DEFAULT && algorithm != H20_KDA_ALGO_CHUNKED &&
+      algorithm != H20_KDA_ALGO_RECURRENT) {
+    invalid(fn, "algorithm {} is not an h20kdaAlgorithm", algorithm);
+  }
+  requireNonNull(fn, "q", a.q);
+  requireNonNull(fn, "k", a.k);
+  requireNonNull(fn, "v", a.v);
+  requireNonNull(fn, "g", a.g);
+  requireNonNull(fn, "beta", a.beta);
+  requireNonNull(fn, "out", a.out);
+  requireNonNull(fn, "A_log", a.A_log);
+
+  const std::int64_t B = a.batch, T = a.seqLen, H = a.numHeads, K = a.headDimK, V = a.headDimV;
+  const std::int64_t eb = static_cast<std::int64_t>(h20::kda::dtypeBytes(io));
+  const std::int64_t sb = static_cast<std::int64_t>(h20::kda::dtypeBytes(st));
+  const char* ioName = dtypeName(rawEnum(a.dtype));
+  const char* stName = dtypeName(rawEnum(a.stateDtype));
+  const Tensor q{"q", a.q, mulChecked(fn, {B, T, H, K, eb}),
+                 fmt::format("[B,T,H,K] = [{}, {}, {}, {}] {}", B, T, H, K, ioName),
+                 std::size_t(eb)};
+  const Tensor k = sameShape(q, "k", a.k);
+  const Tensor v{"v", a.v, mulChecked(fn, {B, T, HV, V, eb}),
+                 fmt::format("[B,T,HV,V] = [{}, {}, {}, {}] {}", B, T, HV, V, ioName),
+                 std::size_t(eb)};
+  const Tensor g{"g", a.g, mulChecked(fn, {B, T, HV, K, eb}),
+                 fmt::format("[B,T,HV,K] = [{}, {}, {}, {}] {}", B, T, HV, K, ioName),
+                 std::size_t(eb)};
+  const Tensor beta{"beta", a.beta, mulChecked(fn, {B, T, HV, eb}),
+                    fmt::format("[B,T,HV] = [{}, {}, {}] {}", B, T, HV, ioName), std::size_t(eb)};
+  const Tensor out = sameShape(v, "out", a.out);
+  const Tensor aLog{"A_log", a.A_log, mulChecked(fn, {HV, 4}), fmt::format("[HV] = [{}] fp32", HV),
+                    4};
+  const std::string stateShape =
+      fmt::format("[N,HV,V,K] = [{}, {}, {}, {}] {}", numSeqs, HV, V, K, stName);
+  const std::size_t stateBytes = mulChecked(fn, {numSeqs, HV, V, K, sb});
+  const DeviceInfo dev = currentDevice(fn);
+  const int device = dev.device;
+  for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog})
+    checkDeviceTensor(fn, *t, device);
+  if (a.dtBias != nullptr) {
+    checkDeviceTensor(fn,
+                      Tensor{"dtBias", a.dtBias, mulChecked(fn, {HV, K, 4}),
+                             fmt::format("[HV,K] = [{}, {}] fp32", HV, K), 4},
+                      device);
+  }
+  const Tensor init{"initialState", a.initialState, stateBytes, stateShape, std::size_t(sb)};
+  const Tensor fin{"finalState", a.finalState, stateBytes, stateShape, std::size_t(sb)};
+  if (a.initialState != nullptr) checkDeviceTensor(fn, init, device);
+  if (a.finalState != nullptr) checkDeviceTensor(fn, fin, device);
+  const Tensor cu{"cuSeqlens", a.cuSeqlens, mulChecked(fn, {numSeqs + 1, 8}),
+                  fmt::format("[N+1] = [{}] int64", numSeqs + 1), 8};
+  if (a.cuSeqlens != nullptr) checkDeviceTensor(fn, cu, device);
+
+  for (const Tensor* t : {&q, &k, &v, &g, &beta, &aLog})
+    checkNoOverlap(fn, out, *t);
+  if (a.dtBias != nullptr) {
+    checkNoOverlap(fn, out, Tensor{"dtBias", a.dtBias, std::size_t(HV * K * 4), "", 4});
+  }
+  if (a.initialState != nullptr) checkNoOverlap(fn, out, init);
+  if (a.cuSeqlens != nullptr) checkNoOverlap(fn, out, cu);
+  if (a.finalState != nullptr) {
+    checkNoOverlap(fn, fin, out);
+    for (const Tensor* t : {&q, &k, &v, &g, &beta, &aLog})
+      checkNoOverlap(fn, fin, *t);
+    if (a.cuSeqlens != nullptr) checkNoOverlap(fn, fin, cu);
+    // In place (finalState == initialState) is fine: each block reads its slab before writing
+    // it. A partial overlap is not.
+    if (a.initialState != nullptr && a.initialState != a.finalState) checkNoOverlap(fn, fin, init);
+  }
+
+  PrefillKernelArgs ka{};
+  Problem& p = ka.problem;
+  p.numHeads = a.numHeads;
+  p.numValueHeads = HV;
+  p.headDimK = a.headDimK;
+  p.headDimV = a.headDimV;
+  p.io = io;
+  p.stateType = st;
+  p.gate = gate;
+  p.lowerBound = a.lowerBound;
+  p.scale = a.scale;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.g = a.g;
+  p.beta = a.beta;
+  p.out = a.out;
+  p.aLog = a.A_log;
+  p.dtBias = a.dtBias;
+  p.initialState = a.initialState;
+  p.finalState = a.finalState;
+  ka.cuSeqlens = a.cuSeqlens;
+  ka.seqLen = a.seqLen;
+  ka.numSeqs = numSeqs;
+  ka.headGroup = h20::kda::chooseHeadGroup(numSeqs, HV, dev.workers);
+  ka.valueSplits = h20::kda::chooseValueSplits(std::int64_t(numSeqs) * (HV / ka.headGroup),
+                                               dev.workers, a.headDimV);
+  ka.algorithm =
+      algorithm == H20_KDA_ALGO_RECURRENT ? H20_KDA_ALGO_RECURRENT : H20_KDA_ALGO_CHUNKED;
+  ka.isa = static_cast<int>(h20::kda::defaultIsa());
+  const Scratch scratch = planScratch(a.headDimK, a.headDimV, ka.headGroup, ka.valueSplits, dev);
+  ka.scratchBytes = scratch.bytes;
+  const unsigned blocks =
+      gridSize(fn, std::int64_t(numSeqs) * (HV / ka.headGroup) * ka.valueSplits, dev);
+
+  const h20Dim3 one{1, 1, 1};
+  if (a.cuSeqlens != nullptr) {
+    void* plan = nullptr;
+    checkRuntime(fn, "h20MallocAsync", h20MallocAsync(&plan, planBytes(numSeqs), stream));
+    ka.plan = static_cast<std::int64_t*>(plan);
+    h20Error_t err = h20LaunchKernel(&prefillPlanKernel, one, one, &ka, sizeof(ka), 0, stream);
+    if (err == h20Success) {
+      err = h20LaunchKernel(&prefillKernel, h20Dim3{blocks, 1, 1}, one, &ka, sizeof(ka),
+                            scratch.sharedMemBytes, stream);
+    }
+    // Freed in stream order after the kernels, or at once if they were not enqueued.
+    const std::string launchMessage = err != h20Success ? h20GetLastErrorMessage() : "";
+    const h20Error_t freeErr = h20FreeAsync(plan, stream);
+    if (err != h20Success) {
+      throw ApiError{err, fmt::format("{}: h20LaunchKernel failed with {}: {}", fn,
+                                      h20GetErrorName(err), launchMessage)};
+    }
+    checkRuntime(fn, "h20FreeAsync", freeErr);
+  } else {
+    checkRuntime(fn, "h20LaunchKernel",
+                 h20LaunchKernel(&prefillKernel, h20Dim3{blocks, 1, 1}, one, &ka, sizeof(ka),
+                                 scratch.sharedMemBytes, stream));
+  }
+}
+
+// ---- decode ---------------------------------------------------------------------------------
+
+void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
+  const char* fn = "h20kdaDecode";
+  if (in == nullptr) invalid(fn, "args is NULL");
+  if (in->structSize < kDecodeMinSize || in->structSize > sizeof(h20kdaDecodeArgs)) {
+    invalid(fn, "args->structSize {} is outside [{}, {}] (set it to sizeof(h20kdaDecodeArgs))",
+            in->structSize, kDecodeMinSize, sizeof(h20kdaDecodeArgs));
+  }
+  h20kdaDecodeArgs a{};
+  std::memcpy(&a, in, in->structSize);
+  if (a.numSeqs <= 0) invalid(fn, "numSeqs {} must be positive", a.numSeqs);
+  if (a.numHeads <= 0) invalid(fn, "numHeads {} must be positive", a.numHeads);
+  if (a.numValueHeads < 0) invalid(fn, "numValueHeads {} is negative", a.numValueHeads);
+  const int HV = a.numValueHeads == 0 ? a.numHeads : a.numValueHeads;
+  if (HV % a.numHeads != 0) {
+    invalid(fn, "numValueHeads {} is not a multiple of numHeads {}", HV, a.numHeads);
+  }
+  checkHeadDim(fn, "headDimK", a.headDimK);
+  checkHeadDim(fn, "headDimV", a.headDimV);
+  const DType io = checkDtype(fn, "dtype", rawEnum(a.dtype));
+  const DType st = checkDtype(fn, "stateDtype", rawEnum(a.stateDtype));
+  const h20::kda::Gate gate = checkGate(fn, rawEnum(a.gateMode), a.lowerBound, a.scale);
+  if (a.numStateSlots < 0) invalid(fn, "numStateSlots {} is negative", a.numStateSlots);
+  const int slots = a.numStateSlots == 0 ? a.numSeqs : a.numStateSlots;
+  if (a.stateSlots == nullptr && slots < a.numSeqs) {
+    invalid(fn, "numStateSlots {} is less than numSeqs {} without stateSlots", slots, a.numSeqs);
+  }
+  requireNonNull(fn, "q", a.q);
+  requireNonNull(fn, "k", a.k);
+  requireNonNull(fn, "v", a.v);
+  requireNonNull(fn, "g", a.g);
+  requireNonNull(fn, "beta", a.beta);
+  requireNonNull(fn, "out", a.out);
+  requireNonNull(fn, "A_log", a.A_log);
+  requireNonNull(fn, "state", a.state);
+
+  const std::int64_t N = a.numSeqs, H = a.numHeads, K = a.headDimK, V = a.headDimV;
+  const std::int64_t eb = static_cast<std::int64_t>(h20::kda::dtypeBytes(io));
+  const std::int64_t sb = static_cast<std::int64_t>(h20::kda::dtypeBytes(st));
+  const char* ioName = dtypeName(rawEnum(a.dtype));
+  const Tensor q{"q", a.q, mulChecked(fn, {N, H, K, eb}),
+                 fmt::format("[N,1,H,K] = [{}, 1, {}, {}] {}", N, H, K, ioName), std::size_t(eb)};
+  const Tensor k = sameShape(q, "k", a.k);
+  const Tensor v{"v", a.v, mulChecked(fn, {N, HV, V, eb}),
+                 fmt::format("[N,1,HV,V] = [{}, 1, {}, {}] {}", N, HV, V, ioName), std::size_t(eb)};
+  const Tensor g{"g", a.g, mulChecked(fn, {N, HV, K, eb}),
+                 fmt::format("[N,1,HV,K] = [{}, 1, {}, {}] {}", N, HV, K, ioName), std::size_t(eb)};
+  const Tensor beta{"beta", a.beta, mulChecked(fn, {N, HV, eb}),
+                    fmt::format("[N,1,HV] = [{}, 1, {}] {}", N, HV, ioName), std::size_t(eb)};
+  const Tensor out = sameShape(v, "out", a.out);
+  const Tensor aLog{"A_log", a.A_log, mulChecked(fn, {HV, 4}), fmt::format("[HV] = [{}] fp32", HV),
+                    4};
+  const Tensor state{"state", a.state, mulChecked(fn, {slots, HV, V, K, sb}),
+                     fmt::format("[numStateSlots,HV,V,K] = [{}, {}, {}, {}] {}", slots, HV, V, K,
+                                 dtypeName(rawEnum(a.stateDtype))),
+                     std::size_t(sb)};
+  const DeviceInfo dev = currentDevice(fn);
+  const int device = dev.device;
+  for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog, &state}) {
+    checkDeviceTensor(fn, *t, device);
+  }
+  if (a.dtBias != nullptr) {
+    checkDeviceTensor(fn,
+                      Tensor{"dtBias", a.dtBias, mulChecked(fn, {HV, K, 4}),
+                             fmt::format("[HV,K] = [{}, {}] fp32", HV, K), 4},
+                      device);
+  }
+  const Tensor slotsT{"stateSlots", a.stateSlots, mulChecked(fn, {N, 4}),
+                      fmt::format("[N] = [{}] int32", N), 4};
+  if (a.stateSlots != nullptr) checkDeviceTensor(fn, slotsT, device);
+  for (const Tensor* t : {&q, &k, &v, &g, &beta, &aLog, &state})
+    checkNoOverlap(fn, out, *t);
+  for (const Tensor* t : {&q, &k, &v, &g, &beta, &aLog})
+    checkNoOverlap(fn, state, *t);
+  if (a.stateSlots != nullptr) {
+    checkNoOverlap(fn, out, slotsT);
+    checkNoOverlap(fn, state, slotsT);
+  }
+
+  DecodeKernelArgs ka{};
+  Problem& p = ka.problem;
+  p.numHeads = a.numHeads;
+  p.numValueHeads = HV;
+  p.headDimK = a.headDimK;
+  p.headDimV = a.headDimV;
+  p.io = io;
+  p.stateType = st;
+  p.gate = gate;
+  p.lowerBound = a.lowerBound;
+  p.scale = a.scale;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.g = a.g;
+  p.beta = a.beta;
+  p.out = a.out;
+  p.aLog = a.A_log;
+  p.dtBias = a.dtBias;
+  p.initialState = a.state;
+  p.finalState = a.state;
+  ka.stateSlots = a.stateSlots;
+  ka.numSeqs = a.numSeqs;
+  ka.numStateSlots = slots;
+  ka.headGroup = h20::kda::chooseHeadGroup(N, HV, dev.workers);
+  ka.valueSplits = h20::kda::chooseValueSplits(N * (HV / ka.headGroup), dev.workers, a.headDimV);
+  ka.isa = static_cast<int>(h20::kda::defaultIsa());
+  const Scratch scratch = planScratch(a.headDimK, a.headDimV, ka.headGroup, ka.valueSplits, dev);
+  ka.scratchBytes = scratch.bytes;
+  const unsigned blocks = gridSize(fn, N * (HV / ka.headGroup) * ka.valueSplits, dev);
+  checkRuntime(fn, "h20LaunchKernel",
+               h20LaunchKernel(&decodeKernel, h20Dim3{blocks, 1, 1}, h20Dim3{1, 1, 1}, &ka,
+                               sizeof(ka), scratch.sharedMemBytes, stream));
+}
+
+}  // namespace
+
+extern "C" {
+
+H20_API h20Error_t h20kdaPrefill(const h20kdaPrefillArgs* args, h20Stream_t stream) {
+  return guarded("h20kdaPrefill", [&] { prefill(args, stream); });
+}
+
+H20_API h20Error_t h20kdaDecode(const h20kdaDecodeArgs* args, h20Stream_t stream) {
+  return guarded("h20kdaDecode", [&] { decode(args, stream); });
+}
+
+H20_API const char* h20kdaGetLastErrorMessage(void) {
+  return tlsLastError.c_str();
+}
+
+H20_API const char* h20kdaGetIsaName(void) {
+  return h20::kda::isaName(h20::kda::defaultIsa());
+}
+
+}  // extern "C"

@@ -1,0 +1,332 @@
+// main.cpp - h20-kda-bench: FlashKDA's H20 prefill benchmark table, run on the emulated device.
+//
+// Owns the benchmark cases (FlashKDA's: T = 8192, D = 128, H in {96, 64}; fixed length, varlen
+// [1300, 547, 2048, 963, 271, 3063] and varlen 1024 x 8; bf16 inputs, fp32 states, lower-bound
+// gate -5), their timing through the public API (events around h20kdaPrefill on one stream,
+// median of several runs after warm-up), and the markdown table. Everything goes through the C
+// API of include/h20/kda.h and include/h20/h20_runtime.h, like an application.
+//
+// FLOP formula, per token and value head, with C = 16 the chunk length:
+//   6*K*V          three K x V products per token: the chunk's keys and queries against the
+//                  state entering the chunk, and the state update
+//   + 2*C*(K + V)  the intra-chunk matrices (A and P, C x C over K, lower triangles) and the
+//                  triangular solve and P*U (C x C over V)
+// i.e. 106,496 FLOP for K = V = 128. The per-token baseline is charged the same amount of work,
+// so GFLOP/s of the two compare directly.
+#include <h20/h20_runtime.h>
+#include <h20/kda.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include "peak.hpp"
+
+namespace {
+
+using h20::kdabench::PeakResult;
+
+constexpr int kChunk = 16;
+
+struct BenchError {
+  std::string message;
+};
+
+void check(h20Error_t err, const char* what) {
+  if (err == h20Success) return;
+  const char* kdaMsg = h20kdaGetLastErrorMessage();
+  const char* rtMsg = h20GetLastErrorMessage();
+  throw BenchError{fmt::format("{} failed: {} ({})", what, h20GetErrorName(err),
+                               kdaMsg[0] != '\0' ? kdaMsg : rtMsg)};
+}
+
+struct Case {
+  std::string name;
+  int heads;
+  std::vector<std::int64_t> seqLens;  // empty: one fixed-length sequence of `tokens`
+  std::int64_t tokens;
+};
+
+std::vector<Case> cases(bool quick) {
+  std::vector<Case> r;
+  if (quick) {
+    for (int h : {8}) {
+      r.push_back({"fixed", h, {}, 1024});
+      r.push_back({"varlen [163, 68, 256, 120, 34, 383]", h, {163, 68, 256, 120, 34, 383}, 1024});
+      r.push_back({"varlen 128 x 8", h, std::vector<std::int64_t>(8, 128), 1024});
+    }
+    return r;
+  }
+  for (int h : {96, 64}) {
+    r.push_back({"fixed", h, {}, 8192});
+    r.push_back(
+        {"varlen [1300, 547, 2048, 963, 271, 3063]", h, {1300, 547, 2048, 963, 271, 3063}, 8192});
+    r.push_back({"varlen 1024 x 8", h, std::vector<std::int64_t>(8, 1024), 8192});
+  }
+  return r;
+}
+
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
+    check(h20Malloc(&ptr_, bytes), "h20Malloc");
+  }
+  ~DeviceBuffer() { h20Free(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// splitmix64: fast, and good enough for benchmark inputs.
+struct Rng {
+  std::uint64_t s;
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  float uniform() { return float(next() >> 40) * (1.0f / 16777216.0f); }  // [0, 1)
+};
+
+std::uint16_t toBf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+float fromBf16(std::uint16_t h) {
+  const std::uint32_t u = std::uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Fills a device buffer with bf16 values uniform in [lo, hi).
+void fillBf16(const DeviceBuffer& buf, Rng& rng, float lo, float hi) {
+  std::vector<std::uint16_t> host(buf.bytes() / 2);
+  for (auto& x : host)
+    x = toBf16(lo + (hi - lo) * rng.uniform());
+  check(h20Memcpy(buf.get(), host.data(), buf.bytes(), h20MemcpyHostToDevice), "h20Memcpy");
+}
+
+void fillF32(const DeviceBuffer& buf, Rng& rng, float lo, float hi) {
+  std::vector<float> host(buf.bytes() / 4);
+  for (auto& x : host)
+    x = lo + (hi - lo) * rng.uniform();
+  check(h20Memcpy(buf.get(), host.data(), buf.bytes(), h20MemcpyHostToDevice), "h20Memcpy");
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Options {
+  bool quick = false;
+  int runs = 5;
+  int warmup = 1;
+  int baselineRuns = 3;
+  bool baseline = true;
+  int device = 0;
+  std::string filter;  // run only cases whose "name H=<h>" contains this
+};
+
+struct Row {
+  double ms = 0, baselineMs = 0, relDiff = NAN;
+};
+
+// Times one h20kdaPrefill with the given algorithm, in milliseconds (events on the stream).
+double timeOnce(h20kdaPrefillArgs args, h20kdaAlgorithm algo, h20Stream_t stream, h20Event_t start,
+                h20Event_t stop) {
+  args.algorithm = algo;
+  check(h20EventRecord(start, stream), "h20EventRecord");
+  check(h20kdaPrefill(&args, stream), "h20kdaPrefill");
+  check(h20EventRecord(stop, stream), "h20EventRecord");
+  check(h20EventSynchronize(stop), "h20EventSynchronize");
+  float elapsed = 0;
+  check(h20EventElapsedTime(&elapsed, start, stop), "h20EventElapsedTime");
+  return elapsed;
+}
+
+Row runCase(const Case& c, const Options& opt, h20Stream_t stream) {
+  const int K = 128, V = 128, H = c.heads, HV = c.heads;
+  const std::int64_t T = c.tokens;
+  const int N = c.seqLens.empty() ? 1 : static_cast<int>(c.seqLens.size());
+  Rng rng{0x5eed0000u + static_cast<std::uint64_t>(H)};
+  DeviceBuffer q(T * H * K * 2), k(T * H * K * 2), v(T * HV * V * 2), g(T * HV * K * 2),
+      beta(T * HV * 2), out(T * HV * V * 2), aLog(HV * 4), dtBias(HV * K * 4),
+      init(std::size_t(N) * HV * V * K * 4), fin(std::size_t(N) * HV * V * K * 4), cu((N + 1) * 8);
+  fillBf16(q, rng, -1.0f, 1.0f);
+  fillBf16(k, rng, -1.0f, 1.0f);
+  fillBf16(v, rng, -1.0f, 1.0f);
+  fillBf16(g, rng, -3.0f, 3.0f);
+  fillBf16(beta, rng, -2.0f, 2.0f);
+  fillF32(aLog, rng, -1.0f, 1.0f);
+  fillF32(dtBias, rng, -0.1f, 0.1f);
+  fillF32(init, rng, -0.1f, 0.1f);
+  std::vector<std::int64_t> cuHost{0};
+  for (auto l : c.seqLens)
+    cuHost.push_back(cuHost.back() + l);
+  if (!c.seqLens.empty()) {
+    check(h20Memcpy(cu.get(), cuHost.data(), cu.bytes(), h20MemcpyHostToDevice), "h20Memcpy");
+  }
+
+  h20kdaPrefillArgs a{};
+  a.structSize = sizeof(a);
+  a.batch = 1;
+  a.seqLen = static_cast<int>(T);
+  a.numHeads = H;
+  a.numValueHeads = HV;
+  a.headDimK = K;
+  a.headDimV = V;
+  a.dtype = H20_R_16BF;
+  a.q = q.get();
+  a.k = k.get();
+  a.v = v.get();
+  a.g = g.get();
+  a.beta = beta.get();
+  a.out = out.get();
+  a.scale = 1.0f / std::sqrt(float(K));
+  a.gateMode = H20_KDA_GATE_LOWER_BOUND;
+  a.A_log = static_cast<const float*>(aLog.get());
+  a.dtBias = static_cast<const float*>(dtBias.get());
+  a.lowerBound = -5.0f;
+  a.initialState = init.get();
+  a.finalState = fin.get();
+  a.stateDtype = H20_R_32F;
+  a.cuSeqlens = c.seqLens.empty() ? nullptr : static_cast<const std::int64_t*>(cu.get());
+  a.numSeqs = c.seqLens.empty() ? 0 : N;
+
+  // Chunked and baseline runs alternate, so that both see the same share of a busy machine.
+  h20Event_t start, stop;
+  check(h20EventCreate(&start), "h20EventCreate");
+  check(h20EventCreate(&stop), "h20EventCreate");
+  for (int i = 0; i < opt.warmup; ++i)
+    timeOnce(a, H20_KDA_ALGO_CHUNKED, stream, start, stop);
+  std::vector<std::uint16_t> fast(out.bytes() / 2), slow(out.bytes() / 2);
+  check(h20Memcpy(fast.data(), out.get(), out.bytes(), h20MemcpyDeviceToHost), "h20Memcpy");
+  std::vector<double> chunkedMs, baselineMs;
+  const int baselineRuns = opt.baseline ? opt.baselineRuns : 0;
+  for (int i = 0; i < std::max(opt.runs, baselineRuns); ++i) {
+    if (i < opt.runs) chunkedMs.push_back(timeOnce(a, H20_KDA_ALGO_CHUNKED, stream, start, stop));
+    if (i < baselineRuns) {
+      baselineMs.push_back(timeOnce(a, H20_KDA_ALGO_RECURRENT, stream, start, stop));
+      if (i + 1 == baselineRuns) {
+        check(h20Memcpy(slow.data(), out.get(), out.bytes(), h20MemcpyDeviceToHost), "h20Memcpy");
+      }
+    }
+  }
+  h20EventDestroy(start);
+  h20EventDestroy(stop);
+  Row row;
+  row.ms = median(chunkedMs);
+  if (opt.baseline) {
+    row.baselineMs = median(baselineMs);
+    double err = 0, norm = 0;
+    for (std::size_t i = 0; i < fast.size(); ++i) {
+      const double d = double(fromBf16(fast[i])) - fromBf16(slow[i]);
+      err += d * d;
+      norm += double(fromBf16(slow[i])) * fromBf16(slow[i]);
+    }
+    row.relDiff = std::sqrt(err / std::max(norm, 1e-300));
+  }
+  return row;
+}
+
+int run(const Options& opt) {
+  check(h20SetDevice(opt.device), "h20SetDevice");
+  h20DeviceProp prop{};
+  check(h20GetDeviceProperties(&prop, opt.device), "h20GetDeviceProperties");
+  h20Stream_t stream;
+  check(h20StreamCreate(&stream), "h20StreamCreate");
+  const int workers = std::max(1, prop.hostWorkerThreads);
+
+  PeakResult peak;
+  check(h20::kdabench::measurePeak(stream, workers, opt.quick ? 0.05 : 0.3, &peak),
+        "measuring the FMA peak");
+
+  const int K = 128, V = 128;
+  const double flopPerTokenHead = 6.0 * K * V + 2.0 * kChunk * (K + V);
+  fmt::print("# h20-kda-bench{}\n\n", opt.quick ? " (quick)" : "");
+  fmt::print("device {}: {}, {} worker threads; KDA kernels: {}\n", opt.device, prop.name, workers,
+             h20kdaGetIsaName());
+  fmt::print("fp32 FMA peak (measured, {} on {} threads, best of 3): {:.1f} GFLOP/s\n", peak.isa,
+             peak.threads, peak.flopsPerSecond / 1e9);
+  fmt::print("FLOP per token and value head: 6*K*V + 2*C*(K+V), C = {} ({:.0f} for K = V = {})\n",
+             kChunk, flopPerTokenHead, K);
+  fmt::print(
+      "bf16 inputs, fp32 states, lower-bound gate -5, D = {}; chunked kernel: median of {} "
+      "after {} warm-up; per-token baseline: median of {}\n\n",
+      K, opt.runs, opt.warmup, opt.baseline ? opt.baselineRuns : 0);
+
+  fmt::print(
+      "| case | H | T | ms | Mtoken·heads/s | GFLOP/s | % of FMA peak | per-token ms | "
+      "speedup | rel. diff |\n");
+  fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const Case& c : cases(opt.quick)) {
+    if (!opt.filter.empty() &&
+        fmt::format("{} H={}", c.name, c.heads).find(opt.filter) == std::string::npos) {
+      continue;
+    }
+    const Row r = runCase(c, opt, stream);
+    const double tokenHeads = double(c.tokens) * c.heads;
+    const double flops = tokenHeads * flopPerTokenHead;
+    const double gflops = flops / (r.ms * 1e-3) / 1e9;
+    std::string base = "-", speedup = "-", diff = "-";
+    if (opt.baseline) {
+      base = fmt::format("{:.1f}", r.baselineMs);
+      speedup = fmt::format("{:.2f}x", r.baselineMs / r.ms);
+      diff = fmt::format("{:.1e}", r.relDiff);
+    }
+    fmt::print("| {} | {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} % | {} | {} | {} |\n", c.name,
+               c.heads, c.tokens, r.ms, tokenHeads / (r.ms * 1e-3) / 1e6, gflops,
+               100.0 * gflops * 1e9 / peak.flopsPerSecond, base, speedup, diff);
+    std::fflush(stdout);
+  }
+  check(h20StreamDestroy(stream), "h20StreamDestroy");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"h20-kda-bench: KDA prefill throughput on the emulated H20 (FlashKDA's table)"};
+  Options opt;
+  int runs = -1, baselineRuns = -1;
+  app.add_flag("--quick", opt.quick, "small shapes (H = 8, T = 1024) and few runs, for CI");
+  app.add_option("--runs", runs, "timed runs of the chunked kernel per case (default 5, quick 3)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--warmup", opt.warmup, "untimed runs before timing")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--baseline-runs", baselineRuns,
+                 "timed runs of the per-token baseline per case (default 3, quick 2)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("!--no-baseline", opt.baseline, "skip the per-token baseline");
+  app.add_option("--device", opt.device, "device ordinal")->check(CLI::NonNegativeNumber);
+  app.add_option("--filter", opt.filter,
+                 "run only the cases whose \"<case> H=<heads>\" contains this text");
+  CLI11_PARSE(app, argc, argv);
+  opt.runs = runs > 0 ? runs : (opt.quick ? 3 : 5);
+  opt.baselineRuns = baselineRuns > 0 ? baselineRuns : (opt.quick ? 2 : 3);
+  try {
+    return run(opt);
+  } catch (const BenchError& e) {
+    std::fprintf(stderr, "h20-kda-bench: %s\n", e.message.c_str());
+    return 1;
+  }
+}
