@@ -1,0 +1,179 @@
+// main.cpp - h20-bench: the runtime's performance figures, measured through the public C API.
+//
+// Owns the command line (one subcommand per suite, plus `all`, the default) and the report's
+// header describing the machine, since figures without the machine they came from mean little.
+// The suites themselves live in one file each; see bench.hpp for how to add one (ccl and p2p are
+// planned). Results go to stdout as markdown tables (or JSON with --json); progress to stderr.
+//
+// Exit status: 0 when every suite ran (whatever the figures), 1 when the runtime failed, 2 for bad
+// arguments. Timings never decide the exit status: they depend on the machine.
+#include <h20/h20_runtime.h>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "bench.hpp"
+
+namespace h20::bench {
+namespace {
+
+// An argument that is well-formed but wrong for this machine (exit 2, like a parse error).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string version_string(int v) {
+  return fmt::format("{}.{}.{}", v / 1000, (v % 1000) / 10, v % 10);
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  }
+  return "unknown CPU";
+}
+
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  double a = 0, b = 0, c = 0;
+  if (!(in >> a >> b >> c)) return "unknown";
+  return fmt::format("{:.2f} {:.2f} {:.2f}", a, b, c);
+}
+
+// Share of the host's CPU time that was idle over `window`, from /proc/stat; -1 if unreadable.
+// The load average lags by a minute; this says whether the machine is quiet right now.
+double idle_percent(std::chrono::milliseconds window) {
+  auto sample = [](double& idle, double& total) {
+    std::ifstream in("/proc/stat");
+    std::string cpu;
+    double v[8] = {};
+    if (!(in >> cpu) || cpu != "cpu") return false;
+    for (double& x : v)
+      if (!(in >> x)) return false;
+    idle = v[3] + v[4];  // idle + iowait
+    total = 0;
+    for (double x : v)
+      total += x;
+    return true;
+  };
+  double i0 = 0, t0 = 0, i1 = 0, t1 = 0;
+  if (!sample(i0, t0)) return -1;
+  std::this_thread::sleep_for(window);
+  if (!sample(i1, t1) || t1 <= t0) return -1;
+  return 100.0 * (i1 - i0) / (t1 - t0);
+}
+
+void describe_machine(const Options& o, Report& report) {
+  int rt = 0, drv = 0, count = 0;
+  H20_BENCH_CHECK(h20RuntimeGetVersion(&rt));
+  H20_BENCH_CHECK(h20DriverGetVersion(&drv));
+  H20_BENCH_CHECK(h20GetDeviceCount(&count));
+  if (o.device < 0 || o.device >= count)
+    throw UsageError(
+        fmt::format("--device {}: {} device(s) visible (0..{})", o.device, count, count - 1));
+  h20DeviceProp p{};
+  H20_BENCH_CHECK(h20GetDeviceProperties(&p, o.device));
+  unsigned cpus = std::thread::hardware_concurrency();
+  std::string load = load_average();
+  double idle = idle_percent(std::chrono::milliseconds(o.quick ? 100 : 500));
+  std::string model = cpu_model();
+  report.set_header(fmt::format(
+      "# h20-bench {}.{}.{}\n\nruntime {}, driver {}; {} x {} ({} host worker threads each), "
+      "measuring device {}; host: {}, {} CPUs, {:.0f}% idle just before the run (load average "
+      "{}); {} run",
+      H20_VERSION_MAJOR, H20_VERSION_MINOR, H20_VERSION_PATCH, version_string(rt),
+      version_string(drv), count, p.name, p.hostWorkerThreads, o.device, model, cpus, idle, load,
+      o.quick ? "quick (smoke test, not a measurement)" : "full"));
+  report.set_machine({{"runtime_version", version_string(rt)},
+                      {"driver_version", version_string(drv)},
+                      {"devices", count},
+                      {"device", o.device},
+                      {"device_name", p.name},
+                      {"host_worker_threads", p.hostWorkerThreads},
+                      {"cpu_model", model},
+                      {"cpus", cpus},
+                      {"load_average", load},
+                      {"idle_percent_before", idle},
+                      {"quick", o.quick}});
+}
+
+}  // namespace
+}  // namespace h20::bench
+
+int main(int argc, char** argv) {
+  using namespace h20::bench;
+  Options o;
+  std::vector<Suite> suites = {make_launch_suite(), make_copy_suite(), make_overlap_suite(),
+                               make_idle_suite()};
+
+  CLI::App app{"h20-bench: measure the H20 runtime's launch, copy, overlap and idle costs.",
+               "h20-bench"};
+  app.footer(
+      "Without a subcommand every suite runs (same as `all`). Figures are medians over repetitions "
+      "after a warm-up.\nExamples:\n  h20-bench            # full run, markdown tables\n"
+      "  h20-bench --quick    # smoke test: every path, a few seconds\n"
+      "  h20-bench copy --sizes 64M,1G --json");
+  app.fallthrough();  // global options are accepted after the subcommand too
+  app.require_subcommand(0, 1);
+  app.add_flag("--quick", o.quick,
+               "Short run proving every path works (CI); figures not meaningful");
+  app.add_flag("--json", o.json, "Print the results as JSON instead of markdown");
+  app.add_option("-d,--device", o.device, "Device to measure (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--reps", o.repetitions, "Repetitions per measurement (default: per suite)")
+      ->check(CLI::PositiveNumber);
+
+  std::vector<std::pair<CLI::App*, const Suite*>> subs;
+  for (const Suite& s : suites) {
+    CLI::App* sub = app.add_subcommand(s.name, s.help);
+    if (s.addOptions) s.addOptions(*sub);
+    subs.emplace_back(sub, &s);
+  }
+  app.add_subcommand("all", "Run every suite (the default)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "h20-bench: %s\nRun with --help for more information.\n", e.what());
+    return 2;
+  }
+
+  std::vector<const Suite*> chosen;
+  for (auto& [sub, suite] : subs)
+    if (sub->parsed()) chosen.push_back(suite);
+  if (chosen.empty())
+    for (const Suite& s : suites)
+      if (s.inAll) chosen.push_back(&s);
+
+  Report report;
+  try {
+    describe_machine(o, report);
+    for (const Suite* s : chosen) {
+      std::fprintf(stderr, "h20-bench: running %s...\n", s->name.c_str());
+      s->run(o, report);
+    }
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "h20-bench: %s\nRun with --help for more information.\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "h20-bench: %s\n", e.what());
+    return 1;
+  }
+  if (o.json)
+    report.print_json();
+  else
+    report.print_markdown();
+  return 0;
+}
