@@ -152,6 +152,8 @@ class Driver {
   virtual Status allocate(int chip, std::size_t bytes, void** out) = 0;
   virtual Status free(int chip, void* ptr) = 0;
   virtual void memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const = 0;
+  // Bytes of the chip's memory held by live allocations (including the runtime's pool).
+  virtual std::size_t memUsed(int chip) const = 0;
   virtual AddressRange addressRange(int chip) const = 0;
 
   // Pinned host memory placed near `chip` (its NUMA node, where the host has NUMA).

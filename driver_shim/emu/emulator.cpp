@@ -169,6 +169,10 @@ class Emulator final : public Driver, public emu::FaultRegistry {
     *freeBytes = std::min(arena.capacity() - arena.used(), budgetLeft);
   }
 
+  std::size_t memUsed(int chip) const override {
+    return chips_[static_cast<std::size_t>(chip)]->arena->used();
+  }
+
   AddressRange addressRange(int chip) const override {
     const auto& arena = *chips_[static_cast<std::size_t>(chip)]->arena;
     return {arena.begin(), arena.end()};

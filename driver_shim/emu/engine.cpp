@@ -31,6 +31,7 @@ namespace {
 // How long idle workers and waiting host threads poll before they sleep. Long enough to catch
 // the next command of a launch/synchronise loop, short enough that idle costs nothing.
 constexpr auto kSpinTime = std::chrono::microseconds(50);
+constexpr auto kPauseTime = std::chrono::microseconds(10);
 // Commands a worker runs from one queue before letting other ready queues have a turn.
 constexpr int kBatch = 64;
 // Copies and fills at least this large are split over the workers.
@@ -43,13 +44,22 @@ std::uint64_t nowNs() {
                                         .count());
 }
 
+// Polls pred for up to kSpinTime. For the first kPauseTime it only pauses between polls (a
+// completion a few hundred nanoseconds away is caught at once); after that it yields the core
+// between polls, so that on a host with no idle core the thread that would make pred true gets to
+// run instead of waiting behind this one. (A yield costs microseconds here, hence not at once.)
 template <class Pred>
 bool spinUntil(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  const auto start = std::chrono::steady_clock::now();
   for (int i = 0;; ++i) {
     if (pred()) return true;
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= deadline) return false;
-    H20_CPU_RELAX();
+    if ((i & 63) != 63) {
+      H20_CPU_RELAX();
+      continue;
+    }
+    const auto spent = std::chrono::steady_clock::now() - start;
+    if (spent >= kSpinTime) return false;
+    if (spent >= kPauseTime) std::this_thread::yield();
   }
 }
 

@@ -164,6 +164,10 @@ H20_API h20Error_t h20DeviceReset(void);
  * also capped by what is left of the host backing budget (H20_EMU_MEMORY_BUDGET), which all
  * devices share: an allocation on one device can lower the others' free bytes. */
 H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes);
+/* H20 extension: bytes of `device`'s memory held by live allocations (h20Malloc and the
+ * stream-ordered pool's reserve), for monitoring tools: unlike totalBytes - freeBytes it does not
+ * count the emulator's backing-budget cap. */
+H20_API h20Error_t h20DeviceGetMemoryUsed(size_t* usedBytes, int device);
 /* Stream priorities: numerically lower is higher priority, as in CUDA. */
 H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority);
 

@@ -70,6 +70,14 @@ H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes) {
   });
 }
 
+H20_API h20Error_t h20DeviceGetMemoryUsed(size_t* usedBytes, int device) {
+  return guarded("h20DeviceGetMemoryUsed", [&](Runtime& rt) {
+    requireOut(usedBytes, "usedBytes");
+    *usedBytes = rt.driver().memUsed(rt.device(device).chip());
+    return h20Success;
+  });
+}
+
 H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority) {
   return guarded("h20DeviceGetStreamPriorityRange", [&](Runtime& rt) {
     // CUDA accepts either pointer as NULL.

@@ -597,3 +597,23 @@ TEST_F(MallocAsync, FreeAsyncRejectsUnknownPointerAndDestroyedStream) {
 }
 
 }  // namespace
+
+TEST(MemoryUsed, CountsLiveAllocationsOfThatDeviceOnly) {
+  H20_ASSERT_OK(h20SetDevice(0));
+  H20_ASSERT_OK(h20DeviceSynchronize());
+  size_t used0 = 0, used1 = 0;
+  H20_ASSERT_OK(h20DeviceGetMemoryUsed(&used0, 0));
+  H20_ASSERT_OK(h20DeviceGetMemoryUsed(&used1, 1));
+  void* p = nullptr;
+  H20_ASSERT_OK(h20Malloc(&p, 1000));  // rounded to the 256-byte granule
+  size_t after = 0, other = 0;
+  H20_ASSERT_OK(h20DeviceGetMemoryUsed(&after, 0));
+  H20_ASSERT_OK(h20DeviceGetMemoryUsed(&other, 1));
+  EXPECT_EQ(after, used0 + 1024);
+  EXPECT_EQ(other, used1);
+  H20_ASSERT_OK(h20Free(p));
+  H20_ASSERT_OK(h20DeviceGetMemoryUsed(&after, 0));
+  EXPECT_EQ(after, used0);
+  EXPECT_EQ(h20ErrorInvalidValue, h20DeviceGetMemoryUsed(nullptr, 0));
+  EXPECT_EQ(h20ErrorInvalidDevice, h20DeviceGetMemoryUsed(&after, 99));
+}
