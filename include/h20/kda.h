@@ -21,8 +21,8 @@
  *  - Thread-safety: any function may be called from any host thread concurrently.
  *  - Asynchrony: the functions return once the work is enqueued; they do not wait for the
  *    stream. Tensors must stay allocated and unmodified by other work until the stream reaches
- *    the kernels. The stream must belong to the current device (h20SetDevice), whose memory every
- *    tensor must be in.
+ *    the kernels. The work runs on the stream's device (the current device for NULL and
+ *    h20StreamPerThread), whose memory every tensor must be in.
  *  - Errors: invalid arguments return h20ErrorInvalidValue without enqueueing anything; the
  *    message, naming the argument and its value, is available from h20kdaGetLastErrorMessage().
  *    Errors returned by the runtime (a bad stream, a faulted device, out of memory) are passed

@@ -598,5 +598,26 @@ TEST_F(KdaApi, DecodeRejectsBadArguments) {
   }
 }
 
+TEST_F(KdaApi, PrefillRunsOnTheStreamsDeviceWhateverTheCurrentDevice) {
+  int n = 0;
+  ASSERT_H20(h20GetDeviceCount(&n));
+  if (n < 2) GTEST_SKIP() << "needs two devices";
+  ASSERT_H20(h20SetDevice(1));
+  HostProblem hp = makeProblem(fixedCase("dev1", 1, 37, 1, 2, 64, 64, DType::kF32), 5);
+  std::vector<double> refOut, refState;
+  referenceF64(hp.p, hp.cu, &refOut, &refState);
+  DeviceProblem dp(hp);  // device 1's memory
+  h20Stream_t s1 = nullptr;
+  ASSERT_H20(h20StreamCreate(&s1));
+  ASSERT_H20(h20SetDevice(0));
+  ASSERT_H20(h20kdaPrefill(&dp.args, s1));  // current device 0, stream and tensors on device 1
+  ASSERT_H20(h20StreamSynchronize(s1));
+  dp.out.download(&hp.out);
+  EXPECT_LE(compare(toDouble(hp.out, DType::kF32), refOut).relRmse, 1e-4);
+  // Tensors of device 1 with a stream of device 0 are refused.
+  EXPECT_EQ(h20kdaPrefill(&dp.args, stream_), h20ErrorInvalidValue);
+  ASSERT_H20(h20StreamDestroy(s1));
+}
+
 }  // namespace
 }  // namespace h20::kda::test

@@ -220,9 +220,10 @@ struct DeviceInfo {
   unsigned maxGridX = 1;
 };
 
-DeviceInfo currentDevice(const char* fn) {
+// The device the work runs on: the stream's (the current device's for NULL/per-thread).
+DeviceInfo streamDevice(const char* fn, h20Stream_t stream) {
   DeviceInfo info;
-  checkRuntime(fn, "h20GetDevice", h20GetDevice(&info.device));
+  checkRuntime(fn, "h20StreamGetDevice", h20StreamGetDevice(stream, &info.device));
   h20DeviceProp prop{};
   checkRuntime(fn, "h20GetDeviceProperties", h20GetDeviceProperties(&prop, info.device));
   info.workers = std::max(1, prop.hostWorkerThreads);
@@ -391,6 +392,31 @@ void decodeKernel(const h20KernelContext* ctx, const void* raw) {
   h20::kda::runRecurrent(static_cast<h20::kda::Isa>(a.isa), a.problem, w, scratch);
 }
 
+// The fields prefill and decode arguments share (same names in both structs); the states are
+// set by the caller.
+template <class Args>
+Problem problemOf(const Args& a, int HV, DType io, DType st, h20::kda::Gate gate) {
+  Problem p;
+  p.numHeads = a.numHeads;
+  p.numValueHeads = HV;
+  p.headDimK = a.headDimK;
+  p.headDimV = a.headDimV;
+  p.io = io;
+  p.stateType = st;
+  p.gate = gate;
+  p.lowerBound = a.lowerBound;
+  p.scale = a.scale;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.g = a.g;
+  p.beta = a.beta;
+  p.out = a.out;
+  p.aLog = a.A_log;
+  p.dtBias = a.dtBias;
+  return p;
+}
+
 unsigned gridSize(const char* fn, std::int64_t blocks, const DeviceInfo& dev) {
   if (blocks > std::int64_t(dev.maxGridX)) {
     invalid(fn,
@@ -475,7 +501,7 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
   const std::string stateShape =
       fmt::format("[N,HV,V,K] = [{}, {}, {}, {}] {}", numSeqs, HV, V, K, stName);
   const std::size_t stateBytes = mulChecked(fn, {numSeqs, HV, V, K, sb});
-  const DeviceInfo dev = currentDevice(fn);
+  const DeviceInfo dev = streamDevice(fn, stream);
   const int device = dev.device;
   for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog})
     checkDeviceTensor(fn, *t, device);
@@ -512,23 +538,7 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
 
   PrefillKernelArgs ka{};
   Problem& p = ka.problem;
-  p.numHeads = a.numHeads;
-  p.numValueHeads = HV;
-  p.headDimK = a.headDimK;
-  p.headDimV = a.headDimV;
-  p.io = io;
-  p.stateType = st;
-  p.gate = gate;
-  p.lowerBound = a.lowerBound;
-  p.scale = a.scale;
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.g = a.g;
-  p.beta = a.beta;
-  p.out = a.out;
-  p.aLog = a.A_log;
-  p.dtBias = a.dtBias;
+  p = problemOf(a, HV, io, st, gate);
   p.initialState = a.initialState;
   p.finalState = a.finalState;
   ka.cuSeqlens = a.cuSeqlens;
@@ -627,7 +637,7 @@ void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
                      fmt::format("[numStateSlots,HV,V,K] = [{}, {}, {}, {}] {}", slots, HV, V, K,
                                  dtypeName(rawEnum(a.stateDtype))),
                      std::size_t(sb)};
-  const DeviceInfo dev = currentDevice(fn);
+  const DeviceInfo dev = streamDevice(fn, stream);
   const int device = dev.device;
   for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog, &state}) {
     checkDeviceTensor(fn, *t, device);
@@ -652,24 +662,8 @@ void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
 
   DecodeKernelArgs ka{};
   Problem& p = ka.problem;
-  p.numHeads = a.numHeads;
-  p.numValueHeads = HV;
-  p.headDimK = a.headDimK;
-  p.headDimV = a.headDimV;
-  p.io = io;
-  p.stateType = st;
-  p.gate = gate;
-  p.lowerBound = a.lowerBound;
-  p.scale = a.scale;
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.g = a.g;
-  p.beta = a.beta;
-  p.out = a.out;
-  p.aLog = a.A_log;
-  p.dtBias = a.dtBias;
-  p.initialState = a.state;
+  p = problemOf(a, HV, io, st, gate);
+  p.initialState = a.state;  // updated in place
   p.finalState = a.state;
   ka.stateSlots = a.stateSlots;
   ka.numSeqs = a.numSeqs;
