@@ -1,4 +1,5 @@
-// bench_test.cpp - h20-bench smoke tests: every suite runs and reports; argument errors exit 2.
+// bench_test.cpp - h20-bench smoke tests: every suite (p2p and ccl included) runs and reports;
+// argument errors exit 2.
 //
 // Deliberately no assertion on any figure: timings depend on the machine and its load. The full
 // measurement is a tool run, documented in docs/tools.md, never a test.
@@ -10,8 +11,8 @@
 namespace h20::tools_test {
 namespace {
 
-RunResult bench(const std::string& args) {
-  return run_tool(H20_BENCH_PATH, args);
+RunResult bench(const std::string& args, const std::string& env = "") {
+  return run_tool(H20_BENCH_PATH, args, env);
 }
 
 TEST(Bench, QuickRunExitsZeroAndPrintsItsTables) {
@@ -20,6 +21,8 @@ TEST(Bench, QuickRunExitsZeroAndPrintsItsTables) {
   for (const char* heading :
        {"## Summary", "## Launch", "## Copies", "## Stream overlap", "## Idle", "| benchmark |"})
     EXPECT_NE(r.out.find(heading), std::string::npos) << heading << "\n" << r.out;
+  // The multi-chip suites run only when named.
+  EXPECT_EQ(r.out.find("P2P"), std::string::npos) << r.out;
 }
 
 TEST(Bench, QuickJsonParsesWithAllSummaryKeys) {
@@ -53,12 +56,122 @@ TEST_P(BenchBadArgs, ExitsTwoWithMessageOnStderr) {
 INSTANTIATE_TEST_SUITE_P(Bench, BenchBadArgs,
                          testing::Values("--no-such-option", "nosuchsuite", "copy --sizes 12X",
                                          "--reps 0", "overlap --kernel-ms -1",
-                                         "launch --quick --device 8"));
+                                         "launch --quick --device 8", "p2p --size 0",
+                                         "p2p --size 12X", "p2p extra", "ccl --json", "--json ccl",
+                                         "ccl --no-such-option", "ccl --collective nosuch"));
 
 TEST(Bench, HelpExitsZero) {
   RunResult r = bench("--help");
   EXPECT_EQ(r.exitCode, 0);
   EXPECT_NE(r.out.find("launch"), std::string::npos) << r.out;
+}
+
+// ---- p2p ----------------------------------------------------------------------------------
+
+constexpr const char* kP2pTables[] = {
+    "## P2P paths as modelled",
+    "## Unidirectional P2P bandwidth, peer access disabled (GB/s)",
+    "## Unidirectional P2P bandwidth, peer access enabled (GB/s)",
+    "## Bidirectional P2P bandwidth, peer access disabled (GB/s)",
+    "## Bidirectional P2P bandwidth, peer access enabled (GB/s)",
+    "## P2P latency, peer access disabled (us)",
+    "## P2P latency, peer access enabled (us)",
+    "## P2P summary by path: modelled vs measured",
+};
+
+TEST(BenchP2p, QuickRunPrintsEveryMatrixOverEightDevices) {
+  RunResult r = bench("p2p --quick");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  for (const char* heading : kP2pTables)
+    EXPECT_NE(r.out.find(heading), std::string::npos) << heading << "\n" << r.out;
+  EXPECT_NE(r.out.find("| D\\D | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("host memcpy"), std::string::npos) << r.out;  // the caveat is printed
+  EXPECT_EQ(r.out.find("## Launch"), std::string::npos) << r.out;
+}
+
+// Under the pairs preset the model has linked and host-staged pairs; every matrix has a figure
+// for every pair it measures.
+TEST(BenchP2p, QuickJsonHasEveryPairAndBothPathKinds) {
+  RunResult r = bench("p2p --quick --json", "H20_EMU_DEVICES=4 H20_EMU_TOPOLOGY=pairs");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  nlohmann::json doc = nlohmann::json::parse(r.out);
+  const auto& tables = doc.at("tables");
+  const auto& model = tables.at(
+      "P2P paths as modelled (code as h20-smi topo -m prints it, GB/s "
+      "per direction)");
+  ASSERT_EQ(model.size(), 12u);
+  for (const auto& cell : model) {
+    const bool linked = cell.at("src").get<int>() / 2 == cell.at("dst").get<int>() / 2;
+    EXPECT_EQ(cell.at("code").get<std::string>(), linked ? "L1" : "HOST") << cell;
+    EXPECT_GT(cell.at("bandwidth_mbps").get<int>(), 0) << cell;
+  }
+  for (const char* t : {"Unidirectional P2P bandwidth, peer access disabled (GB/s)",
+                        "Unidirectional P2P bandwidth, peer access enabled (GB/s)"}) {
+    ASSERT_EQ(tables.at(t).size(), 16u) << t;  // the diagonal too
+    for (const auto& cell : tables.at(t))
+      EXPECT_GT(cell.at("gb_per_s").get<double>(), 0.0) << t << cell;
+  }
+  EXPECT_EQ(tables.at("Bidirectional P2P bandwidth, peer access enabled (GB/s)").size(), 12u);
+  for (const auto& cell : tables.at("P2P latency, peer access enabled (us)")) {
+    EXPECT_TRUE(cell.at("round_trip_us").is_number()) << cell;
+    EXPECT_TRUE(cell.at("device_us").is_number()) << cell;
+  }
+  std::vector<std::string> paths;
+  for (const auto& row : tables.at("P2P summary by path: modelled vs measured"))
+    paths.push_back(row.at("path").get<std::string>());
+  EXPECT_EQ(paths, (std::vector<std::string>{"L1", "HOST"}));
+  EXPECT_EQ(doc.at("machine").at("topology").get<std::string>(), "pairs");
+}
+
+TEST(BenchP2p, NoBidirectionalSkipsThoseMatrices) {
+  RunResult r = bench("p2p --quick --no-bidirectional", "H20_EMU_DEVICES=2");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(r.out.find("Bidirectional"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Unidirectional"), std::string::npos) << r.out;
+}
+
+// ---- ccl ----------------------------------------------------------------------------------
+
+#if H20_TOOLS_TEST_HAVE_CCL
+TEST(BenchCcl, QuickRunPrintsEveryCollectiveWithNothingWrong) {
+  RunResult r = bench("ccl --quick");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  for (const char* text : {"# h20-bench", "quick", "# allReduce", "# allGather", "# reduceScatter",
+                           "# broadcast", "busbw", "#wrong", "Out of bounds values : 0 OK"})
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  // --quick stops at 512 KiB.
+  EXPECT_NE(r.out.find("524288"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("67108864"), std::string::npos) << r.out;
+}
+
+TEST(BenchCcl, QuickBeforeTheSubcommandAndOwnOptionsWork) {
+  RunResult r = bench("--quick ccl -c broadcast -d bf16 -g 2");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("# broadcast"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("# allReduce"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bf16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 ranks"), std::string::npos) << r.out;
+}
+
+TEST(BenchCcl, HelpShowsTheBenchmarksOptions) {
+  RunResult r = bench("ccl --help");
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  for (const char* opt : {"--minbytes", "--maxbytes", "--collective", "--datatype", "--quick"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt << "\n" << r.out;
+}
+#else
+TEST(BenchCcl, WithoutTheCollectivesLibraryExitsOne) {
+  RunResult r = bench("ccl --quick");
+  EXPECT_EQ(r.exitCode, 1);
+  EXPECT_NE(r.err.find("libh20ccl"), std::string::npos) << r.err;
+}
+#endif
+
+TEST(Bench, HelpListsTheMultiChipSubcommands) {
+  RunResult r = bench("--help");
+  EXPECT_EQ(r.exitCode, 0);
+  EXPECT_NE(r.out.find("p2p"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ccl"), std::string::npos) << r.out;
 }
 
 }  // namespace

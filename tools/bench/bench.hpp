@@ -4,9 +4,10 @@
 // failed runtime call, timing and statistics helpers, the Report that collects the summary rows
 // (compared against the targets of the issue and the PoCL / HIP-CPU reference figures) and the
 // detail tables, and the Suite record that main() turns into a subcommand. A suite is one .cpp file
-// exporting a `Suite make_<name>_suite()`; adding one (ccl, p2p, ...) is that file plus one line in
-// main.cpp. The suites measure; nothing here decides what is fast enough except the summary's
-// "meets" column, which is information, never an exit status.
+// exporting a `Suite make_<name>_suite()`; adding one is that file plus one line in main.cpp. (The
+// ccl subcommand is the exception: it hands its arguments to the collectives benchmark.) The suites
+// measure; nothing here decides what is fast enough except the summary's "meets" column, which is
+// information, never an exit status.
 #pragma once
 
 #include <h20/h20_runtime.h>
@@ -86,6 +87,7 @@ struct Table {
 class Report {
  public:
   void set_header(std::string line) { header_ = std::move(line); }
+  const std::string& header() const { return header_; }
   void set_machine(nlohmann::ordered_json machine) { machine_ = std::move(machine); }
   void add_summary(SummaryRow row) { summary_.push_back(std::move(row)); }
   Table& add_table(std::string title, std::vector<std::string> columns,
@@ -115,10 +117,18 @@ Suite make_launch_suite();
 Suite make_copy_suite();
 Suite make_overlap_suite();
 Suite make_idle_suite();
+Suite make_p2p_suite();  // not part of `all`: it measures every pair of devices
+
+// `h20-bench ccl`: runs the collectives benchmark (runCclBench, ccl/bench) with `args` (what
+// followed `ccl` on the command line) and returns the exit status. Not a Suite: it prints
+// nccl-tests tables of its own rather than filling the Report.
+int run_ccl(const Options& o, const std::string& header, std::vector<std::string> args);
 
 // "64 MiB", "256 KiB", "3 B"
 std::string format_bytes(std::size_t bytes);
 // Parses "64M", "256K", "1G", "4096" (binary units) into bytes; throws CLI::ValidationError.
 std::size_t parse_bytes(const std::string& text);
+// A CLI11 validator accepting what parse_bytes accepts.
+CLI::Validator size_validator();
 
 }  // namespace h20::bench

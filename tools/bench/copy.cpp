@@ -210,16 +210,7 @@ Suite make_copy_suite() {
                                 "Copy sizes, comma-separated (e.g. 256K,4M,64M); default "
                                 "256K,4M,64M,256M (1M with --quick)")
                      ->delimiter(',')
-                     ->check(CLI::Validator(
-                         [](std::string& text) {
-                           try {
-                             parse_bytes(text);
-                             return std::string();
-                           } catch (const CLI::ValidationError& e) {
-                             return std::string(e.what());
-                           }
-                         },
-                         "SIZE"));
+                     ->check(size_validator());
                },
                [cfg](const Options& o, Report& r) { run_copy(*cfg, o, r); }};
 }

@@ -1,9 +1,11 @@
 // main.cpp - h20-bench: the runtime's performance figures, measured through the public C API.
 //
-// Owns the command line (one subcommand per suite, plus `all`, the default) and the report's
-// header describing the machine, since figures without the machine they came from mean little.
-// The suites themselves live in one file each; see bench.hpp for how to add one (ccl and p2p are
-// planned). Results go to stdout as markdown tables (or JSON with --json); progress to stderr.
+// Owns the command line (one subcommand per suite, plus `all`, the default, and `ccl`, which hands
+// its arguments to the collectives benchmark) and the report's header describing the machine,
+// since figures without the machine they came from mean little. The suites themselves live in one
+// file each; see bench.hpp for how to add one. `all` runs the single-device suites; the multi-chip
+// ones (p2p, ccl) run when named. Results go to stdout as markdown tables (or JSON with --json);
+// progress to stderr.
 //
 // Exit status: 0 when every suite ran (whatever the figures), 1 when the runtime failed, 2 for bad
 // arguments. Timings never decide the exit status: they depend on the machine.
@@ -13,7 +15,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -73,7 +77,8 @@ double idle_percent(std::chrono::milliseconds window) {
   return 100.0 * (i1 - i0) / (t1 - t0);
 }
 
-void describe_machine(const Options& o, Report& report) {
+// `multiDevice`: the suites to run measure every device (p2p, ccl), not --device.
+void describe_machine(const Options& o, bool multiDevice, Report& report) {
   int rt = 0, drv = 0, count = 0;
   H20_BENCH_CHECK(h20RuntimeGetVersion(&rt));
   H20_BENCH_CHECK(h20DriverGetVersion(&drv));
@@ -87,17 +92,21 @@ void describe_machine(const Options& o, Report& report) {
   std::string load = load_average();
   double idle = idle_percent(std::chrono::milliseconds(o.quick ? 100 : 500));
   std::string model = cpu_model();
+  const char* topology = std::getenv("H20_EMU_TOPOLOGY");
   report.set_header(fmt::format(
       "# h20-bench {}.{}.{}\n\nruntime {}, driver {}; {} x {} ({} host worker threads each), "
-      "measuring device {}; host: {}, {} CPUs, {:.0f}% idle just before the run (load average "
-      "{}); {} run",
+      "H20_EMU_TOPOLOGY={}, measuring {}; host: {}, {} CPUs, {:.0f}% idle just before the run "
+      "(load average {}); {} run",
       H20_VERSION_MAJOR, H20_VERSION_MINOR, H20_VERSION_PATCH, version_string(rt),
-      version_string(drv), count, p.name, p.hostWorkerThreads, o.device, model, cpus, idle, load,
-      o.quick ? "quick (smoke test, not a measurement)" : "full"));
+      version_string(drv), count, p.name, p.hostWorkerThreads,
+      topology && *topology ? topology : "(unset: switch)",
+      multiDevice ? fmt::format("all {} devices", count) : fmt::format("device {}", o.device),
+      model, cpus, idle, load, o.quick ? "quick (smoke test, not a measurement)" : "full"));
   report.set_machine({{"runtime_version", version_string(rt)},
                       {"driver_version", version_string(drv)},
                       {"devices", count},
                       {"device", o.device},
+                      {"topology", topology && *topology ? topology : ""},
                       {"device_name", p.name},
                       {"host_worker_threads", p.hostWorkerThreads},
                       {"cpu_model", model},
@@ -114,21 +123,27 @@ int main(int argc, char** argv) {
   using namespace h20::bench;
   Options o;
   std::vector<Suite> suites = {make_launch_suite(), make_copy_suite(), make_overlap_suite(),
-                               make_idle_suite()};
+                               make_idle_suite(), make_p2p_suite()};
 
-  CLI::App app{"h20-bench: measure the H20 runtime's launch, copy, overlap and idle costs.",
-               "h20-bench"};
+  CLI::App app{
+      "h20-bench: measure the H20 runtime's launch, copy, overlap and idle costs, peer-to-peer "
+      "copies and collectives.",
+      "h20-bench"};
   app.footer(
-      "Without a subcommand every suite runs (same as `all`). Figures are medians over repetitions "
-      "after a warm-up.\nExamples:\n  h20-bench            # full run, markdown tables\n"
+      "Without a subcommand the single-device suites run (same as `all`); p2p and ccl run when "
+      "named. Figures are medians over repetitions after a warm-up.\nExamples:\n"
+      "  h20-bench            # full run, markdown tables\n"
       "  h20-bench --quick    # smoke test: every path, a few seconds\n"
-      "  h20-bench copy --sizes 64M,1G --json");
+      "  h20-bench copy --sizes 64M,1G --json\n"
+      "  h20-bench p2p --size 16M\n"
+      "  h20-bench ccl -b 8 -e 64M -f 2   # options after ccl: see h20-bench ccl --help");
   app.fallthrough();  // global options are accepted after the subcommand too
   app.require_subcommand(0, 1);
   app.add_flag("--quick", o.quick,
                "Short run proving every path works (CI); figures not meaningful");
   app.add_flag("--json", o.json, "Print the results as JSON instead of markdown");
-  app.add_option("-d,--device", o.device, "Device to measure (default 0)")
+  app.add_option("-d,--device", o.device,
+                 "Device to measure by the single-device suites (default 0)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--reps", o.repetitions, "Repetitions per measurement (default: per suite)")
       ->check(CLI::PositiveNumber);
@@ -139,7 +154,18 @@ int main(int argc, char** argv) {
     if (s.addOptions) s.addOptions(*sub);
     subs.emplace_back(sub, &s);
   }
-  app.add_subcommand("all", "Run every suite (the default)");
+  app.add_subcommand("all",
+                     "Run the single-device suites: launch, copy, overlap, idle (the default)");
+  // Everything after `ccl` belongs to the collectives benchmark, whose options (-d datatype, -n
+  // iterations, ...) differ from h20-bench's: stop parsing there and hand the rest over verbatim,
+  // --help included.
+  CLI::App* ccl = app.add_subcommand(
+      "ccl",
+      "Collectives across all devices (libh20ccl), nccl-tests tables; the arguments after `ccl` "
+      "go to the collectives benchmark: see `h20-bench ccl --help`");
+  ccl->prefix_command();
+  ccl->fallthrough(false);
+  ccl->set_help_flag();
 
   try {
     app.parse(argc, argv);
@@ -150,16 +176,46 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (ccl->parsed()) {
+    std::vector<std::string> args = ccl->remaining();
+    auto has = [&args](std::string_view x, std::string_view y = {}) {
+      return std::find_if(args.begin(), args.end(),
+                          [&](const std::string& a) { return a == x || a == y; }) != args.end();
+    };
+    const bool help = has("-h", "--help");
+    if (o.json || has("--json")) {
+      std::fprintf(stderr,
+                   "h20-bench: ccl prints nccl-tests tables; --json is not supported for it\n"
+                   "Run with --help for more information.\n");
+      return 2;
+    }
+    o.quick = o.quick || has("--quick");  // given after `ccl`: the header should say so too
+    Report report;
+    try {
+      // The benchmark's own help needs no device (and no second of idle measurement).
+      if (!help) describe_machine(o, true, report);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "h20-bench: %s\nRun with --help for more information.\n", e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "h20-bench: %s\n", e.what());
+      return 1;
+    }
+    return run_ccl(o, report.header(), std::move(args));
+  }
+
   std::vector<const Suite*> chosen;
   for (auto& [sub, suite] : subs)
     if (sub->parsed()) chosen.push_back(suite);
   if (chosen.empty())
     for (const Suite& s : suites)
       if (s.inAll) chosen.push_back(&s);
+  const bool multiDevice =
+      std::all_of(chosen.begin(), chosen.end(), [](const Suite* s) { return s->name == "p2p"; });
 
   Report report;
   try {
-    describe_machine(o, report);
+    describe_machine(o, multiDevice, report);
     for (const Suite* s : chosen) {
       std::fprintf(stderr, "h20-bench: running %s...\n", s->name.c_str());
       s->run(o, report);

@@ -72,6 +72,19 @@ std::size_t parse_bytes(const std::string& text) {
   return static_cast<std::size_t>(n) << shift;
 }
 
+CLI::Validator size_validator() {
+  return CLI::Validator(
+      [](std::string& text) {
+        try {
+          parse_bytes(text);
+          return std::string();
+        } catch (const CLI::ValidationError& e) {
+          return std::string(e.what());
+        }
+      },
+      "SIZE");
+}
+
 Table& Report::add_table(std::string title, std::vector<std::string> columns,
                          std::vector<bool> rightAligned) {
   Table t;

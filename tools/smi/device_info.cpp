@@ -54,8 +54,8 @@ const std::array kFields = {
           }},
     Field{"memory.total", "MiB", "Total device memory.",
           [](const DeviceInfo& d, const Versions&) { return mib(d.memTotal); }},
-    Field{"memory.used", "MiB", "Device memory allocated (total - free).",
-          [](const DeviceInfo& d, const Versions&) { return mib(d.memUsed()); }},
+    Field{"memory.used", "MiB", "Device memory held by live allocations (h20DeviceGetMemoryUsed).",
+          [](const DeviceInfo& d, const Versions&) { return mib(d.memUsed); }},
     Field{"memory.free", "MiB", "Device memory available for allocation.",
           [](const DeviceInfo& d, const Versions&) { return mib(d.memFree); }},
     Field{"numa_node", "", "Host NUMA node the device is attached to (-1: unknown).",
@@ -165,6 +165,8 @@ DeviceInfo query_device(int index) {
   // Memory use is a question about the current device.
   check(h20SetDevice(index), fmt::format("h20SetDevice({})", index));
   check(h20MemGetInfo(&info.memFree, &info.memTotal), "h20MemGetInfo");
+  check(h20DeviceGetMemoryUsed(&info.memUsed, index),
+        fmt::format("h20DeviceGetMemoryUsed({})", index));
   int count = 0;
   check(h20DeviceGetCpuAffinity(index, nullptr, 0, &count, nullptr),
         fmt::format("h20DeviceGetCpuAffinity({})", index));

@@ -43,10 +43,13 @@ std::string version_string(int encoded);
 struct DeviceInfo {
   int index = 0;
   h20DeviceProp prop{};
-  std::size_t memFree = 0;
-  std::size_t memTotal = 0;
+  std::size_t memFree = 0;   // h20MemGetInfo: what can still be allocated
+  std::size_t memTotal = 0;  // h20MemGetInfo
+  // h20DeviceGetMemoryUsed: bytes held by live allocations. Not total - free: on the emulator free
+  // is also capped by the host backing budget, so total - free would count memory that nothing
+  // uses. used + free can therefore be less than total.
+  std::size_t memUsed = 0;
   std::vector<int> cpus;  // host CPUs near the device (its NUMA node's), ascending
-  std::size_t memUsed() const { return memTotal >= memFree ? memTotal - memFree : 0; }
 };
 
 // "0-3,8-11" from ascending CPU ids; "" for none.

@@ -2,8 +2,9 @@
 //
 // Owns the command line (CLI11) and the four output forms: the default device table, the CSV of
 // --query-gpu, the detailed listing of -q and the JSON document of --json. What a device is and
-// which fields exist lives in device_info.*. Everything goes through the public C API, so the tool
-// works unchanged on any backend the runtime supports.
+// which fields exist lives in device_info.*; the `topo` subcommand's matrices live in topo.*.
+// Everything goes through the public C API, so the tool works unchanged on any backend the runtime
+// supports.
 //
 // Exit status: 0 on success, 2 for bad arguments (message on stderr, nothing run), 1 when the
 // runtime fails (its message on stderr), e.g. when no device is visible.
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "device_info.hpp"
+#include "topo.hpp"
 
 namespace h20::smi {
 namespace {
@@ -42,6 +44,11 @@ struct Options {
   bool list = false;
   bool version = false;
   bool helpQuery = false;
+  // `topo` subcommand
+  bool topo = false;
+  bool topoMatrix = false;
+  bool topoJson = false;
+  std::string topoP2p;
 };
 
 struct CsvFormat {
@@ -182,7 +189,7 @@ void print_default(const std::vector<DeviceInfo>& devs, const Versions& v, int c
   std::vector<std::vector<std::string>> rows;
   for (const DeviceInfo& d : devs) {
     rows.push_back({fmt::format("{}", d.index), d.prop.name, d.prop.pciBusId,
-                    fmt::format("{}MiB / {}MiB", d.memUsed() >> 20, d.memTotal >> 20),
+                    fmt::format("{}MiB / {}MiB", d.memUsed >> 20, d.memTotal >> 20),
                     fmt::format("{}", d.prop.numaNode),
                     d.cpus.empty() ? std::string("N/A") : cpu_list(d.cpus),
                     fmt::format("{}", d.prop.multiProcessorCount),
@@ -252,7 +259,7 @@ void print_json(const std::vector<DeviceInfo>& devs, const Versions& v, int coun
           {"bus", p.pciBusID},
           {"device", p.pciDeviceID}}},
         {"memory",
-         {{"total_bytes", d.memTotal}, {"used_bytes", d.memUsed()}, {"free_bytes", d.memFree}}},
+         {{"total_bytes", d.memTotal}, {"used_bytes", d.memUsed}, {"free_bytes", d.memFree}}},
         {"numa_node", p.numaNode},
         {"cpu_affinity", d.cpus},
         {"multiprocessor_count", p.multiProcessorCount},
@@ -302,6 +309,14 @@ int run(const Options& o) {
   } else if (!o.format.empty()) {
     throw UsageError("--format applies only to --query-gpu");
   }
+  if (o.topo) {
+    if (!o.queryGpu.empty() || o.detailed || o.list || o.helpQuery || o.version)
+      throw UsageError(
+          "topo takes only -m, --p2p, --json and -i; --query-gpu, --format, -q, -L, "
+          "--help-query-gpu and --version do not apply");
+    if (!o.topoMatrix && !o.topoJson && o.topoP2p.empty() && !o.json)
+      throw UsageError("topo needs -m (connection matrix), --p2p r|w|a|n or --json");
+  }
   if (o.helpQuery) {
     print_query_help();
     return 0;
@@ -313,6 +328,14 @@ int run(const Options& o) {
 
   Versions v = query_versions();
   int count = device_count();
+  if (o.topo) {
+    TopoOutput what;
+    what.matrix = o.topoMatrix;
+    what.json = o.topoJson || o.json;
+    what.p2p = o.topoP2p;
+    print_topology(query_topology(resolve_ids(o.ids, count)), what);
+    return 0;
+  }
   std::vector<DeviceInfo> devs;
   for (int i : resolve_ids(o.ids, count))
     devs.push_back(query_device(i));
@@ -344,6 +367,7 @@ int main(int argc, char** argv) {
       "  h20-smi\n"
       "  h20-smi --query-gpu=index,name,pci.bus_id,memory.used,memory.total --format=csv\n"
       "  h20-smi -i 0,3 --json\n"
+      "  h20-smi topo -m\n"
       "Exit status: 0 ok, 1 runtime failure (e.g. no device), 2 bad arguments.");
   app.add_option("-i,--id", o.ids,
                  "Devices to show: indices or PCI bus ids, comma-separated (default: all)")
@@ -361,8 +385,31 @@ int main(int argc, char** argv) {
   json->excludes(detailed)->excludes(list);
   detailed->excludes(list);
 
+  // Options given after `topo` that topo does not know (-i, --json) fall through to the main app.
+  app.fallthrough();
+  CLI::App* topo = app.add_subcommand(
+      "topo", "Print the chip-to-chip topology between the devices, as nvidia-smi topo does");
+  topo->add_flag("-m,--matrix", o.topoMatrix,
+                 "Connection matrix with CPU/NUMA affinity, modelled link bandwidth and legend");
+  topo->add_option(
+          "--p2p", o.topoP2p,
+          "Peer capability matrix: r (read), w (write), a (atomics), n (chip-to-chip link)")
+      ->check(CLI::IsMember({"r", "w", "a", "n"}));
+  topo->add_flag("--json", o.topoJson,
+                 "The topology as JSON: matrix codes, hops, bandwidth (MB/s) and peer "
+                 "capabilities of every pair, affinity of every device");
+  topo->footer(
+      "-i ID[,ID...] (an option of h20-smi itself, accepted here too) limits the matrices to\n"
+      "these devices.\n"
+      "Examples:\n"
+      "  h20-smi topo -m\n"
+      "  h20-smi topo -m --json\n"
+      "  h20-smi topo --p2p r\n"
+      "  H20_EMU_TOPOLOGY=ring h20-smi topo -m -i 0,1,2,3");
+
   try {
     app.parse(argc, argv);
+    o.topo = topo->parsed();
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
