@@ -185,8 +185,16 @@ typedef enum h20DeviceP2PAttr {
   h20DevP2PAttrAccessSupported = 2,
   h20DevP2PAttrNativeAtomicSupported = 3,
   h20DevP2PAttrLinkBandwidthMBps = 100, /* H20 extension: per direction, MB/s (1e6 bytes/s) */
-  h20DevP2PAttrHopCount = 101           /* H20 extension: links traversed; -1: via the host */
+  h20DevP2PAttrHopCount = 101,          /* H20 extension: links traversed; -1: via the host */
+  h20DevP2PAttrLinkKind = 102           /* H20 extension: a h20P2PLinkKind value */
 } h20DeviceP2PAttr;
+
+/* What joins two chips (h20DevP2PAttrLinkKind). */
+typedef enum h20P2PLinkKind {
+  h20P2PLinkHost = 0,   /* no chip-to-chip path: copies are staged through host memory */
+  h20P2PLinkDirect = 1, /* chip-to-chip links; more than one hop routes through other chips */
+  h20P2PLinkSwitch = 2  /* through the chip switch */
+} h20P2PLinkKind;
 
 /* *canAccessPeer = 1 if `device` can access `peerDevice`'s memory (a chip-to-chip path exists);
  * 0 for a device and itself, as in CUDA. */

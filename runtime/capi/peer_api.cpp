@@ -17,6 +17,19 @@ const PeerLink& linkBetween(Runtime& rt, const Device& a, const Device& b) {
   return rt.driver().topology().link(a.chip(), b.chip());
 }
 
+int linkKindValue(h20::driver::LinkKind kind) {
+  switch (kind) {
+    case h20::driver::LinkKind::direct:
+      return h20P2PLinkDirect;
+    case h20::driver::LinkKind::switched:
+      return h20P2PLinkSwitch;
+    case h20::driver::LinkKind::self:  // not reached: equal devices are rejected before
+    case h20::driver::LinkKind::host:
+      break;
+  }
+  return h20P2PLinkHost;
+}
+
 // Both ranges must be device memory of the named devices.
 void checkPeerRange(Runtime& rt, const char* what, const void* ptr, int device, std::size_t count) {
   if (!ptr) fail(h20ErrorInvalidValue, "{} is NULL (count {})", what, count);
@@ -70,6 +83,9 @@ H20_API h20Error_t h20DeviceGetP2PAttribute(int* value, h20DeviceP2PAttr attr, i
         break;
       case h20DevP2PAttrHopCount:
         *value = l.hops;
+        break;
+      case h20DevP2PAttrLinkKind:
+        *value = linkKindValue(l.kind);
         break;
       default:
         fail(h20ErrorInvalidValue, "attr {} is not a h20DeviceP2PAttr", static_cast<int>(attr));

@@ -62,6 +62,9 @@ TEST_F(Peer, P2PAttributesDescribeTheSwitchLink) {
   EXPECT_EQ(v, 450000);
   H20_ASSERT_OK(h20DeviceGetP2PAttribute(&v, h20DevP2PAttrHopCount, 0, 1));
   EXPECT_EQ(v, 1);
+  H20_ASSERT_OK(h20DeviceGetP2PAttribute(&v, h20DevP2PAttrLinkKind, 0, 1));
+  EXPECT_EQ(v, h20P2PLinkSwitch);
+  EXPECT_EQ(h20DeviceGetP2PAttribute(&v, h20DevP2PAttrLinkKind, 2, 2), h20ErrorInvalidDevice);
   EXPECT_EQ(h20DeviceGetP2PAttribute(&v, h20DevP2PAttrHopCount, 1, 1), h20ErrorInvalidDevice);
   EXPECT_EQ(h20DeviceGetP2PAttribute(&v, static_cast<h20DeviceP2PAttr>(42), 0, 1),
             h20ErrorInvalidValue);
@@ -201,7 +204,8 @@ TEST_F(Peer, LargePeerCopyIsExactOverTheLinkAndThroughTheHost) {
   H20_ASSERT_OK(h20SetDevice(1));
   H20_ASSERT_OK(h20Malloc(reinterpret_cast<void**>(&b), kBytes));
   std::vector<unsigned char> in(kBytes), out(kBytes);
-  for (size_t i = 0; i < kBytes; ++i) in[i] = static_cast<unsigned char>(i * 2654435761u >> 24);
+  for (size_t i = 0; i < kBytes; ++i)
+    in[i] = static_cast<unsigned char>(i * 2654435761u >> 24);
   H20_ASSERT_OK(h20Memcpy(a, in.data(), kBytes, h20MemcpyHostToDevice));
   for (bool enabled : {false, true}) {
     H20_ASSERT_OK(h20SetDevice(1));

@@ -26,6 +26,11 @@ H20_CHILD_SCENARIO(TopologyQueries) {
   int hops = 0;
   h20DeviceGetP2PAttribute(&hops, h20DevP2PAttrHopCount, 0, 3);
   Emit("hops03", hops);
+  int kind = -1;
+  h20DeviceGetP2PAttribute(&kind, h20DevP2PAttrLinkKind, 0, 1);
+  Emit("kind01", kind);
+  h20DeviceGetP2PAttribute(&kind, h20DevP2PAttrLinkKind, 0, 3);
+  Emit("kind03", kind);
   h20SetDevice(1);
   Emit("enable12", h20GetErrorName(h20DeviceEnablePeerAccess(2, 0)));
   // A copy between chips without a link is staged through the host and still correct.
@@ -49,6 +54,8 @@ TEST(TopologyEnv, PairsPresetLinksOnlyWithinPairs) {
   EXPECT_EQ(r.IntValue("can01"), 1);
   EXPECT_EQ(r.IntValue("can12"), 0);
   EXPECT_EQ(r.IntValue("hops03"), -1);
+  EXPECT_EQ(r.IntValue("kind01"), h20P2PLinkDirect);
+  EXPECT_EQ(r.IntValue("kind03"), h20P2PLinkHost);
   EXPECT_EQ(r.Value("enable12"), "h20ErrorPeerAccessUnsupported");
   EXPECT_EQ(r.IntValue("copyOk"), 1);
 }
@@ -58,6 +65,8 @@ TEST(TopologyEnv, RingPresetReportsMultiHopPaths) {
   ASSERT_EQ(r.exitCode, 0) << r.output;
   EXPECT_EQ(r.IntValue("can12"), 1);
   EXPECT_EQ(r.IntValue("hops03"), 3);
+  EXPECT_EQ(r.IntValue("kind01"), h20P2PLinkDirect);
+  EXPECT_EQ(r.IntValue("kind03"), h20P2PLinkDirect);
   EXPECT_EQ(r.Value("enable12"), "h20Success");
 }
 
@@ -69,6 +78,8 @@ TEST(TopologyEnv, FileTopologyIsApplied) {
   EXPECT_EQ(r.Value("rc"), "h20Success");
   EXPECT_EQ(r.IntValue("can01"), 1);
   EXPECT_EQ(r.IntValue("can12"), 0);
+  EXPECT_EQ(r.IntValue("kind01"), h20P2PLinkDirect);
+  EXPECT_EQ(r.IntValue("kind03"), h20P2PLinkHost);
   EXPECT_EQ(r.Value("enable12"), "h20ErrorPeerAccessUnsupported");
   EXPECT_EQ(r.IntValue("copyOk"), 1);
 }

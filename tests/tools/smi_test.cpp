@@ -270,8 +270,8 @@ void expect_codes(const std::string& topology, CodeOf code) {
   expect_affinity_columns(m);
 }
 
-TEST(SmiTopo, SwitchMatrixHasEveryPairOneLinkApart) {
-  expect_codes("switch", [](int, int) { return std::string("L1"); });
+TEST(SmiTopo, SwitchMatrixHasEveryPairOneSwitchHopApart) {
+  expect_codes("switch", [](int, int) { return std::string("SW1"); });
 }
 
 TEST(SmiTopo, DefaultTopologyIsTheSwitch) {
@@ -279,7 +279,7 @@ TEST(SmiTopo, DefaultTopologyIsTheSwitch) {
   ASSERT_EQ(r.exitCode, 0) << r.err;
   TopoMatrix m = parse_matrix(r.out);
   ASSERT_EQ(m.cells.size(), 8u) << r.out;
-  EXPECT_EQ(m.cells[0][7], "L1");
+  EXPECT_EQ(m.cells[0][7], "SW1");
 }
 
 TEST(SmiTopo, MeshMatrixHasEveryPairOneLinkApart) {
@@ -309,7 +309,23 @@ TEST(SmiTopo, MatrixFollowsEmuDevices) {
   ASSERT_EQ(r.exitCode, 0) << r.err;
   TopoMatrix m = parse_matrix(r.out);
   ASSERT_EQ(m.cells.size(), 2u) << r.out;
-  EXPECT_EQ(m.cells[0], (std::vector<std::string>{"X", "L1"}));
+  EXPECT_EQ(m.cells[0], (std::vector<std::string>{"X", "SW1"}));
+}
+
+// A topology file may mix the kinds: direct links between 0 and 1, a switch between 2 and 3,
+// nothing else (tests/multichip/topologies/two_islands.json).
+TEST(SmiTopo, FileTopologyShowsEachLinkKind) {
+  RunResult r = smi(
+      "topo -m", "H20_EMU_DEVICES=4 H20_EMU_TOPOLOGY=" H20_TEST_TOPOLOGY_DIR "/two_islands.json");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  TopoMatrix m = parse_matrix(r.out);
+  ASSERT_EQ(m.cells.size(), 4u) << r.out;
+  EXPECT_EQ(m.cells[0], (std::vector<std::string>{"X", "L1", "HOST", "HOST"}));
+  EXPECT_EQ(m.cells[1], (std::vector<std::string>{"L1", "X", "HOST", "HOST"}));
+  EXPECT_EQ(m.cells[2], (std::vector<std::string>{"HOST", "HOST", "X", "SW1"}));
+  EXPECT_EQ(m.cells[3], (std::vector<std::string>{"HOST", "HOST", "SW1", "X"}));
+  for (const char* code : {"L# ", "SW# ", "HOST "})
+    EXPECT_NE(r.out.find(std::string("  ") + code), std::string::npos) << code << "\n" << r.out;
 }
 
 TEST(SmiTopo, JsonHasHopsBandwidthAndCodesOfEveryPair) {
@@ -330,6 +346,7 @@ TEST(SmiTopo, JsonHasHopsBandwidthAndCodesOfEveryPair) {
     const int ring = std::min(std::abs(a - b), 8 - std::abs(a - b));
     EXPECT_EQ(l.at("hops").get<int>(), ring) << l;
     EXPECT_EQ(l.at("code").get<std::string>(), "L" + std::to_string(ring)) << l;
+    EXPECT_EQ(l.at("link_kind").get<std::string>(), "direct") << l;
     EXPECT_EQ(doc["matrix"][static_cast<std::size_t>(a)][static_cast<std::size_t>(b)], l["code"]);
     EXPECT_GT(l.at("bandwidth_mbps").get<int>(), 0) << l;
     EXPECT_TRUE(l.at("peer_access_supported").get<bool>()) << l;
@@ -345,6 +362,7 @@ TEST(SmiTopo, JsonMarksHostPathsWithoutHops) {
     const bool linked = l.at("src").get<int>() / 2 == l.at("dst").get<int>() / 2;
     EXPECT_EQ(l.at("code").get<std::string>(), linked ? "L1" : "HOST") << l;
     EXPECT_EQ(l.at("hops").get<int>(), linked ? 1 : -1) << l;
+    EXPECT_EQ(l.at("link_kind").get<std::string>(), linked ? "direct" : "host") << l;
     EXPECT_EQ(l.at("peer_access_supported").get<bool>(), linked) << l;
   }
 }

@@ -33,6 +33,7 @@
 #include <mutex>
 
 #include "bench.hpp"
+#include "path_code.hpp"
 
 namespace h20::bench {
 namespace {
@@ -208,13 +209,13 @@ struct Modelled {
   int mbps = 0;
 };
 
-Modelled modelled_path(int s, int d, const Box& box) {
+Modelled modelled_path(int s, int d) {
   if (s == d) return {"X", 0};
-  int hops = 0, mbps = 0;
+  int hops = 0, mbps = 0, kind = 0;
   H20_BENCH_CHECK(h20DeviceGetP2PAttribute(&hops, h20DevP2PAttrHopCount, s, d));
   H20_BENCH_CHECK(h20DeviceGetP2PAttribute(&mbps, h20DevP2PAttrLinkBandwidthMBps, s, d));
-  const bool linked = box.canAccess[static_cast<std::size_t>(s)][static_cast<std::size_t>(d)];
-  return {linked && hops >= 1 ? fmt::format("L{}", hops) : std::string("HOST"), mbps};
+  H20_BENCH_CHECK(h20DeviceGetP2PAttribute(&kind, h20DevP2PAttrLinkKind, s, d));
+  return {h20::tools::path_code(false, kind, hops), mbps};
 }
 
 std::string gb(double v, int decimals) {
@@ -269,7 +270,7 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
   std::vector<std::vector<Modelled>> model(un, std::vector<Modelled>(un));
   for (int s = 0; s < n; ++s)
     for (int d = 0; d < n; ++d)
-      model[static_cast<std::size_t>(s)][static_cast<std::size_t>(d)] = modelled_path(s, d, box);
+      model[static_cast<std::size_t>(s)][static_cast<std::size_t>(d)] = modelled_path(s, d);
 
   // [0]: peer access disabled, [1]: enabled. rtt: host round trip; lat: device side per copy.
   Matrix uni[2], bi[2], lat[2], rtt[2];
@@ -330,10 +331,13 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
       }
       t.rows.push_back(std::move(row));
     }
-    t.notes.push_back(
-        "From h20DevP2PAttrHopCount and h20DevP2PAttrLinkBandwidthMBps. L<n>: chip-to-chip path "
-        "over n links (peer access possible); HOST: no chip-to-chip path, copies are staged "
-        "through host memory (the bandwidth shown is the model's host path).");
+    std::string note =
+        "From h20DevP2PAttrLinkKind, h20DevP2PAttrHopCount and h20DevP2PAttrLinkBandwidthMBps; "
+        "for HOST pairs the bandwidth shown is the model's path through the host. Codes:";
+    for (const auto& [code, meaning] : h20::tools::kPathCodeLegend)
+      if (std::string(code) != "X")
+        note += fmt::format(" {} = {}.", code, h20::tools::legend_text(meaning, " "));
+    t.notes.push_back(std::move(note));
   }
   add_matrix(report, "Unidirectional P2P bandwidth, peer access disabled (GB/s)", uni[0], 2,
              "gb_per_s", {method, emulated});

@@ -1,12 +1,13 @@
 // topo.cpp - the topology snapshot and the matrices of `h20-smi topo`.
 //
 // The layout follows `nvidia-smi topo -m`: one row and one column per device (H20_<index>), the
-// CPU and NUMA affinity of each row's device at the right, the legend below. The public API says
-// whether two chips have a chip-to-chip path and how many links it traverses, not whether those
-// links are direct or go through a switch, so the codes carry the hop count (L1, L2, ...) and the
-// modelled bandwidth matrix printed with them tells the presets apart (switch: 450 GB/s for every
-// pair; mesh: 64 GB/s; ring: 225 GB/s divided by the ring distance).
+// CPU and NUMA affinity of each row's device at the right, the legend below. The cell codes
+// (tools/common/path_code.hpp) say what joins two chips (h20DevP2PAttrLinkKind) and over how many
+// links (h20DevP2PAttrHopCount); the modelled bandwidth matrix printed with them tells presets with
+// the same codes apart (mesh: 64 GB/s for every pair; a JSON file: whatever it declares).
 #include "topo.hpp"
+
+#include "path_code.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -68,25 +69,6 @@ std::vector<std::string> device_header(const Topology& t) {
   return h;
 }
 
-// Meanings are wrapped for the terminal ('\n'); JSON gets them on one line.
-constexpr std::pair<const char*, const char*> kLegend[] = {
-    {"X", "Self"},
-    {"L#",
-     "Chip-to-chip path over # links: L1 is one direct or switched link, L2 and up\n"
-     "go through other chips; peer access can be enabled"},
-    {"HOST",
-     "No chip-to-chip path: copies are staged through host memory over both\n"
-     "chips' host links; no peer access"},
-};
-
-std::string legend_line(const char* meaning, const std::string& joiner) {
-  std::string s = meaning;
-  for (std::size_t at = s.find('\n'); at != std::string::npos;
-       at = s.find('\n', at + joiner.size()))
-    s.replace(at, 1, joiner);
-  return s;
-}
-
 void print_matrix(const Topology& t) {
   std::vector<std::string> header = device_header(t);
   header.push_back("CPU Affinity");
@@ -119,8 +101,8 @@ void print_matrix(const Topology& t) {
   print_grid(device_header(t), rows);
 
   fmt::print("\nLegend:\n\n");
-  for (const auto& [code, meaning] : kLegend)
-    fmt::print("  {:<4} = {}\n", code, legend_line(meaning, "\n         "));
+  for (const auto& [code, meaning] : h20::tools::kPathCodeLegend)
+    fmt::print("  {:<4} = {}\n", code, h20::tools::legend_text(meaning, "\n         "));
 }
 
 // --p2p: one capability per cell, with nvidia-smi's codes.
@@ -141,6 +123,10 @@ void print_p2p(const Topology& t, const std::string& which) {
   fmt::print("P2P capability: {} (row device accessing column device)\n\n", title);
   print_grid(device_header(t), rows);
   fmt::print("\nLegend:\n\n  X    = Self\n  OK   = Status Ok\n  NS   = Not supported\n");
+}
+
+const char* link_kind_name(int kind) {
+  return kind == h20P2PLinkDirect ? "direct" : kind == h20P2PLinkSwitch ? "switch" : "host";
 }
 
 void print_json(const Topology& t) {
@@ -172,6 +158,7 @@ void print_json(const Topology& t) {
       doc["links"].push_back({{"src", t.devices[i].index},
                               {"dst", t.devices[j].index},
                               {"code", path_code(p)},
+                              {"link_kind", link_kind_name(p.linkKind)},
                               {"hops", p.hops},
                               {"bandwidth_mbps", p.bandwidthMBps},
                               {"peer_access_supported", p.accessSupported},
@@ -179,8 +166,8 @@ void print_json(const Topology& t) {
                               {"performance_rank", p.performanceRank}});
     }
   doc["legend"] = ordered_json::object();
-  for (const auto& [code, meaning] : kLegend)
-    doc["legend"][code] = legend_line(meaning, " ");
+  for (const auto& [code, meaning] : h20::tools::kPathCodeLegend)
+    doc["legend"][code] = h20::tools::legend_text(meaning, " ");
   fmt::print("{}\n", doc.dump(2));
 }
 
@@ -214,6 +201,7 @@ Topology query_topology(const std::vector<int>& ids) {
             attribute(h20DevP2PAttrNativeAtomicSupported, "NativeAtomicSupported", a, b) != 0;
         p.performanceRank = attribute(h20DevP2PAttrPerformanceRank, "PerformanceRank", a, b);
         p.hops = attribute(h20DevP2PAttrHopCount, "HopCount", a, b);
+        p.linkKind = attribute(h20DevP2PAttrLinkKind, "LinkKind", a, b);
         p.bandwidthMBps = attribute(h20DevP2PAttrLinkBandwidthMBps, "LinkBandwidthMBps", a, b);
       }
       row.push_back(p);
@@ -224,9 +212,7 @@ Topology query_topology(const std::vector<int>& ids) {
 }
 
 std::string path_code(const PeerPath& p) {
-  if (p.self) return "X";
-  if (!p.accessSupported || p.hops < 1) return "HOST";
-  return fmt::format("L{}", p.hops);
+  return h20::tools::path_code(p.self, p.linkKind, p.hops);
 }
 
 void print_topology(const Topology& t, const TopoOutput& what) {

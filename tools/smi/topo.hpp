@@ -7,6 +7,8 @@
 // parse the command line (main.cpp does) and changes no device state: it enables no peer access.
 #pragma once
 
+#include <h20/h20_runtime.h>
+
 #include <string>
 #include <vector>
 
@@ -19,9 +21,10 @@ struct PeerPath {
   bool self = false;
   bool accessSupported = false;  // h20DeviceCanAccessPeer: a chip-to-chip path exists
   bool nativeAtomics = false;
-  int performanceRank = -1;  // 0 is the best link; -1 without access
-  int hops = -1;             // chip-to-chip links traversed; 0 for self, -1 through the host
-  int bandwidthMBps = 0;     // modelled, per direction (1e6 bytes/s); 0 for self
+  int performanceRank = -1;       // 0 is the best link; -1 without access
+  int hops = -1;                  // chip-to-chip links traversed; 0 for self, -1 through the host
+  int linkKind = h20P2PLinkHost;  // h20DevP2PAttrLinkKind
+  int bandwidthMBps = 0;          // modelled, per direction (1e6 bytes/s); 0 for self
 };
 
 struct Topology {
@@ -32,8 +35,8 @@ struct Topology {
 // Queries the paths between every ordered pair of `ids` (device indices). Throws RuntimeError.
 Topology query_topology(const std::vector<int>& ids);
 
-// The cell code of a path: "X" (self), "L<n>" (a chip-to-chip path over n links), "HOST" (no
-// chip-to-chip path: staged through host memory over the host links).
+// The cell code of a path: "X" (self), "L<n>" (n direct chip-to-chip links), "SW<n>" (through the
+// chip switch), "HOST" (no chip-to-chip path: staged through host memory over the host links).
 std::string path_code(const PeerPath& p);
 
 struct TopoOutput {
