@@ -45,6 +45,10 @@ struct Options {
 struct BenchError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A bad option value: the process exits 2, as for a command-line syntax error.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 void ok(h20Error_t rc, const char* what) {
   if (rc != h20Success)
@@ -53,28 +57,40 @@ void ok(h20Error_t rc, const char* what) {
                                                                       : h20GetLastErrorMessage()));
 }
 
-std::size_t parseBytes(const std::string& s) {
+// "64M", "512K", "8": bytes with an optional binary suffix.
+std::size_t parseBytes(const char* option, const std::string& s) {
   std::size_t pos = 0;
-  const double v = std::stod(s, &pos);
+  double v = -1;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
   double mult = 1;
-  if (pos < s.size()) {
+  if (pos > 0 && pos + 1 == s.size()) {
     switch (s[pos]) {
       case 'K':
       case 'k':
         mult = 1024.0;
+        ++pos;
         break;
       case 'M':
       case 'm':
         mult = 1024.0 * 1024;
+        ++pos;
         break;
       case 'G':
       case 'g':
         mult = 1024.0 * 1024 * 1024;
+        ++pos;
         break;
       default:
-        throw BenchError(fmt::format("size '{}': unknown suffix (K, M or G)", s));
+        break;
     }
   }
+  if (pos == 0 || pos != s.size() || !(v >= 0) || v * mult > 1e15)
+    throw UsageError(
+        fmt::format("{} '{}': a size in bytes, optionally with K, M or G (e.g. 64M)", option, s));
   return static_cast<std::size_t>(v * mult);
 }
 
@@ -150,12 +166,36 @@ float value(int rank, std::size_t i) {
 class Bench {
  public:
   Bench(const Options& o) : o_(o) {
-    if (!o.algo.empty()) setenv("H20_CCL_ALGO", o.algo.c_str(), 1);
+    // Every option value first, so that a typo costs no device set-up.
+    if (o.type == "float")
+      type_ = H20_R_32F;
+    else if (o.type == "bf16")
+      type_ = H20_R_16BF;
+    else if (o.type == "half")
+      type_ = H20_R_16F;
+    else
+      throw UsageError(fmt::format("--datatype '{}': float, bf16 or half", o.type));
+    if (o.op == "sum")
+      op_ = h20cclSum;
+    else if (o.op == "max")
+      op_ = h20cclMax;
+    else if (o.op == "min")
+      op_ = h20cclMin;
+    else
+      throw UsageError(fmt::format("--op '{}': sum, max or min", o.op));
+    minBytes_ = parseBytes("--minbytes", o.minBytes);
+    maxBytes_ = parseBytes("--maxbytes", o.maxBytes);
+    if (minBytes_ > maxBytes_)
+      throw UsageError(
+          fmt::format("--minbytes {} is larger than --maxbytes {}", o.minBytes, o.maxBytes));
     int visible = 0;
     ok(h20GetDeviceCount(&visible), "h20GetDeviceCount");
     n_ = o.ndev > 0 ? o.ndev : visible;
-    if (n_ > visible)
-      throw BenchError(fmt::format("--ndev {} but only {} devices are visible", n_, visible));
+    if (o.ndev < 0 || n_ > visible)
+      throw UsageError(fmt::format("--ndev {}: 0 (every device) or 1..{}", o.ndev, visible));
+    if (o.root < 0 || o.root >= n_)
+      throw UsageError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
+    if (!o.algo.empty()) setenv("H20_CCL_ALGO", o.algo.c_str(), 1);
     comms_.resize(static_cast<std::size_t>(n_));
     ok(h20cclCommInitAll(comms_.data(), n_, nullptr), "h20cclCommInitAll");
     streams_.resize(static_cast<std::size_t>(n_));
@@ -164,24 +204,6 @@ class Bench {
       ok(h20StreamCreateWithFlags(&streams_[static_cast<std::size_t>(r)], h20StreamNonBlocking),
          "h20StreamCreateWithFlags");
     }
-    if (o.type == "float")
-      type_ = H20_R_32F;
-    else if (o.type == "bf16")
-      type_ = H20_R_16BF;
-    else if (o.type == "half")
-      type_ = H20_R_16F;
-    else
-      throw BenchError(fmt::format("--datatype '{}': float, bf16 or half", o.type));
-    if (o.op == "sum")
-      op_ = h20cclSum;
-    else if (o.op == "max")
-      op_ = h20cclMax;
-    else if (o.op == "min")
-      op_ = h20cclMin;
-    else
-      throw BenchError(fmt::format("--op '{}': sum, max or min", o.op));
-    if (o.root < 0 || o.root >= n_)
-      throw BenchError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
   }
   ~Bench() {
     for (auto* p : bufs_)
@@ -220,7 +242,7 @@ class Bench {
         "", "(elements)", "", "", "", "out-of-place", "(GB/s)", "(GB/s)", "", "in-place", "(GB/s)",
         "(GB/s)", "");
     const std::size_t es = elemSize(type_);
-    const std::size_t minB = parseBytes(o_.minBytes), maxB = parseBytes(o_.maxBytes);
+    const std::size_t minB = minBytes_, maxB = maxBytes_;
     long wrongTotal = 0;
     std::size_t last = 0;
     for (double b = static_cast<double>(std::max<std::size_t>(minB, es));
@@ -404,6 +426,7 @@ class Bench {
   std::vector<h20Stream_t> streams_;
   std::vector<void*> bufs_;
   std::size_t capacity_ = 0;
+  std::size_t minBytes_ = 0, maxBytes_ = 0;
 };
 
 }  // namespace
@@ -428,11 +451,15 @@ int runCclBench(int argc, char** argv) {
   app.add_option("-w,--warmup", o.warmup, "untimed iterations per size")->capture_default_str();
   app.add_option("--check", o.check, "1: check every size's results (#wrong)")
       ->capture_default_str();
-  app.add_option("-a,--algo", o.algo, "force the algorithm: auto, ring or direct (H20_CCL_ALGO)");
+  app.add_option("-a,--algo", o.algo, "force the algorithm: auto, ring or direct (H20_CCL_ALGO)")
+      ->check(CLI::IsMember({"auto", "ring", "direct"}));
+  // Messages start with the program's name as the caller gave it (h20-bench passes its own).
+  const std::string prog = argc > 0 && argv[0] ? argv[0] : "h20-ccl-bench";
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help prints and exits 0; every syntax error exits 2, the tools' code for bad arguments.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   std::vector<Coll> colls;
   if (o.collective == "all")
@@ -446,11 +473,13 @@ int runCclBench(int argc, char** argv) {
   else if (o.collective == "broadcast")
     colls = {Coll::broadcast};
   else {
-    fmt::print(stderr, "h20-ccl-bench: unknown collective '{}'\n", o.collective);
+    fmt::print(stderr,
+               "{}: --collective '{}': all, allreduce, allgather, reducescatter or broadcast\n",
+               prog, o.collective);
     return 2;
   }
   if (o.iters < 1 || o.warmup < 0 || !(o.factor >= 1)) {
-    fmt::print(stderr, "h20-ccl-bench: need --iters >= 1, --warmup >= 0, --stepfactor >= 1\n");
+    fmt::print(stderr, "{}: need --iters >= 1, --warmup >= 0, --stepfactor >= 1\n", prog);
     return 2;
   }
   try {
@@ -461,8 +490,11 @@ int runCclBench(int argc, char** argv) {
       wrong += bench.run(c);
     fmt::print("#\n# Out of bounds values : {} {}\n", wrong, wrong ? "FAILED" : "OK");
     return wrong ? 1 : 0;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "{}: {}\n", prog, e.what());
+    return 2;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "h20-ccl-bench: {}\n", e.what());
+    fmt::print(stderr, "{}: {}\n", prog, e.what());
     return 1;
   }
 }

@@ -57,8 +57,8 @@ INSTANTIATE_TEST_SUITE_P(Bench, BenchBadArgs,
                          testing::Values("--no-such-option", "nosuchsuite", "copy --sizes 12X",
                                          "--reps 0", "overlap --kernel-ms -1",
                                          "launch --quick --device 8", "p2p --size 0",
-                                         "p2p --size 12X", "p2p extra", "ccl --json", "--json ccl",
-                                         "ccl --no-such-option", "ccl --collective nosuch"));
+                                         "p2p --size 12X", "p2p extra", "ccl --json",
+                                         "--json ccl"));
 
 TEST(Bench, HelpExitsZero) {
   RunResult r = bench("--help");
@@ -151,6 +151,31 @@ TEST(BenchCcl, QuickBeforeTheSubcommandAndOwnOptionsWork) {
   EXPECT_EQ(r.out.find("# allReduce"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("bf16"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("2 ranks"), std::string::npos) << r.out;
+}
+
+// Every bad argument or option value exits 2 before any device work, from h20-bench ccl and from
+// the stand-alone h20-ccl-bench alike.
+constexpr const char* kBadCclArgs[] = {
+    "--no-such-option", "--collective nosuch", "--datatype int8", "--op prod",
+    "--minbytes 12X",   "--maxbytes M",        "--minbytes -8",   "--minbytes 1M --maxbytes 1K",
+    "--ndev 9",         "--ndev -1",           "--root 8",        "--algo tree",
+    "--iters 0",        "--stepfactor 0.5"};
+struct CclBadArgs : testing::TestWithParam<const char*> {};
+TEST_P(CclBadArgs, ExitTwoWithMessageOnStderr) {
+  for (const char* program : {H20_BENCH_PATH, H20_CCL_BENCH_PATH}) {
+    const bool viaBench = std::string(program) == H20_BENCH_PATH;
+    RunResult r = run_tool(program, std::string(viaBench ? "ccl " : "") + GetParam(), "");
+    EXPECT_EQ(r.exitCode, 2) << program << " " << GetParam() << "\n" << r.out << r.err;
+    EXPECT_FALSE(r.err.empty()) << program << " " << GetParam();
+    EXPECT_EQ(r.out.find("# allReduce"), std::string::npos) << program << " " << GetParam();
+  }
+}
+INSTANTIATE_TEST_SUITE_P(BenchCcl, CclBadArgs, testing::ValuesIn(kBadCclArgs));
+
+TEST(BenchCcl, StandAloneHelpExitsZero) {
+  RunResult r = run_tool(H20_CCL_BENCH_PATH, "--help", "");
+  EXPECT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("--maxbytes"), std::string::npos) << r.out;
 }
 
 TEST(BenchCcl, HelpShowsTheBenchmarksOptions) {
