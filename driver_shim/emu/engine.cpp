@@ -11,10 +11,11 @@
 #include <new>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 #include <pthread.h>
 #include <sched.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #define H20_CPU_RELAX() _mm_pause()
 #else
 #define H20_CPU_RELAX() std::this_thread::yield()
@@ -61,6 +62,42 @@ bool spinUntil(Pred pred) {
     if (spent >= kSpinTime) return false;
     if (spent >= kPauseTime) std::this_thread::yield();
   }
+}
+
+// A host thread waiting for a queue and the worker running it can end up on one core while
+// another core idles: the scheduler places a woken thread next to its waker and then keeps both
+// there, as cache hot, while each polls for the other. Every hand-off then waits for a time slice
+// or a yield (~20 us instead of ~1 us for a launch/synchronise round trip on a 2-core host). So a
+// host thread about to spin on a CPU that an awake worker is on moves to a CPU of its affinity set
+// that no awake worker is on, if there is one: narrowing its affinity migrates it at once, and
+// restoring the caller's own set straight after leaves it there and changes nothing else. The
+// host thread moves rather than the worker, so that workers stay where the scheduler spread them
+// (moving workers makes two of them share a core more often). At most once per
+// kStepAsideIntervalNs per thread.
+constexpr std::uint64_t kStepAsideIntervalNs = 1'000'000;
+
+// awakeCpus: the CPU of each worker that is not asleep, -1 for the others.
+void stepAsideFromWorkers(const std::atomic<int>* awakeCpus, int workers) {
+  thread_local std::uint64_t last = 0;
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return;
+  bool shared = false;
+  for (int w = 0; w < workers && !shared; ++w)
+    shared = awakeCpus[w].load(std::memory_order_relaxed) == cpu;
+  if (!shared) return;
+  const std::uint64_t now = nowNs();
+  if (now - last < kStepAsideIntervalNs) return;
+  last = now;
+  cpu_set_t own;
+  if (pthread_getaffinity_np(pthread_self(), sizeof own, &own) != 0) return;
+  cpu_set_t to = own;
+  for (int w = 0; w < workers; ++w) {
+    const int c = awakeCpus[w].load(std::memory_order_relaxed);
+    if (c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &to);
+  }
+  if (CPU_COUNT(&to) == 0) return;
+  if (pthread_setaffinity_np(pthread_self(), sizeof to, &to) == 0)
+    pthread_setaffinity_np(pthread_self(), sizeof own, &own);
 }
 
 struct WorkerTls {
@@ -173,6 +210,13 @@ Engine::Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults) : f
     nodes_.back()->ready.resize(kPriorityLowest - kPriorityHighest + 1);
     nodes_.back()->workers = 1;
   }
+  int total = 0;
+  for (const auto& n : nodes_)
+    total += n->workers;
+  workerCount_ = total;
+  awakeCpu_ = std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(total));
+  for (int w = 0; w < total; ++w)
+    awakeCpu_[static_cast<std::size_t>(w)].store(-1, std::memory_order_relaxed);
   int index = 0;
   for (std::size_t n = 0; n < nodes_.size(); ++n) {
     const std::vector<int> cpus = n < nodes.size() ? nodes[n].cpus : std::vector<int>{};
@@ -268,7 +312,10 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
   if (!q) return;
   auto done = [&] { return q->completed.load(std::memory_order_acquire) >= seq; };
   if (done()) return;
-  if (spinFirst && spinUntil(done)) return;
+  if (spinFirst) {
+    if (tlsWorker.engine != this) stepAsideFromWorkers(awakeCpu_.get(), workerCount_);
+    if (spinUntil(done)) return;
+  }
   std::unique_lock<std::mutex> lock(q->mu);
   ++q->hostWaiters;
   q->hostCv.wait(lock, done);
@@ -316,6 +363,8 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
     // Best effort: a restricted cpuset (containers) may refuse; the worker then runs anywhere.
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   }
+  std::atomic<int>& awake = awakeCpu_[static_cast<std::size_t>(index)];
+  awake.store(sched_getcpu(), std::memory_order_relaxed);
   Node& home = *nodes_[static_cast<std::size_t>(node)];
   auto pop = [this](Node& n) -> std::shared_ptr<Queue> {
     for (auto& level : n.ready) {
@@ -352,20 +401,28 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
         if (auto* cv = pickWaker(node)) cv->notify_one();
       }
       lock.unlock();
+      awake.store(sched_getcpu(), std::memory_order_relaxed);
       runQueue(queue);
       queue.reset();
       lock.lock();
       continue;
     }
     if (stop_) return;
-    ++home.spinning;
-    lock.unlock();
-    const bool found = spinForWork();
-    lock.lock();
-    --home.spinning;
-    if (found) continue;
+    // One spinning worker per node catches the next command at once; the others sleep, so that
+    // their cores stay free for the host threads that submit and wait (see
+    // stepAsideFromWorkers). A submit that finds no spinner wakes a sleeper.
+    if (home.spinning == 0) {
+      ++home.spinning;
+      lock.unlock();
+      const bool found = spinForWork();
+      lock.lock();
+      --home.spinning;
+      if (found) continue;
+    }
     ++home.sleeping;
+    awake.store(-1, std::memory_order_relaxed);
     home.cv.wait(lock, [this] { return stop_ || workHint_.load(std::memory_order_relaxed) > 0; });
+    awake.store(sched_getcpu(), std::memory_order_relaxed);
     --home.sleeping;
   }
 }

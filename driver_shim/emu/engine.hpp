@@ -114,6 +114,10 @@ class Engine {
   std::vector<Job*> jobs_;
   std::atomic<int> workHint_{0};  // ready queues + open jobs; read without the lock by spinners
   bool stop_ = false;
+  // The CPU of each worker that is not asleep (-1 while it sleeps): where a waiting host thread
+  // should not spin (see stepAsideFromWorkers in engine.cpp).
+  std::unique_ptr<std::atomic<int>[]> awakeCpu_;
+  int workerCount_ = 0;  // set before the workers start
 };
 
 }  // namespace h20::emu

@@ -5,6 +5,8 @@
 #include "driver.hpp"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -285,4 +287,35 @@ TEST(Engine, BusyNodeLetsAnIdleNodeStealItsWork) {
   engine.submit(q, host([&] { gate.open.store(true); }));  // node 0's only worker is busy
   engine.wait(blocker, sb, false);
   EXPECT_TRUE(openedInTime.load());
+}
+
+// A waiting host thread may move itself off a worker's CPU (stepAsideFromWorkers), but the
+// caller's CPU affinity is its own: after every wait it must be exactly what it was, whether it
+// allows every CPU or one.
+TEST(Engine, WaitingLeavesTheCallersCpuAffinityAsItWas) {
+  cpu_set_t all;
+  ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof all, &all), 0);
+  int first = -1;
+  for (int c = 0; c < CPU_SETSIZE && first < 0; ++c)
+    if (CPU_ISSET(c, &all)) first = c;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  auto d = make(2, 2);
+  const QueueId q = d->createQueue(0, 0);
+  for (const cpu_set_t* mask : {&all, &one}) {
+    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof *mask, mask), 0);
+    for (int i = 0; i < 300; ++i) {
+      KernelCommand k;
+      k.grid = {4, 1, 1};
+      k.fn = [](const h20KernelContext*, const void*) {};
+      d->wait(q, d->submit(q, std::move(k)), true);
+      cpu_set_t now;
+      ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof now, &now), 0);
+      ASSERT_TRUE(CPU_EQUAL(&now, mask))
+          << "after wait " << i << " with " << CPU_COUNT(mask) << " CPUs allowed";
+    }
+  }
+  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+  d->destroyQueue(q);
 }
