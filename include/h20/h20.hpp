@@ -160,35 +160,79 @@ inline h20Dim3 dim3(unsigned int x, unsigned int y = 1, unsigned int z = 1) {
 
 /* ---- streams and events ---------------------------------------------------------------------- */
 
+namespace detail {
+
+// Owns one runtime handle: movable, not copyable, destroyed with the object (errors ignored).
+// Traits: Handle (the handle type), name (for messages), destroy(Handle).
+template <class Traits>
+class UniqueHandle {
+ public:
+  using Handle = typename Traits::Handle;
+
+  UniqueHandle(const UniqueHandle&) = delete;
+  UniqueHandle& operator=(const UniqueHandle&) = delete;
+  UniqueHandle(UniqueHandle&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  UniqueHandle& operator=(UniqueHandle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+  }
+  ~UniqueHandle() { reset(); }
+
+  // The handle (nullptr when moved-from).
+  Handle get() const noexcept { return handle_; }
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+  // Gives up ownership: the caller must destroy the returned handle.
+  Handle release() noexcept { return std::exchange(handle_, nullptr); }
+
+ protected:
+  UniqueHandle() = default;
+  // Where a create call stores the new handle.
+  Handle* out() noexcept { return &handle_; }
+  // The handle, for a call that needs one; throws for a moved-from object.
+  Handle handle() const {
+    if (handle_ == nullptr)
+      throw Error(h20ErrorInvalidResourceHandle, std::string("use of a moved-from ") + Traits::name,
+                  Traits::name);
+    return handle_;
+  }
+
+ private:
+  void reset() noexcept {
+    if (handle_ != nullptr) Traits::destroy(std::exchange(handle_, nullptr));
+  }
+
+  Handle handle_ = nullptr;
+};
+
+struct StreamTraits {
+  using Handle = h20Stream_t;
+  static constexpr const char* name = "h20::Stream";
+  static void destroy(Handle h) noexcept { h20StreamDestroy(h); }
+};
+
+struct EventTraits {
+  using Handle = h20Event_t;
+  static constexpr const char* name = "h20::Event";
+  static void destroy(Handle h) noexcept { h20EventDestroy(h); }
+};
+
+}  // namespace detail
+
 class Event;
 
 // Owns a stream created on the current device; destroyed (pending work still completes) with
 // the object.
-class Stream {
+class Stream : public detail::UniqueHandle<detail::StreamTraits> {
  public:
   explicit Stream(unsigned int flags = h20StreamDefault) {
-    check(h20StreamCreateWithFlags(&stream_, flags), "h20StreamCreateWithFlags");
+    check(h20StreamCreateWithFlags(out(), flags), "h20StreamCreateWithFlags");
   }
   Stream(unsigned int flags, int priority) {
-    check(h20StreamCreateWithPriority(&stream_, flags, priority), "h20StreamCreateWithPriority");
+    check(h20StreamCreateWithPriority(out(), flags, priority), "h20StreamCreateWithPriority");
   }
-  ~Stream() { reset(); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
-  Stream& operator=(Stream&& other) noexcept {
-    if (this != &other) {
-      reset();
-      stream_ = std::exchange(other.stream_, nullptr);
-    }
-    return *this;
-  }
-
-  // The handle (nullptr when moved-from).
-  h20Stream_t get() const noexcept { return stream_; }
-  explicit operator bool() const noexcept { return stream_ != nullptr; }
-  // Gives up ownership: the caller must h20StreamDestroy the returned handle.
-  h20Stream_t release() noexcept { return std::exchange(stream_, nullptr); }
 
   void synchronize() const { check(h20StreamSynchronize(handle()), "h20StreamSynchronize"); }
   // True when all work enqueued so far has completed.
@@ -209,49 +253,21 @@ class Stream {
   }
 
  private:
-  h20Stream_t handle() const {
-    if (stream_ == nullptr)
-      throw Error(h20ErrorInvalidResourceHandle, "use of a moved-from h20::Stream", "h20::Stream");
-    return stream_;
-  }
-  void reset() noexcept {
-    if (stream_ != nullptr) h20StreamDestroy(std::exchange(stream_, nullptr));
-  }
-
-  h20Stream_t stream_ = nullptr;
+  friend class Event;
 };
 
 // Owns an event created on the current device.
-class Event {
+class Event : public detail::UniqueHandle<detail::EventTraits> {
  public:
   explicit Event(unsigned int flags = h20EventDefault) {
-    check(h20EventCreateWithFlags(&event_, flags), "h20EventCreateWithFlags");
+    check(h20EventCreateWithFlags(out(), flags), "h20EventCreateWithFlags");
   }
-  ~Event() { reset(); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
-  Event& operator=(Event&& other) noexcept {
-    if (this != &other) {
-      reset();
-      event_ = std::exchange(other.event_, nullptr);
-    }
-    return *this;
-  }
-
-  h20Event_t get() const noexcept { return event_; }
-  explicit operator bool() const noexcept { return event_ != nullptr; }
-  h20Event_t release() noexcept { return std::exchange(event_, nullptr); }
 
   // Captures the work enqueued so far on `stream` (default: the legacy default stream).
   void record(h20Stream_t stream = nullptr) const {
     check(h20EventRecord(handle(), stream), "h20EventRecord");
   }
-  void record(const Stream& stream) const {
-    if (!stream)
-      throw Error(h20ErrorInvalidResourceHandle, "use of a moved-from h20::Stream", "h20::Stream");
-    record(stream.get());
-  }
+  void record(const Stream& stream) const { record(stream.handle()); }
   void synchronize() const { check(h20EventSynchronize(handle()), "h20EventSynchronize"); }
   // True when the captured work has completed (or the event was never recorded).
   bool query() const { return checkReady(h20EventQuery(handle()), "h20EventQuery"); }
@@ -265,16 +281,6 @@ class Event {
 
  private:
   friend class Stream;
-  h20Event_t handle() const {
-    if (event_ == nullptr)
-      throw Error(h20ErrorInvalidResourceHandle, "use of a moved-from h20::Event", "h20::Event");
-    return event_;
-  }
-  void reset() noexcept {
-    if (event_ != nullptr) h20EventDestroy(std::exchange(event_, nullptr));
-  }
-
-  h20Event_t event_ = nullptr;
 };
 
 inline void Stream::wait(const Event& event) const {
@@ -283,30 +289,21 @@ inline void Stream::wait(const Event& event) const {
 
 /* ---- memory ---------------------------------------------------------------------------------- */
 
-// Owns `size()` elements of T in device memory of the device current at construction.
-// Uninitialised after construction (use memset or copyFrom).
-template <class T>
-class DeviceBuffer {
+namespace detail {
+
+// Owns `size()` elements of T allocated by the runtime and released by Free (errors ignored):
+// movable, not copyable. The allocation itself is the derived class's constructor's.
+template <class T, h20Error_t (*Free)(void*)>
+class OwnedArray {
   static_assert(std::is_trivially_copyable<T>::value,
-                "DeviceBuffer<T> holds raw bytes: T must be trivially copyable");
+                "h20 buffers hold raw bytes: T must be trivially copyable");
 
  public:
-  DeviceBuffer() noexcept = default;
-  explicit DeviceBuffer(std::size_t count) : count_(count) {
-    void* p = nullptr;
-    check(h20Malloc(&p, bytes()), "h20Malloc");
-    data_ = static_cast<T*>(p);
-  }
-  // Allocates host.size() elements and copies `host` into them (synchronously).
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
-    copyFrom(host.data(), host.size());
-  }
-  ~DeviceBuffer() { reset(); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& other) noexcept
+  OwnedArray(const OwnedArray&) = delete;
+  OwnedArray& operator=(const OwnedArray&) = delete;
+  OwnedArray(OwnedArray&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+  OwnedArray& operator=(OwnedArray&& other) noexcept {
     if (this != &other) {
       reset();
       data_ = std::exchange(other.data_, nullptr);
@@ -314,42 +311,24 @@ class DeviceBuffer {
     }
     return *this;
   }
+  ~OwnedArray() { reset(); }
 
   T* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return count_; }
   std::size_t bytes() const noexcept { return count_ * sizeof(T); }
   bool empty() const noexcept { return count_ == 0; }
 
-  // Copies `n` elements from host memory to the start of the buffer (h20Memcpy semantics).
-  void copyFrom(const T* host, std::size_t n) {
-    check(h20Memcpy(data_, host, n * sizeof(T), h20MemcpyHostToDevice), "h20Memcpy");
-  }
-  void copyTo(T* host, std::size_t n) const {
-    check(h20Memcpy(host, data_, n * sizeof(T), h20MemcpyDeviceToHost), "h20Memcpy");
-  }
-  void copyFromAsync(const T* host, std::size_t n, h20Stream_t stream) {
-    check(h20MemcpyAsync(data_, host, n * sizeof(T), h20MemcpyHostToDevice, stream),
-          "h20MemcpyAsync");
-  }
-  void copyToAsync(T* host, std::size_t n, h20Stream_t stream) const {
-    check(h20MemcpyAsync(host, data_, n * sizeof(T), h20MemcpyDeviceToHost, stream),
-          "h20MemcpyAsync");
-  }
-  // Fills every byte with `value` (legacy default stream, or `stream` when given).
-  void memset(int value) { check(h20Memset(data_, value, bytes()), "h20Memset"); }
-  void memsetAsync(int value, h20Stream_t stream) {
-    check(h20MemsetAsync(data_, value, bytes(), stream), "h20MemsetAsync");
-  }
-  // The whole buffer copied to a host vector.
-  std::vector<T> toHost() const {
-    std::vector<T> host(count_);
-    if (count_ != 0) copyTo(host.data(), count_);
-    return host;
+ protected:
+  OwnedArray() noexcept = default;
+  // Takes ownership of `count` elements at `data`.
+  void adopt(void* data, std::size_t count) noexcept {
+    data_ = static_cast<T*>(data);
+    count_ = count;
   }
 
  private:
   void reset() noexcept {
-    if (data_ != nullptr) h20Free(std::exchange(data_, nullptr));
+    if (data_ != nullptr) Free(std::exchange(data_, nullptr));
     count_ = 0;
   }
 
@@ -357,49 +336,77 @@ class DeviceBuffer {
   std::size_t count_ = 0;
 };
 
-// Owns `size()` elements of T in page-locked host memory (h20HostAlloc).
+}  // namespace detail
+
+// Owns `size()` elements of T in device memory of the device current at construction.
+// Uninitialised after construction (use memset or copyFrom).
 template <class T>
-class PinnedBuffer {
-  static_assert(std::is_trivially_copyable<T>::value,
-                "PinnedBuffer<T> holds raw bytes: T must be trivially copyable");
+class DeviceBuffer : public detail::OwnedArray<T, h20Free> {
+  using Base = detail::OwnedArray<T, h20Free>;
 
  public:
+  using Base::bytes;
+  using Base::data;
+  using Base::size;
+
+  DeviceBuffer() noexcept = default;
+  explicit DeviceBuffer(std::size_t count) {
+    void* p = nullptr;
+    check(h20Malloc(&p, count * sizeof(T)), "h20Malloc");
+    this->adopt(p, count);
+  }
+  // Allocates host.size() elements and copies `host` into them (synchronously).
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
+    copyFrom(host.data(), host.size());
+  }
+
+  // Copies `n` elements from host memory to the start of the buffer (h20Memcpy semantics).
+  void copyFrom(const T* host, std::size_t n) {
+    check(h20Memcpy(data(), host, n * sizeof(T), h20MemcpyHostToDevice), "h20Memcpy");
+  }
+  void copyTo(T* host, std::size_t n) const {
+    check(h20Memcpy(host, data(), n * sizeof(T), h20MemcpyDeviceToHost), "h20Memcpy");
+  }
+  void copyFromAsync(const T* host, std::size_t n, h20Stream_t stream) {
+    check(h20MemcpyAsync(data(), host, n * sizeof(T), h20MemcpyHostToDevice, stream),
+          "h20MemcpyAsync");
+  }
+  void copyToAsync(T* host, std::size_t n, h20Stream_t stream) const {
+    check(h20MemcpyAsync(host, data(), n * sizeof(T), h20MemcpyDeviceToHost, stream),
+          "h20MemcpyAsync");
+  }
+  // Fills every byte with `value` (legacy default stream, or `stream` when given).
+  void memset(int value) { check(h20Memset(data(), value, bytes()), "h20Memset"); }
+  void memsetAsync(int value, h20Stream_t stream) {
+    check(h20MemsetAsync(data(), value, bytes(), stream), "h20MemsetAsync");
+  }
+  // The whole buffer copied to a host vector.
+  std::vector<T> toHost() const {
+    std::vector<T> host(size());
+    if (size() != 0) copyTo(host.data(), size());
+    return host;
+  }
+};
+
+// Owns `size()` elements of T in page-locked host memory (h20HostAlloc).
+template <class T>
+class PinnedBuffer : public detail::OwnedArray<T, h20FreeHost> {
+  using Base = detail::OwnedArray<T, h20FreeHost>;
+
+ public:
+  using Base::data;
+  using Base::size;
+
   PinnedBuffer() noexcept = default;
-  explicit PinnedBuffer(std::size_t count, unsigned int flags = h20HostAllocDefault)
-      : count_(count) {
+  explicit PinnedBuffer(std::size_t count, unsigned int flags = h20HostAllocDefault) {
     void* p = nullptr;
     check(h20HostAlloc(&p, count * sizeof(T), flags), "h20HostAlloc");
-    data_ = static_cast<T*>(p);
-  }
-  ~PinnedBuffer() { reset(); }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  PinnedBuffer(PinnedBuffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
-    if (this != &other) {
-      reset();
-      data_ = std::exchange(other.data_, nullptr);
-      count_ = std::exchange(other.count_, 0);
-    }
-    return *this;
+    this->adopt(p, count);
   }
 
-  T* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return count_; }
-  std::size_t bytes() const noexcept { return count_ * sizeof(T); }
-  T& operator[](std::size_t i) const noexcept { return data_[i]; }
-  T* begin() const noexcept { return data_; }
-  T* end() const noexcept { return data_ + count_; }
-
- private:
-  void reset() noexcept {
-    if (data_ != nullptr) h20FreeHost(std::exchange(data_, nullptr));
-    count_ = 0;
-  }
-
-  T* data_ = nullptr;
-  std::size_t count_ = 0;
+  T& operator[](std::size_t i) const noexcept { return data()[i]; }
+  T* begin() const noexcept { return data(); }
+  T* end() const noexcept { return data() + size(); }
 };
 
 /* ---- kernels --------------------------------------------------------------------------------- */

@@ -173,6 +173,33 @@ TEST_F(CppLayer, EventIsDestroyedAtScopeExitAndMovable) {
   h20GetLastError();
 }
 
+TEST_F(CppLayer, MovedFromStreamIsRefusedAndReleaseHandsOverOwnership) {
+  h20::Stream s;
+  h20::Stream t(std::move(s));
+  h20::Event e;
+  try {
+    e.record(s);  // NOLINT(bugprone-use-after-move): the moved-from stream must be refused
+    FAIL() << "no exception";
+  } catch (const h20::Error& err) {
+    EXPECT_EQ(h20ErrorInvalidResourceHandle, err.code());
+    EXPECT_NE(std::string(err.what()).find("moved-from h20::Stream"), std::string::npos)
+        << err.what();
+  }
+  e.record(t);
+  h20::Event moved(std::move(e));
+  EXPECT_THROW(t.wait(e), h20::Error);  // NOLINT(bugprone-use-after-move)
+  t.wait(moved);
+  // release(): the object owns nothing any more and the handle outlives it.
+  h20Stream_t raw = nullptr;
+  {
+    h20::Stream owner;
+    raw = owner.release();
+    EXPECT_FALSE(static_cast<bool>(owner));
+  }
+  H20_EXPECT_OK(h20StreamQuery(raw));
+  H20_EXPECT_OK(h20StreamDestroy(raw));
+}
+
 TEST_F(CppLayer, DeviceBufferRoundTripsAndFreesAtScopeExit) {
   size_t free0 = 0, total = 0;
   H20_ASSERT_OK(h20MemGetInfo(&free0, &total));
