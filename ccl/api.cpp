@@ -270,9 +270,38 @@ std::string problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw
   return {};
 }
 
+// One integer property of a live communicator into *out.
+template <class Get>
+h20Error_t commAttribute(const char* fn, h20cclComm_t handle, int* out, const char* outName,
+                         Get get) {
+  return guarded(fn, [&] {
+    auto c = lookup(fn, handle);
+    requireOut(fn, out, outName);
+    *out = get(*c);
+    return h20Success;
+  });
+}
+
+// The buffers, count, stream and (broadcast) root of one rank's call.
+struct CallArgs {
+  const void* send;
+  void* recv;
+  std::size_t count;
+  h20Stream_t stream;
+  int root = 0;
+};
+
 // Issues one rank's call: recorded in the thread's group, or contributed and waited for.
-h20Error_t issue(const char* fn, h20cclComm_t handle, const RawArgs& raw, Call call) {
+h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& raw,
+                 const CallArgs& args) {
   return guarded(fn, [&]() -> h20Error_t {
+    Call call;
+    call.func = func;
+    call.send = args.send;
+    call.recv = args.recv;
+    call.count = args.count;
+    call.stream = args.stream;
+    call.root = args.root;
     std::shared_ptr<h20cclComm> comm;
     try {
       comm = lookup(fn, handle);
@@ -371,33 +400,18 @@ H20_API h20Error_t h20cclCommDestroy(h20cclComm_t comm) {
 }
 
 H20_API h20Error_t h20cclCommCount(h20cclComm_t comm, int* count) {
-  constexpr const char* fn = "h20cclCommCount";
-  return guarded(fn, [&] {
-    auto c = lookup(fn, comm);
-    requireOut(fn, count, "count");
-    *count = c->clique->size();
-    return h20Success;
-  });
+  return commAttribute("h20cclCommCount", comm, count, "count",
+                       [](const h20cclComm& c) { return c.clique->size(); });
 }
 
 H20_API h20Error_t h20cclCommDevice(h20cclComm_t comm, int* device) {
-  constexpr const char* fn = "h20cclCommDevice";
-  return guarded(fn, [&] {
-    auto c = lookup(fn, comm);
-    requireOut(fn, device, "device");
-    *device = c->clique->device(c->rank);
-    return h20Success;
-  });
+  return commAttribute("h20cclCommDevice", comm, device, "device",
+                       [](const h20cclComm& c) { return c.clique->device(c.rank); });
 }
 
 H20_API h20Error_t h20cclCommUserRank(h20cclComm_t comm, int* rank) {
-  constexpr const char* fn = "h20cclCommUserRank";
-  return guarded(fn, [&] {
-    auto c = lookup(fn, comm);
-    requireOut(fn, rank, "rank");
-    *rank = c->rank;
-    return h20Success;
-  });
+  return commAttribute("h20cclCommUserRank", comm, rank, "rank",
+                       [](const h20cclComm& c) { return c.rank; });
 }
 
 H20_API h20Error_t h20cclCommGetRingOrder(h20cclComm_t comm, int* ranks, int capacity, int* count) {
@@ -437,50 +451,28 @@ H20_API h20Error_t h20cclCommGetAlgorithm(h20cclComm_t comm, h20cclFunc func, si
 H20_API h20Error_t h20cclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
                                    h20DataType datatype, h20cclRedOp op, h20cclComm_t comm,
                                    h20Stream_t stream) {
-  Call c;
-  c.func = Func::allReduce;
-  c.send = sendbuff;
-  c.recv = recvbuff;
-  c.count = count;
-  c.stream = stream;
-  return issue("h20cclAllReduce", comm, RawArgs{rawValue(datatype), rawValue(op)}, std::move(c));
+  return issue("h20cclAllReduce", Func::allReduce, comm, RawArgs{rawValue(datatype), rawValue(op)},
+               {sendbuff, recvbuff, count, stream});
 }
 
 H20_API h20Error_t h20cclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
                                    h20DataType datatype, h20cclComm_t comm, h20Stream_t stream) {
-  Call c;
-  c.func = Func::allGather;
-  c.send = sendbuff;
-  c.recv = recvbuff;
-  c.count = sendcount;
-  c.stream = stream;
-  return issue("h20cclAllGather", comm, RawArgs{rawValue(datatype), 0}, std::move(c));
+  return issue("h20cclAllGather", Func::allGather, comm, RawArgs{rawValue(datatype), 0},
+               {sendbuff, recvbuff, sendcount, stream});
 }
 
 H20_API h20Error_t h20cclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
                                        h20DataType datatype, h20cclRedOp op, h20cclComm_t comm,
                                        h20Stream_t stream) {
-  Call c;
-  c.func = Func::reduceScatter;
-  c.send = sendbuff;
-  c.recv = recvbuff;
-  c.count = recvcount;
-  c.stream = stream;
-  return issue("h20cclReduceScatter", comm, RawArgs{rawValue(datatype), rawValue(op)},
-               std::move(c));
+  return issue("h20cclReduceScatter", Func::reduceScatter, comm,
+               RawArgs{rawValue(datatype), rawValue(op)}, {sendbuff, recvbuff, recvcount, stream});
 }
 
 H20_API h20Error_t h20cclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
                                    h20DataType datatype, int root, h20cclComm_t comm,
                                    h20Stream_t stream) {
-  Call c;
-  c.func = Func::broadcast;
-  c.send = sendbuff;
-  c.recv = recvbuff;
-  c.count = count;
-  c.root = root;
-  c.stream = stream;
-  return issue("h20cclBroadcast", comm, RawArgs{rawValue(datatype), 0}, std::move(c));
+  return issue("h20cclBroadcast", Func::broadcast, comm, RawArgs{rawValue(datatype), 0},
+               {sendbuff, recvbuff, count, stream, root});
 }
 
 H20_API h20Error_t h20cclGroupStart(void) {
