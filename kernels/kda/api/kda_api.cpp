@@ -392,18 +392,55 @@ void decodeKernel(const h20KernelContext* ctx, const void* raw) {
   h20::kda::runRecurrent(static_cast<h20::kda::Isa>(a.isa), a.problem, w, scratch);
 }
 
-// The fields prefill and decode arguments share (same names in both structs); the states are
-// set by the caller.
+// The struct the caller passed, copied as far as its structSize reaches (later fields keep their
+// defaults), after checking that size.
 template <class Args>
-Problem problemOf(const Args& a, int HV, DType io, DType st, h20::kda::Gate gate) {
+Args copyArgs(const char* fn, const Args* in, std::size_t minSize, const char* typeName) {
+  if (in == nullptr) invalid(fn, "args is NULL");
+  if (in->structSize < minSize || in->structSize > sizeof(Args)) {
+    invalid(fn, "args->structSize {} is outside [{}, {}] (set it to sizeof({}))", in->structSize,
+            minSize, sizeof(Args), typeName);
+  }
+  Args a{};
+  std::memcpy(&a, in, in->structSize);
+  return a;
+}
+
+// The checked values of the fields prefill and decode arguments share (same names in both).
+struct SharedFields {
+  int numValueHeads = 0;  // numValueHeads, or numHeads where it is 0
+  DType io{}, stateType{};
+  h20::kda::Gate gate{};
+};
+
+template <class Args>
+SharedFields checkShared(const char* fn, const Args& a) {
+  if (a.numHeads <= 0) invalid(fn, "numHeads {} must be positive", a.numHeads);
+  if (a.numValueHeads < 0) invalid(fn, "numValueHeads {} is negative", a.numValueHeads);
+  SharedFields f;
+  f.numValueHeads = a.numValueHeads == 0 ? a.numHeads : a.numValueHeads;
+  if (f.numValueHeads % a.numHeads != 0) {
+    invalid(fn, "numValueHeads {} is not a multiple of numHeads {}", f.numValueHeads, a.numHeads);
+  }
+  checkHeadDim(fn, "headDimK", a.headDimK);
+  checkHeadDim(fn, "headDimV", a.headDimV);
+  f.io = checkDtype(fn, "dtype", rawEnum(a.dtype));
+  f.stateType = checkDtype(fn, "stateDtype", rawEnum(a.stateDtype));
+  f.gate = checkGate(fn, rawEnum(a.gateMode), a.lowerBound, a.scale);
+  return f;
+}
+
+// The problem fields prefill and decode arguments share; the states are set by the caller.
+template <class Args>
+Problem problemOf(const Args& a, const SharedFields& f) {
   Problem p;
   p.numHeads = a.numHeads;
-  p.numValueHeads = HV;
+  p.numValueHeads = f.numValueHeads;
   p.headDimK = a.headDimK;
   p.headDimV = a.headDimV;
-  p.io = io;
-  p.stateType = st;
-  p.gate = gate;
+  p.io = f.io;
+  p.stateType = f.stateType;
+  p.gate = f.gate;
   p.lowerBound = a.lowerBound;
   p.scale = a.scale;
   p.q = a.q;
@@ -434,32 +471,16 @@ constexpr std::size_t kDecodeMinSize = offsetof(h20kdaDecodeArgs, numStateSlots)
 
 void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
   const char* fn = "h20kdaPrefill";
-  if (in == nullptr) invalid(fn, "args is NULL");
-  if (in->structSize < kPrefillMinSize || in->structSize > sizeof(h20kdaPrefillArgs)) {
-    invalid(fn, "args->structSize {} is outside [{}, {}] (set it to sizeof(h20kdaPrefillArgs))",
-            in->structSize, kPrefillMinSize, sizeof(h20kdaPrefillArgs));
-  }
-  // Copy what the caller's struct covers; later fields keep their defaults.
-  h20kdaPrefillArgs a{};
-  std::memcpy(&a, in, in->structSize);
-  const int algorithm =
-      in->structSize >= offsetof(h20kdaPrefillArgs, algorithm) + sizeof(a.algorithm)
-          ? rawEnum(a.algorithm)
-          : H20_KDA_ALGO_DEFAULT;
+  const h20kdaPrefillArgs a = copyArgs(fn, in, kPrefillMinSize, "h20kdaPrefillArgs");
+  const int algorithm = a.structSize >= offsetof(h20kdaPrefillArgs, algorithm) + sizeof(a.algorithm)
+                            ? rawEnum(a.algorithm)
+                            : H20_KDA_ALGO_DEFAULT;
 
   if (a.batch <= 0) invalid(fn, "batch {} must be positive", a.batch);
   if (a.seqLen <= 0) invalid(fn, "seqLen {} must be positive", a.seqLen);
-  if (a.numHeads <= 0) invalid(fn, "numHeads {} must be positive", a.numHeads);
-  if (a.numValueHeads < 0) invalid(fn, "numValueHeads {} is negative", a.numValueHeads);
-  const int HV = a.numValueHeads == 0 ? a.numHeads : a.numValueHeads;
-  if (HV % a.numHeads != 0) {
-    invalid(fn, "numValueHeads {} is not a multiple of numHeads {}", HV, a.numHeads);
-  }
-  checkHeadDim(fn, "headDimK", a.headDimK);
-  checkHeadDim(fn, "headDimV", a.headDimV);
-  const DType io = checkDtype(fn, "dtype", rawEnum(a.dtype));
-  const DType st = checkDtype(fn, "stateDtype", rawEnum(a.stateDtype));
-  const h20::kda::Gate gate = checkGate(fn, rawEnum(a.gateMode), a.lowerBound, a.scale);
+  const SharedFields shared = checkShared(fn, a);
+  const int HV = shared.numValueHeads;
+  const DType io = shared.io, st = shared.stateType;
   int numSeqs = a.batch;
   if (a.cuSeqlens != nullptr) {
     if (a.batch != 1) invalid(fn, "batch {} must be 1 when cuSeqlens is given", a.batch);
@@ -538,7 +559,7 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
 
   PrefillKernelArgs ka{};
   Problem& p = ka.problem;
-  p = problemOf(a, HV, io, st, gate);
+  p = problemOf(a, shared);
   p.initialState = a.initialState;
   p.finalState = a.finalState;
   ka.cuSeqlens = a.cuSeqlens;
@@ -584,25 +605,11 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
 
 void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
   const char* fn = "h20kdaDecode";
-  if (in == nullptr) invalid(fn, "args is NULL");
-  if (in->structSize < kDecodeMinSize || in->structSize > sizeof(h20kdaDecodeArgs)) {
-    invalid(fn, "args->structSize {} is outside [{}, {}] (set it to sizeof(h20kdaDecodeArgs))",
-            in->structSize, kDecodeMinSize, sizeof(h20kdaDecodeArgs));
-  }
-  h20kdaDecodeArgs a{};
-  std::memcpy(&a, in, in->structSize);
+  const h20kdaDecodeArgs a = copyArgs(fn, in, kDecodeMinSize, "h20kdaDecodeArgs");
   if (a.numSeqs <= 0) invalid(fn, "numSeqs {} must be positive", a.numSeqs);
-  if (a.numHeads <= 0) invalid(fn, "numHeads {} must be positive", a.numHeads);
-  if (a.numValueHeads < 0) invalid(fn, "numValueHeads {} is negative", a.numValueHeads);
-  const int HV = a.numValueHeads == 0 ? a.numHeads : a.numValueHeads;
-  if (HV % a.numHeads != 0) {
-    invalid(fn, "numValueHeads {} is not a multiple of numHeads {}", HV, a.numHeads);
-  }
-  checkHeadDim(fn, "headDimK", a.headDimK);
-  checkHeadDim(fn, "headDimV", a.headDimV);
-  const DType io = checkDtype(fn, "dtype", rawEnum(a.dtype));
-  const DType st = checkDtype(fn, "stateDtype", rawEnum(a.stateDtype));
-  const h20::kda::Gate gate = checkGate(fn, rawEnum(a.gateMode), a.lowerBound, a.scale);
+  const SharedFields shared = checkShared(fn, a);
+  const int HV = shared.numValueHeads;
+  const DType io = shared.io, st = shared.stateType;
   if (a.numStateSlots < 0) invalid(fn, "numStateSlots {} is negative", a.numStateSlots);
   const int slots = a.numStateSlots == 0 ? a.numSeqs : a.numStateSlots;
   if (a.stateSlots == nullptr && slots < a.numSeqs) {
@@ -662,7 +669,7 @@ void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
 
   DecodeKernelArgs ka{};
   Problem& p = ka.problem;
-  p = problemOf(a, HV, io, st, gate);
+  p = problemOf(a, shared);
   p.initialState = a.state;  // updated in place
   p.finalState = a.state;
   ka.stateSlots = a.stateSlots;
