@@ -320,39 +320,33 @@ TEST_F(StreamDestroy, OfTheDefaultStreamsIsRejected) {
 // ---- the legacy default stream
 // ---------------------------------------------------------------------
 
-TEST_F(LegacyStream, WaitsForPriorWorkOfBlockingStreams) {
-  h20Stream_t s = NewStream();
+// Work issued on `later` must wait for the gated work issued before it on `earlier`.
+void ExpectHeldBehind(h20Stream_t earlier, h20Stream_t later, const char* what) {
   BusyGate gate;
   Sequencer seq;
   gate.StampWith(&seq.counter);
-  H20_ASSERT_OK(gate.Launch(s));
-  SeqSlot legacy{&seq};
-  H20_ASSERT_OK(h20LaunchHostFunc(nullptr, StampHostFn, &legacy));
-  EXPECT_FALSE(BecomesTrueWithin([&] { return legacy.value.load() != 0; }, kWindow))
-      << "legacy-stream work ran while a blocking stream's earlier work was pending";
-  EXPECT_EQ(h20ErrorNotReady, h20StreamQuery(nullptr));
+  H20_ASSERT_OK(gate.Launch(earlier));
+  SeqSlot slot{&seq};
+  H20_ASSERT_OK(h20LaunchHostFunc(later, StampHostFn, &slot));
+  EXPECT_FALSE(BecomesTrueWithin([&] { return slot.value.load() != 0; }, kWindow)) << what;
+  EXPECT_EQ(h20ErrorNotReady, h20StreamQuery(later));
   gate.Open();
-  H20_ASSERT_OK(h20StreamSynchronize(nullptr));
-  EXPECT_LT(gate.FinishSeq(), legacy.value.load());
+  H20_ASSERT_OK(h20StreamSynchronize(later));
+  EXPECT_LT(gate.FinishSeq(), slot.value.load());
   EXPECT_FALSE(gate.TimedOut());
+}
+
+TEST_F(LegacyStream, WaitsForPriorWorkOfBlockingStreams) {
+  h20Stream_t s = NewStream();
+  ExpectHeldBehind(s, nullptr,
+                   "legacy-stream work ran while a blocking stream's earlier work was pending");
   H20_EXPECT_OK(h20StreamDestroy(s));
 }
 
 TEST_F(LegacyStream, BlockingStreamsWaitForPriorLegacyWork) {
   h20Stream_t s = NewStream();
-  BusyGate gate;
-  Sequencer seq;
-  gate.StampWith(&seq.counter);
-  H20_ASSERT_OK(gate.Launch(nullptr));
-  SeqSlot blocking{&seq};
-  H20_ASSERT_OK(h20LaunchHostFunc(s, StampHostFn, &blocking));
-  EXPECT_FALSE(BecomesTrueWithin([&] { return blocking.value.load() != 0; }, kWindow))
-      << "blocking-stream work ran while earlier legacy-stream work was pending";
-  EXPECT_EQ(h20ErrorNotReady, h20StreamQuery(s));
-  gate.Open();
-  H20_ASSERT_OK(h20StreamSynchronize(s));
-  EXPECT_LT(gate.FinishSeq(), blocking.value.load());
-  EXPECT_FALSE(gate.TimedOut());
+  ExpectHeldBehind(nullptr, s,
+                   "blocking-stream work ran while earlier legacy-stream work was pending");
   H20_EXPECT_OK(h20StreamDestroy(s));
 }
 

@@ -53,6 +53,7 @@ class DeviceBuffer {
     h20Memcpy(host->data(), ptr_, bytes_, h20MemcpyDeviceToHost);
   }
   void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
   template <typename T>
   T* as() const {
     return static_cast<T*>(ptr_);
@@ -393,38 +394,47 @@ INSTANTIATE_TEST_SUITE_P(Cases, KdaApiBadCuSeqlens,
                                            BadCu{{0, 5, 10, 19}, "seqLen = 20"},
                                            BadCu{{0, 5, 10, 1000000}, "cuSeqlens[3]"}));
 
+// Zeroed fp32 device buffers and valid decode arguments for N = 2 sequences of one head,
+// K = V = 64, with `slots` state slots.
+struct SmallDecode {
+  static constexpr int N = 2, K = 64, V = 64;
+  DeviceBuffer q{N * K * 4}, k{N * K * 4}, v{N * V * 4}, g{N * K * 4}, beta{N * 4}, out{N * V * 4},
+      aLog{4}, state;
+  h20kdaDecodeArgs args{};
+
+  explicit SmallDecode(int slots) : state(std::size_t(slots) * V * K * 4) {
+    for (DeviceBuffer* b : {&q, &k, &v, &g, &beta, &out, &aLog, &state})
+      EXPECT_EQ(h20Memset(b->get(), 0, b->bytes()), h20Success);
+    args.structSize = sizeof(args);
+    args.numSeqs = N;
+    args.numHeads = 1;
+    args.headDimK = K;
+    args.headDimV = V;
+    args.dtype = H20_R_32F;
+    args.q = q.get();
+    args.k = k.get();
+    args.v = v.get();
+    args.g = g.get();
+    args.beta = beta.get();
+    args.out = out.get();
+    args.scale = 0.125f;
+    args.gateMode = H20_KDA_GATE_SOFTPLUS;
+    args.A_log = aLog.as<float>();
+    args.state = state.get();
+    args.stateDtype = H20_R_32F;
+  }
+};
+
 TEST_F(KdaApi, DecodeReportsSlotOutOfRangeAtSynchronize) {
   {
-    const int N = 2, K = 64, V = 64;
-    DeviceBuffer q(N * K * 4), k(N * K * 4), v(N * V * 4), g(N * K * 4), beta(N * 4),
-        out(N * V * 4), aLog(4), state(3 * V * K * 4);
+    SmallDecode d(3);
     const std::vector<std::int32_t> slots{0, 7};
     DeviceBuffer dslots(slots);
-    for (DeviceBuffer* b : {&q, &k, &v, &g, &beta, &aLog, &state}) {
-      ASSERT_H20(h20Memset(b->get(), 0, 4));
-    }
-    h20kdaDecodeArgs d{};
-    d.structSize = sizeof(d);
-    d.numSeqs = N;
-    d.numHeads = 1;
-    d.headDimK = K;
-    d.headDimV = V;
-    d.dtype = H20_R_32F;
-    d.q = q.get();
-    d.k = k.get();
-    d.v = v.get();
-    d.g = g.get();
-    d.beta = beta.get();
-    d.out = out.get();
-    d.scale = 0.125f;
-    d.gateMode = H20_KDA_GATE_LOWER_BOUND;
-    d.lowerBound = -5.0f;
-    d.A_log = aLog.as<float>();
-    d.state = state.get();
-    d.stateDtype = H20_R_32F;
-    d.stateSlots = dslots.as<std::int32_t>();
-    d.numStateSlots = 3;
-    ASSERT_H20(h20kdaDecode(&d, stream_));
+    d.args.gateMode = H20_KDA_GATE_LOWER_BOUND;
+    d.args.lowerBound = -5.0f;
+    d.args.stateSlots = dslots.as<std::int32_t>();
+    d.args.numStateSlots = 3;
+    ASSERT_H20(h20kdaDecode(&d.args, stream_));
     EXPECT_EQ(h20StreamSynchronize(stream_), h20ErrorLaunchFailure);
     EXPECT_NE(std::string(h20GetLastErrorMessage()).find("stateSlots[1] = 7 is outside [0, 3)"),
               std::string::npos)
@@ -548,27 +558,9 @@ TEST_F(KdaApi, PrefillRejectsTensorsRunningIntoTheNextAllocation) {
 }
 
 TEST_F(KdaApi, DecodeRejectsBadArguments) {
-  const int N = 2, K = 64, V = 64;
-  DeviceBuffer q(N * K * 4), k(N * K * 4), v(N * V * 4), g(N * K * 4), beta(N * 4), out(N * V * 4),
-      aLog(4), state(N * V * K * 4), small(64);
-  h20kdaDecodeArgs valid{};
-  valid.structSize = sizeof(valid);
-  valid.numSeqs = N;
-  valid.numHeads = 1;
-  valid.headDimK = K;
-  valid.headDimV = V;
-  valid.dtype = H20_R_32F;
-  valid.q = q.get();
-  valid.k = k.get();
-  valid.v = v.get();
-  valid.g = g.get();
-  valid.beta = beta.get();
-  valid.out = out.get();
-  valid.scale = 0.125f;
-  valid.gateMode = H20_KDA_GATE_SOFTPLUS;
-  valid.A_log = aLog.as<float>();
-  valid.state = state.get();
-  valid.stateDtype = H20_R_32F;
+  SmallDecode d(SmallDecode::N);
+  DeviceBuffer small(64);
+  const h20kdaDecodeArgs valid = d.args;
   ASSERT_H20(h20kdaDecode(&valid, stream_));
   ASSERT_H20(h20StreamSynchronize(stream_));
 
