@@ -27,7 +27,12 @@
 //    predecessor (allReduce = ring reduce + ring gather; allGather = ring gather).
 //  - ring broadcast: a chain from the root along the ring, pipelined in slices.
 //  - direct: every rank reduces/copies its share from all peers at once: allReduce in two steps
-//    (reduce own chunk from all inputs, then gather all chunks), the others in one.
+//    (reduce own chunk from all inputs, then gather all chunks), the others in one. Up to
+//    kOneShotMaxBytes per rank and with no rank in place, allReduce is one-shot instead: every
+//    rank reduces the whole buffer from all inputs in one step (one kernel instead of a kernel
+//    and n-1 copies, for n times the reads). All ranks add the inputs in the same order, so their
+//    results are identical and equal to the two-step version's. (In place, a rank could only
+//    overwrite its input after every peer had read it: a second step, which costs what it saves.)
 #include "schedule.hpp"
 
 #include "error.hpp"
@@ -47,6 +52,9 @@ constexpr std::size_t kScratchAlign = 256;
 // Ring broadcast pipelines the chain in slices of about this size, at most kMaxSlices.
 constexpr std::uint64_t kSliceBytes = 256 * 1024;
 constexpr std::uint64_t kMaxSlices = 16;
+// Largest per-rank allReduce done one-shot by the direct algorithm (see the top of the file):
+// above it the n-fold reads cost more than the saved steps (measured on 8 emulated chips).
+constexpr std::size_t kOneShotMaxBytes = 16 * 1024;
 
 std::size_t alignUp(std::size_t v) {
   return (v + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
@@ -171,6 +179,14 @@ class Schedule {
   // Scratch of the ring reduction: two fp32 slots for partial sums (n >= 3) and a staging buffer
   // where the predecessor cannot be accessed.
   bool usesRingReduce() const { return algo_ == h20cclAlgoRing && isReduction(func_) && n_ >= 2; }
+  bool oneShot() const {
+    if (algo_ != h20cclAlgoDirect || func_ != Func::allReduce || n_ < 2 ||
+        count_ * es_ > kOneShotMaxBytes)
+      return false;
+    for (int r = 0; r < n_; ++r)
+      if (inPlace(r)) return false;
+    return true;
+  }
   std::size_t slotBytes() const { return alignUp(chunks_.maxLen * sizeof(float)); }
   std::size_t scratchBytes(int r) const {
     if (!usesRingReduce()) return 0;
@@ -191,6 +207,7 @@ class Schedule {
   void ringGather(bool firstFromSend);
   void ringBroadcast();
   void directAllReduce();
+  void oneShotAllReduce();
   void directReduceScatter();
   void directAllGather();
   void directBroadcast();
@@ -238,7 +255,7 @@ void Schedule::build() {
   if (algo_ == h20cclAlgoDirect) {
     switch (func_) {
       case Func::allReduce:
-        return directAllReduce();
+        return oneShot() ? oneShotAllReduce() : directAllReduce();
       case Func::reduceScatter:
         return directReduceScatter();
       case Func::allGather:
@@ -399,6 +416,27 @@ void Schedule::directAllReduce() {
   }
   for (int r = 0; r < n_; ++r)
     endWaits_[static_cast<std::size_t>(r)] = allBut(r);
+}
+
+void Schedule::oneShotAllReduce() {
+  auto& step = newStep();
+  for (int r = 0; r < n_; ++r) {
+    RankStep& rs = step[static_cast<std::size_t>(r)];
+    rs.active = true;
+    rs.waitFor = allBut(r);
+    ReduceArgs a;
+    a.op = static_cast<std::uint8_t>(op_);
+    a.count = count_;
+    a.nsrc = static_cast<std::uint32_t>(n_);
+    a.dst = recv(r);
+    a.dstType = static_cast<std::uint8_t>(type_);
+    for (int q = 0; q < n_; ++q) {
+      a.src[q] = send(q);
+      a.srcType[q] = static_cast<std::uint8_t>(type_);
+    }
+    addReduce(rs, a);
+    endWaits_[static_cast<std::size_t>(r)] = allBut(r);  // the peers read this rank's input
+  }
 }
 
 void Schedule::directReduceScatter() {

@@ -537,6 +537,40 @@ TEST_F(CclGroupTest, LaterWorkOnOneRanksStreamSeesTheResult) {
   h20FreeHost(pinned);
 }
 
+TEST_F(CclGroupTest, InputsMayBeOverwrittenRightAfterTheCollective) {
+  // Work enqueued on a rank's stream after an allReduce may overwrite that rank's input at once:
+  // the collective has finished reading it on every peer by then. 1001 floats take the one-shot
+  // path of the direct algorithm, 16 Ki floats (64 KiB) the two-step one.
+  void* pinned = nullptr;
+  H20_ASSERT_OK(h20MallocHost(&pinned, 16384 * 4));
+  for (std::size_t count : {std::size_t(1001), std::size_t(16384)}) {
+    for (int round = 0; round < 10; ++round) {
+      Case c;
+      c.count = count;
+      ASSERT_EQ(RunCase(c), 0);  // fills the inputs (and checks once)
+      ASSERT_EQ(h20cclGroupStart(), h20Success);
+      for (int r = 0; r < 8; ++r)
+        h20cclAllReduce(clique_->send(r), clique_->recv(r), count, H20_R_32F, h20cclSum,
+                        clique_->comm(r), clique_->stream(r));
+      H20_ASSERT_OK(h20cclGroupEnd());
+      for (int r = 0; r < 8; ++r) {
+        H20_ASSERT_OK(h20SetDevice(r));
+        H20_ASSERT_OK(h20MemsetAsync(clique_->send(r), 0x7f, count * 4, clique_->stream(r)));
+      }
+      H20_ASSERT_OK(clique_->SyncAll());
+      for (int r = 0; r < 8; ++r) {
+        H20_ASSERT_OK(h20Memcpy(pinned, clique_->recv(r), count * 4, h20MemcpyDeviceToHost));
+        const auto* out = static_cast<const float*>(pinned);
+        long wrong = 0;
+        for (std::size_t i = 0; i < count; ++i)
+          wrong += out[i] != ccltest::Reduced(H20_R_32F, h20cclSum, 8, i);
+        ASSERT_EQ(wrong, 0) << "rank " << r << ", count " << count << ", round " << round;
+      }
+    }
+  }
+  h20FreeHost(pinned);
+}
+
 TEST_F(CclGroupTest, CollectivesOnDifferentStreamsOfOneRankRunInIssueOrder) {
   // Each rank holds 1s; allReduce in place on stream A, then again on stream B: 8, then 64.
   std::vector<h20Stream_t> other(8);
