@@ -41,8 +41,10 @@ h20_log "Building ${targets[*]} (-j$JOBS)"
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]}"
 
 find_exe() {  # find_exe GLOB: the first executable file under the build tree with that name
-  find "$BUILD_DIR" -type f -perm -u+x -name "$1" -not -path '*/CMakeFiles/*' -print 2>/dev/null |
-    sort | head -n 1
+  # Not under tests/: the install test stages an installed copy of the SDK there, which this run
+  # did not rebuild.
+  find "$BUILD_DIR" -type f -perm -u+x -name "$1" -not -path '*/CMakeFiles/*' \
+    -not -path "$BUILD_DIR/tests/*" -print 2>/dev/null | sort | head -n 1
 }
 smi=$(find_exe h20-smi)
 sample=$(find_exe '*vector_add')
