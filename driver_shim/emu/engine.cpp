@@ -68,16 +68,20 @@ bool spinUntil(Pred pred) {
 // another core idles: the scheduler places a woken thread next to its waker and then keeps both
 // there, as cache hot, while each polls for the other. Every hand-off then waits for a time slice
 // or a yield (~20 us instead of ~1 us for a launch/synchronise round trip on a 2-core host). So a
-// host thread about to spin on a CPU that an awake worker is on moves to a CPU of its affinity set
-// that no awake worker is on, if there is one: narrowing its affinity migrates it at once, and
-// restoring the caller's own set straight after leaves it there and changes nothing else. The
-// host thread moves rather than the worker, so that workers stay where the scheduler spread them
-// (moving workers makes two of them share a core more often). At most once per
+// host thread about to spin on a CPU that an awake worker is on moves to a CPU that no awake
+// worker is on, if there is one: narrowing its affinity migrates it at once, and widening it again
+// straight after leaves it there. The host thread moves rather than the worker, so that workers
+// stay where the scheduler spread them (moving workers makes two of them share a core more often).
+// Only a thread whose affinity is the process's default is moved (the application did not
+// choose its CPUs), and it gets that default back as "every CPU", what a thread nobody pinned
+// has, so that CPUs added to the process later still reach it. At most once per
 // kStepAsideIntervalNs per thread.
 constexpr std::uint64_t kStepAsideIntervalNs = 1'000'000;
 
-// awakeCpus: the CPU of each worker that is not asleep, -1 for the others.
-void stepAsideFromWorkers(const std::atomic<int>* awakeCpus, int workers) {
+// awakeCpus: the CPU of each worker that is not asleep, -1 for the others. processDefault: the
+// affinity of a thread nobody pinned (the engine creator's at start-up).
+void stepAsideFromWorkers(const std::atomic<int>* awakeCpus, int workers,
+                          const cpu_set_t& processDefault) {
   thread_local std::uint64_t last = 0;
   const int cpu = sched_getcpu();
   if (cpu < 0 || cpu >= CPU_SETSIZE) return;
@@ -89,14 +93,23 @@ void stepAsideFromWorkers(const std::atomic<int>* awakeCpus, int workers) {
   if (now - last < kStepAsideIntervalNs) return;
   last = now;
   cpu_set_t own;
-  if (pthread_getaffinity_np(pthread_self(), sizeof own, &own) != 0) return;
+  if (pthread_getaffinity_np(pthread_self(), sizeof own, &own) != 0 ||
+      !CPU_EQUAL(&own, &processDefault))
+    return;
   cpu_set_t to = own;
   for (int w = 0; w < workers; ++w) {
     const int c = awakeCpus[w].load(std::memory_order_relaxed);
     if (c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &to);
   }
   if (CPU_COUNT(&to) == 0) return;
-  if (pthread_setaffinity_np(pthread_self(), sizeof to, &to) == 0)
+  if (pthread_setaffinity_np(pthread_self(), sizeof to, &to) != 0) return;
+  cpu_set_t every;
+  CPU_ZERO(&every);
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    CPU_SET(c, &every);
+  // The kernel keeps the CPUs of `every` that the process may use: `own` again. Should that ever
+  // be refused, `own` itself is the fallback.
+  if (pthread_setaffinity_np(pthread_self(), sizeof every, &every) != 0)
     pthread_setaffinity_np(pthread_self(), sizeof own, &own);
 }
 
@@ -214,6 +227,8 @@ Engine::Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults) : f
   for (const auto& n : nodes_)
     total += n->workers;
   workerCount_ = total;
+  if (pthread_getaffinity_np(pthread_self(), sizeof processDefaultCpus_, &processDefaultCpus_) != 0)
+    CPU_ZERO(&processDefaultCpus_);  // matches no thread: nobody is moved
   awakeCpu_ = std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(total));
   for (int w = 0; w < total; ++w)
     awakeCpu_[static_cast<std::size_t>(w)].store(-1, std::memory_order_relaxed);
@@ -313,7 +328,8 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
   auto done = [&] { return q->completed.load(std::memory_order_acquire) >= seq; };
   if (done()) return;
   if (spinFirst) {
-    if (tlsWorker.engine != this) stepAsideFromWorkers(awakeCpu_.get(), workerCount_);
+    if (tlsWorker.engine != this)
+      stepAsideFromWorkers(awakeCpu_.get(), workerCount_, processDefaultCpus_);
     if (spinUntil(done)) return;
   }
   std::unique_lock<std::mutex> lock(q->mu);

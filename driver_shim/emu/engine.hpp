@@ -6,15 +6,18 @@
 // of any number of chips run concurrently, one worker each. A kernel's blocks (and large copies)
 // are split into chunks that idle workers help to run, so one launch can use every core.
 //
-// Workers spin briefly when they run out of work (a submit shortly after finds a worker awake,
-// avoiding a wake-up system call) and then sleep: an idle process uses no CPU. Host threads that
-// wait for a queue spin briefly too, then sleep on the queue's condition variable.
+// One worker per NUMA node spins briefly when it runs out of work (a submit shortly after finds it
+// awake, avoiding a wake-up system call), the others sleep at once: an idle process uses no CPU.
+// Host threads that wait for a queue spin briefly too (first stepping off a core an awake worker
+// is on, see stepAsideFromWorkers in engine.cpp), then sleep on the queue's condition variable.
 //
 // The engine owns threads and queues; it does not know about memory, properties or the runtime.
 // Faults are reported to a FaultRegistry owned by the emulator. Thread-safe.
 #pragma once
 
 #include "driver.hpp"
+
+#include <sched.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -117,7 +120,8 @@ class Engine {
   // The CPU of each worker that is not asleep (-1 while it sleeps): where a waiting host thread
   // should not spin (see stepAsideFromWorkers in engine.cpp).
   std::unique_ptr<std::atomic<int>[]> awakeCpu_;
-  int workerCount_ = 0;  // set before the workers start
+  int workerCount_ = 0;           // set before the workers start
+  cpu_set_t processDefaultCpus_;  // the engine creator's affinity: that of an unpinned thread
 };
 
 }  // namespace h20::emu

@@ -171,6 +171,16 @@ class UniqueHandle {
 
   UniqueHandle(const UniqueHandle&) = delete;
   UniqueHandle& operator=(const UniqueHandle&) = delete;
+
+  // The handle (nullptr when moved-from).
+  Handle get() const noexcept { return handle_; }
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+  // Gives up ownership: the caller must destroy the returned handle.
+  Handle release() noexcept { return std::exchange(handle_, nullptr); }
+
+ protected:
+  // Construction, moves and destruction only as part of a Stream or Event (no slicing).
+  UniqueHandle() = default;
   UniqueHandle(UniqueHandle&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
   UniqueHandle& operator=(UniqueHandle&& other) noexcept {
     if (this != &other) {
@@ -180,15 +190,6 @@ class UniqueHandle {
     return *this;
   }
   ~UniqueHandle() { reset(); }
-
-  // The handle (nullptr when moved-from).
-  Handle get() const noexcept { return handle_; }
-  explicit operator bool() const noexcept { return handle_ != nullptr; }
-  // Gives up ownership: the caller must destroy the returned handle.
-  Handle release() noexcept { return std::exchange(handle_, nullptr); }
-
- protected:
-  UniqueHandle() = default;
   // Where a create call stores the new handle.
   Handle* out() noexcept { return &handle_; }
   // The handle, for a call that needs one; throws for a moved-from object.
@@ -301,6 +302,15 @@ class OwnedArray {
  public:
   OwnedArray(const OwnedArray&) = delete;
   OwnedArray& operator=(const OwnedArray&) = delete;
+
+  T* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return count_; }
+  std::size_t bytes() const noexcept { return count_ * sizeof(T); }
+  bool empty() const noexcept { return count_ == 0; }
+
+ protected:
+  // Construction, moves and destruction only as part of a buffer class (no slicing).
+  OwnedArray() noexcept = default;
   OwnedArray(OwnedArray&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
   OwnedArray& operator=(OwnedArray&& other) noexcept {
@@ -312,14 +322,6 @@ class OwnedArray {
     return *this;
   }
   ~OwnedArray() { reset(); }
-
-  T* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return count_; }
-  std::size_t bytes() const noexcept { return count_ * sizeof(T); }
-  bool empty() const noexcept { return count_ == 0; }
-
- protected:
-  OwnedArray() noexcept = default;
   // Takes ownership of `count` elements at `data`.
   void adopt(void* data, std::size_t count) noexcept {
     data_ = static_cast<T*>(data);

@@ -541,6 +541,10 @@ TEST_F(CclGroupTest, InputsMayBeOverwrittenRightAfterTheCollective) {
   // Work enqueued on a rank's stream after an allReduce may overwrite that rank's input at once:
   // the collective has finished reading it on every peer by then. 1001 floats take the one-shot
   // path of the direct algorithm, 16 Ki floats (64 KiB) the two-step one.
+  h20cclAlgo algo = h20cclAlgoRing;
+  ASSERT_EQ(h20cclCommGetAlgorithm(clique_->comm(0), h20cclFuncAllReduce, 1001, H20_R_32F, &algo),
+            h20Success);
+  ASSERT_EQ(algo, h20cclAlgoDirect) << "the test assumes the default switch topology";
   void* pinned = nullptr;
   H20_ASSERT_OK(h20MallocHost(&pinned, 16384 * 4));
   for (std::size_t count : {std::size_t(1001), std::size_t(16384)}) {

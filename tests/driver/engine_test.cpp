@@ -290,11 +290,16 @@ TEST(Engine, BusyNodeLetsAnIdleNodeStealItsWork) {
 }
 
 // A waiting host thread may move itself off a worker's CPU (stepAsideFromWorkers), but the
-// caller's CPU affinity is its own: after every wait it must be exactly what it was, whether it
-// allows every CPU or one.
+// caller's CPU affinity is its own: after every wait it must be exactly what it was, whether it is
+// the process's default (the thread may be moved) or one CPU (an application's pinning: never
+// moved).
 TEST(Engine, WaitingLeavesTheCallersCpuAffinityAsItWas) {
   cpu_set_t all;
   ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof all, &all), 0);
+  struct Restore {
+    cpu_set_t mask;
+    ~Restore() { pthread_setaffinity_np(pthread_self(), sizeof mask, &mask); }
+  } restore{all};
   int first = -1;
   for (int c = 0; c < CPU_SETSIZE && first < 0; ++c)
     if (CPU_ISSET(c, &all)) first = c;
@@ -316,6 +321,5 @@ TEST(Engine, WaitingLeavesTheCallersCpuAffinityAsItWas) {
           << "after wait " << i << " with " << CPU_COUNT(mask) << " CPUs allowed";
     }
   }
-  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
   d->destroyQueue(q);
 }
