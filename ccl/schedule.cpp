@@ -168,6 +168,11 @@ class Schedule {
     a.copy = Copy{dst, dev(dstRank), src, dev(srcRank), bytes};
     s.actions.push_back(a);
   }
+  // Rank r's part of `step`, active and waiting for every other rank's previous step.
+  RankStep& afterEveryPeer(std::vector<RankStep>& step, int r) const;
+  // Reduces `count` elements at byte `offset` of every rank's input into dst (this rank's memory),
+  // the inputs in rank order on every rank, so that all ranks compute identical results.
+  void addReduceOfEveryInput(RankStep& s, std::size_t offset, std::uint64_t count, void* dst);
   void addReduce(RankStep& s, const ReduceArgs& args) {
     if (args.count == 0) return;
     Action a;
@@ -384,30 +389,38 @@ void Schedule::ringBroadcast() {
     endWaits_[static_cast<std::size_t>(ringAt(pr + d))] = {ringAt(pr + d + 1)};
 }
 
+RankStep& Schedule::afterEveryPeer(std::vector<RankStep>& step, int r) const {
+  RankStep& rs = step[static_cast<std::size_t>(r)];
+  rs.active = true;
+  rs.waitFor = allBut(r);
+  return rs;
+}
+
+void Schedule::addReduceOfEveryInput(RankStep& s, std::size_t offset, std::uint64_t count,
+                                     void* dst) {
+  ReduceArgs a;
+  a.op = static_cast<std::uint8_t>(op_);
+  a.count = count;
+  a.nsrc = static_cast<std::uint32_t>(n_);
+  a.dst = dst;
+  a.dstType = static_cast<std::uint8_t>(type_);
+  for (int q = 0; q < n_; ++q) {
+    a.src[q] = send(q) + offset;
+    a.srcType[q] = static_cast<std::uint8_t>(type_);
+  }
+  addReduce(s, a);
+}
+
 void Schedule::directAllReduce() {
   auto& reduce = newStep();
   for (int r = 0; r < n_; ++r) {
-    RankStep& rs = reduce[static_cast<std::size_t>(r)];
-    rs.active = true;
-    rs.waitFor = allBut(r);
     const std::size_t off = chunks_.off[static_cast<std::size_t>(r)] * es_;
-    ReduceArgs a;
-    a.op = static_cast<std::uint8_t>(op_);
-    a.count = chunks_.len[static_cast<std::size_t>(r)];
-    a.nsrc = static_cast<std::uint32_t>(n_);
-    a.dst = recv(r) + off;
-    a.dstType = static_cast<std::uint8_t>(type_);
-    for (int q = 0; q < n_; ++q) {
-      a.src[q] = send(q) + off;
-      a.srcType[q] = static_cast<std::uint8_t>(type_);
-    }
-    addReduce(rs, a);
+    addReduceOfEveryInput(afterEveryPeer(reduce, r), off, chunks_.len[static_cast<std::size_t>(r)],
+                          recv(r) + off);
   }
   auto& gather = newStep();
   for (int r = 0; r < n_; ++r) {
-    RankStep& rs = gather[static_cast<std::size_t>(r)];
-    rs.active = true;
-    rs.waitFor = allBut(r);
+    RankStep& rs = afterEveryPeer(gather, r);
     for (int q : allBut(r)) {
       const std::size_t off = chunks_.off[static_cast<std::size_t>(q)] * es_;
       addCopy(rs, recv(r) + off, r, recv(q) + off, q,
@@ -421,20 +434,7 @@ void Schedule::directAllReduce() {
 void Schedule::oneShotAllReduce() {
   auto& step = newStep();
   for (int r = 0; r < n_; ++r) {
-    RankStep& rs = step[static_cast<std::size_t>(r)];
-    rs.active = true;
-    rs.waitFor = allBut(r);
-    ReduceArgs a;
-    a.op = static_cast<std::uint8_t>(op_);
-    a.count = count_;
-    a.nsrc = static_cast<std::uint32_t>(n_);
-    a.dst = recv(r);
-    a.dstType = static_cast<std::uint8_t>(type_);
-    for (int q = 0; q < n_; ++q) {
-      a.src[q] = send(q);
-      a.srcType[q] = static_cast<std::uint8_t>(type_);
-    }
-    addReduce(rs, a);
+    addReduceOfEveryInput(afterEveryPeer(step, r), 0, count_, recv(r));
     endWaits_[static_cast<std::size_t>(r)] = allBut(r);  // the peers read this rank's input
   }
 }
@@ -442,20 +442,8 @@ void Schedule::oneShotAllReduce() {
 void Schedule::directReduceScatter() {
   auto& step = newStep();
   for (int r = 0; r < n_; ++r) {
-    RankStep& rs = step[static_cast<std::size_t>(r)];
-    rs.active = true;
-    rs.waitFor = allBut(r);
-    ReduceArgs a;
-    a.op = static_cast<std::uint8_t>(op_);
-    a.count = count_;
-    a.nsrc = static_cast<std::uint32_t>(n_);
-    a.dst = recv(r);
-    a.dstType = static_cast<std::uint8_t>(type_);
-    for (int q = 0; q < n_; ++q) {
-      a.src[q] = send(q) + static_cast<std::size_t>(r) * count_ * es_;
-      a.srcType[q] = static_cast<std::uint8_t>(type_);
-    }
-    addReduce(rs, a);
+    addReduceOfEveryInput(afterEveryPeer(step, r), static_cast<std::size_t>(r) * count_ * es_,
+                          count_, recv(r));
     endWaits_[static_cast<std::size_t>(r)] = allBut(r);
   }
 }
@@ -463,9 +451,7 @@ void Schedule::directReduceScatter() {
 void Schedule::directAllGather() {
   auto& step = newStep();
   for (int r = 0; r < n_; ++r) {
-    RankStep& rs = step[static_cast<std::size_t>(r)];
-    rs.active = true;
-    rs.waitFor = allBut(r);
+    RankStep& rs = afterEveryPeer(step, r);
     for (int q = 0; q < n_; ++q)
       addCopy(rs, recv(r) + static_cast<std::size_t>(q) * count_ * es_, r, send(q), q,
               count_ * es_);
