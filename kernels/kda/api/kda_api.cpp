@@ -454,6 +454,55 @@ Problem problemOf(const Args& a, const SharedFields& f) {
   return p;
 }
 
+// q, k, v, g, beta, out, A_log and the optional dtBias of a prefill or decode call, checked
+// non-NULL (dtBias may be) and described with their shapes. The leading dimensions are {B, T} for
+// prefill and {N, 1} for decode, named `rowNames` ("B,T" or "N,1") in messages.
+struct IoTensors {
+  Tensor q, k, v, g, beta, out, aLog, dtBias;
+
+  // Every tensor given lies in device memory of `device`.
+  void checkOnDevice(const char* fn, int device) const {
+    for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog})
+      checkDeviceTensor(fn, *t, device);
+    if (dtBias.ptr != nullptr) checkDeviceTensor(fn, dtBias, device);
+  }
+};
+
+template <class Args>
+IoTensors ioTensors(const char* fn, const Args& a, const SharedFields& f, std::int64_t r0,
+                    std::int64_t r1, const char* rowNames) {
+  requireNonNull(fn, "q", a.q);
+  requireNonNull(fn, "k", a.k);
+  requireNonNull(fn, "v", a.v);
+  requireNonNull(fn, "g", a.g);
+  requireNonNull(fn, "beta", a.beta);
+  requireNonNull(fn, "out", a.out);
+  requireNonNull(fn, "A_log", a.A_log);
+  const std::int64_t H = a.numHeads, HV = f.numValueHeads, K = a.headDimK, V = a.headDimV;
+  const std::int64_t eb = static_cast<std::int64_t>(h20::kda::dtypeBytes(f.io));
+  const char* io = dtypeName(rawEnum(a.dtype));
+  auto tensor = [&](const char* name, const void* ptr, std::int64_t d2, std::int64_t d3,
+                    const char* dims) {
+    const std::int64_t inner = d3 > 0 ? d2 * d3 : d2;
+    const std::string shape =
+        d3 > 0 ? fmt::format("[{},{}] = [{}, {}, {}, {}] {}", rowNames, dims, r0, r1, d2, d3, io)
+               : fmt::format("[{},{}] = [{}, {}, {}] {}", rowNames, dims, r0, r1, d2, io);
+    return Tensor{name, ptr, mulChecked(fn, {r0, r1, inner, eb}), shape, std::size_t(eb)};
+  };
+  IoTensors t;
+  t.q = tensor("q", a.q, H, K, "H,K");
+  t.k = sameShape(t.q, "k", a.k);
+  t.v = tensor("v", a.v, HV, V, "HV,V");
+  t.g = tensor("g", a.g, HV, K, "HV,K");
+  t.beta = tensor("beta", a.beta, HV, 0, "HV");
+  t.out = sameShape(t.v, "out", a.out);
+  t.aLog =
+      Tensor{"A_log", a.A_log, mulChecked(fn, {HV, 4}), fmt::format("[HV] = [{}] fp32", HV), 4};
+  t.dtBias = Tensor{"dtBias", a.dtBias, mulChecked(fn, {HV, K, 4}),
+                    fmt::format("[HV,K] = [{}, {}] fp32", HV, K), 4};
+  return t;
+}
+
 unsigned gridSize(const char* fn, std::int64_t blocks, const DeviceInfo& dev) {
   if (blocks > std::int64_t(dev.maxGridX)) {
     invalid(fn,
@@ -480,7 +529,7 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
   if (a.seqLen <= 0) invalid(fn, "seqLen {} must be positive", a.seqLen);
   const SharedFields shared = checkShared(fn, a);
   const int HV = shared.numValueHeads;
-  const DType io = shared.io, st = shared.stateType;
+  const DType st = shared.stateType;
   int numSeqs = a.batch;
   if (a.cuSeqlens != nullptr) {
     if (a.batch != 1) invalid(fn, "batch {} must be 1 when cuSeqlens is given", a.batch);
@@ -491,47 +540,17 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
       algorithm != H20_KDA_ALGO_RECURRENT) {
     invalid(fn, "algorithm {} is not an h20kdaAlgorithm", algorithm);
   }
-  requireNonNull(fn, "q", a.q);
-  requireNonNull(fn, "k", a.k);
-  requireNonNull(fn, "v", a.v);
-  requireNonNull(fn, "g", a.g);
-  requireNonNull(fn, "beta", a.beta);
-  requireNonNull(fn, "out", a.out);
-  requireNonNull(fn, "A_log", a.A_log);
-
-  const std::int64_t B = a.batch, T = a.seqLen, H = a.numHeads, K = a.headDimK, V = a.headDimV;
-  const std::int64_t eb = static_cast<std::int64_t>(h20::kda::dtypeBytes(io));
+  const IoTensors tensors = ioTensors(fn, a, shared, a.batch, a.seqLen, "B,T");
+  const Tensor &q = tensors.q, &k = tensors.k, &v = tensors.v, &g = tensors.g, &beta = tensors.beta,
+               &out = tensors.out, &aLog = tensors.aLog;
+  const std::int64_t K = a.headDimK, V = a.headDimV;
   const std::int64_t sb = static_cast<std::int64_t>(h20::kda::dtypeBytes(st));
-  const char* ioName = dtypeName(rawEnum(a.dtype));
-  const char* stName = dtypeName(rawEnum(a.stateDtype));
-  const Tensor q{"q", a.q, mulChecked(fn, {B, T, H, K, eb}),
-                 fmt::format("[B,T,H,K] = [{}, {}, {}, {}] {}", B, T, H, K, ioName),
-                 std::size_t(eb)};
-  const Tensor k = sameShape(q, "k", a.k);
-  const Tensor v{"v", a.v, mulChecked(fn, {B, T, HV, V, eb}),
-                 fmt::format("[B,T,HV,V] = [{}, {}, {}, {}] {}", B, T, HV, V, ioName),
-                 std::size_t(eb)};
-  const Tensor g{"g", a.g, mulChecked(fn, {B, T, HV, K, eb}),
-                 fmt::format("[B,T,HV,K] = [{}, {}, {}, {}] {}", B, T, HV, K, ioName),
-                 std::size_t(eb)};
-  const Tensor beta{"beta", a.beta, mulChecked(fn, {B, T, HV, eb}),
-                    fmt::format("[B,T,HV] = [{}, {}, {}] {}", B, T, HV, ioName), std::size_t(eb)};
-  const Tensor out = sameShape(v, "out", a.out);
-  const Tensor aLog{"A_log", a.A_log, mulChecked(fn, {HV, 4}), fmt::format("[HV] = [{}] fp32", HV),
-                    4};
-  const std::string stateShape =
-      fmt::format("[N,HV,V,K] = [{}, {}, {}, {}] {}", numSeqs, HV, V, K, stName);
+  const std::string stateShape = fmt::format("[N,HV,V,K] = [{}, {}, {}, {}] {}", numSeqs, HV, V, K,
+                                             dtypeName(rawEnum(a.stateDtype)));
   const std::size_t stateBytes = mulChecked(fn, {numSeqs, HV, V, K, sb});
   const DeviceInfo dev = streamDevice(fn, stream);
   const int device = dev.device;
-  for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog})
-    checkDeviceTensor(fn, *t, device);
-  if (a.dtBias != nullptr) {
-    checkDeviceTensor(fn,
-                      Tensor{"dtBias", a.dtBias, mulChecked(fn, {HV, K, 4}),
-                             fmt::format("[HV,K] = [{}, {}] fp32", HV, K), 4},
-                      device);
-  }
+  tensors.checkOnDevice(fn, device);
   const Tensor init{"initialState", a.initialState, stateBytes, stateShape, std::size_t(sb)};
   const Tensor fin{"finalState", a.finalState, stateBytes, stateShape, std::size_t(sb)};
   if (a.initialState != nullptr) checkDeviceTensor(fn, init, device);
@@ -542,9 +561,7 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
 
   for (const Tensor* t : {&q, &k, &v, &g, &beta, &aLog})
     checkNoOverlap(fn, out, *t);
-  if (a.dtBias != nullptr) {
-    checkNoOverlap(fn, out, Tensor{"dtBias", a.dtBias, std::size_t(HV * K * 4), "", 4});
-  }
+  if (a.dtBias != nullptr) checkNoOverlap(fn, out, tensors.dtBias);
   if (a.initialState != nullptr) checkNoOverlap(fn, out, init);
   if (a.cuSeqlens != nullptr) checkNoOverlap(fn, out, cu);
   if (a.finalState != nullptr) {
@@ -609,52 +626,26 @@ void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
   if (a.numSeqs <= 0) invalid(fn, "numSeqs {} must be positive", a.numSeqs);
   const SharedFields shared = checkShared(fn, a);
   const int HV = shared.numValueHeads;
-  const DType io = shared.io, st = shared.stateType;
+  const DType st = shared.stateType;
   if (a.numStateSlots < 0) invalid(fn, "numStateSlots {} is negative", a.numStateSlots);
   const int slots = a.numStateSlots == 0 ? a.numSeqs : a.numStateSlots;
   if (a.stateSlots == nullptr && slots < a.numSeqs) {
     invalid(fn, "numStateSlots {} is less than numSeqs {} without stateSlots", slots, a.numSeqs);
   }
-  requireNonNull(fn, "q", a.q);
-  requireNonNull(fn, "k", a.k);
-  requireNonNull(fn, "v", a.v);
-  requireNonNull(fn, "g", a.g);
-  requireNonNull(fn, "beta", a.beta);
-  requireNonNull(fn, "out", a.out);
-  requireNonNull(fn, "A_log", a.A_log);
   requireNonNull(fn, "state", a.state);
-
-  const std::int64_t N = a.numSeqs, H = a.numHeads, K = a.headDimK, V = a.headDimV;
-  const std::int64_t eb = static_cast<std::int64_t>(h20::kda::dtypeBytes(io));
+  const IoTensors tensors = ioTensors(fn, a, shared, a.numSeqs, 1, "N,1");
+  const Tensor &q = tensors.q, &k = tensors.k, &v = tensors.v, &g = tensors.g, &beta = tensors.beta,
+               &out = tensors.out, &aLog = tensors.aLog;
+  const std::int64_t N = a.numSeqs, K = a.headDimK, V = a.headDimV;
   const std::int64_t sb = static_cast<std::int64_t>(h20::kda::dtypeBytes(st));
-  const char* ioName = dtypeName(rawEnum(a.dtype));
-  const Tensor q{"q", a.q, mulChecked(fn, {N, H, K, eb}),
-                 fmt::format("[N,1,H,K] = [{}, 1, {}, {}] {}", N, H, K, ioName), std::size_t(eb)};
-  const Tensor k = sameShape(q, "k", a.k);
-  const Tensor v{"v", a.v, mulChecked(fn, {N, HV, V, eb}),
-                 fmt::format("[N,1,HV,V] = [{}, 1, {}, {}] {}", N, HV, V, ioName), std::size_t(eb)};
-  const Tensor g{"g", a.g, mulChecked(fn, {N, HV, K, eb}),
-                 fmt::format("[N,1,HV,K] = [{}, 1, {}, {}] {}", N, HV, K, ioName), std::size_t(eb)};
-  const Tensor beta{"beta", a.beta, mulChecked(fn, {N, HV, eb}),
-                    fmt::format("[N,1,HV] = [{}, 1, {}] {}", N, HV, ioName), std::size_t(eb)};
-  const Tensor out = sameShape(v, "out", a.out);
-  const Tensor aLog{"A_log", a.A_log, mulChecked(fn, {HV, 4}), fmt::format("[HV] = [{}] fp32", HV),
-                    4};
   const Tensor state{"state", a.state, mulChecked(fn, {slots, HV, V, K, sb}),
                      fmt::format("[numStateSlots,HV,V,K] = [{}, {}, {}, {}] {}", slots, HV, V, K,
                                  dtypeName(rawEnum(a.stateDtype))),
                      std::size_t(sb)};
   const DeviceInfo dev = streamDevice(fn, stream);
   const int device = dev.device;
-  for (const Tensor* t : {&q, &k, &v, &g, &beta, &out, &aLog, &state}) {
-    checkDeviceTensor(fn, *t, device);
-  }
-  if (a.dtBias != nullptr) {
-    checkDeviceTensor(fn,
-                      Tensor{"dtBias", a.dtBias, mulChecked(fn, {HV, K, 4}),
-                             fmt::format("[HV,K] = [{}, {}] fp32", HV, K), 4},
-                      device);
-  }
+  tensors.checkOnDevice(fn, device);
+  checkDeviceTensor(fn, state, device);
   const Tensor slotsT{"stateSlots", a.stateSlots, mulChecked(fn, {N, 4}),
                       fmt::format("[N] = [{}] int32", N), 4};
   if (a.stateSlots != nullptr) checkDeviceTensor(fn, slotsT, device);
