@@ -94,16 +94,17 @@ std::size_t parseBytes(const char* option, const std::string& s) {
   return static_cast<std::size_t>(v * mult);
 }
 
-enum class Coll { allReduce, allGather, reduceScatter, broadcast };
+// The collectives, as the public header names them (h20cclCommGetAlgorithm takes the same).
+using Coll = h20cclFunc;
 const char* collName(Coll c) {
   switch (c) {
-    case Coll::allReduce:
+    case h20cclFuncAllReduce:
       return "allReduce";
-    case Coll::allGather:
+    case h20cclFuncAllGather:
       return "allGather";
-    case Coll::reduceScatter:
+    case h20cclFuncReduceScatter:
       return "reduceScatter";
-    case Coll::broadcast:
+    case h20cclFuncBroadcast:
       return "broadcast";
   }
   return "?";
@@ -111,12 +112,12 @@ const char* collName(Coll c) {
 
 double busFactor(Coll c, int n) {
   switch (c) {
-    case Coll::allReduce:
+    case h20cclFuncAllReduce:
       return 2.0 * (n - 1) / n;
-    case Coll::allGather:
-    case Coll::reduceScatter:
+    case h20cclFuncAllGather:
+    case h20cclFuncReduceScatter:
       return static_cast<double>(n - 1) / n;
-    case Coll::broadcast:
+    case h20cclFuncBroadcast:
       return 1.0;
   }
   return 1.0;
@@ -249,7 +250,7 @@ class Bench {
     for (double b = static_cast<double>(std::max<std::size_t>(minB, es));
          b <= static_cast<double>(maxB); b = std::max(b * o_.factor, b + 1)) {
       std::size_t count = static_cast<std::size_t>(b) / es;
-      const bool split = c == Coll::allGather || c == Coll::reduceScatter;
+      const bool split = c == h20cclFuncAllGather || c == h20cclFuncReduceScatter;
       if (split) count = count / static_cast<std::size_t>(n_) * static_cast<std::size_t>(n_);
       if (count == 0 || count * es == last) continue;
       last = count * es;
@@ -264,7 +265,8 @@ class Bench {
   long runSize(Coll c, std::size_t count) {
     const std::size_t es = elemSize(type_);
     const std::size_t nn = static_cast<std::size_t>(n_);
-    const std::size_t per = (c == Coll::allGather || c == Coll::reduceScatter) ? count / nn : count;
+    const std::size_t per =
+        (c == h20cclFuncAllGather || c == h20cclFuncReduceScatter) ? count / nn : count;
     ensureBuffers(count * es);
     double us[2] = {0, 0};
     long wrong[2] = {0, 0};
@@ -281,17 +283,16 @@ class Bench {
       wrong[inPlace] = o_.check ? check(c, per, inPlace) : -1;
     }
     h20cclAlgo algo = h20cclAlgoRing;
-    ok(h20cclCommGetAlgorithm(comms_[0], static_cast<h20cclFunc>(c), per, type_, &algo),
-       "h20cclCommGetAlgorithm");
+    ok(h20cclCommGetAlgorithm(comms_[0], c, per, type_, &algo), "h20cclCommGetAlgorithm");
     const double bytes = static_cast<double>(count * es);
     auto row = [&](int k) {
       const double alg = bytes / (us[k] * 1e-6) / 1e9;
       return fmt::format("{:>10.1f} {:>8.2f} {:>8.2f} {:>6}", us[k], alg, alg * busFactor(c, n_),
                          wrong[k] < 0 ? std::string("N/A") : std::to_string(wrong[k]));
     };
-    const bool reduces = c == Coll::allReduce || c == Coll::reduceScatter;
+    const bool reduces = c == h20cclFuncAllReduce || c == h20cclFuncReduceScatter;
     fmt::print("  {:>12} {:>12} {:>6} {:>6} {:>5} | {} | {} | {}\n", count * es, count, o_.type,
-               reduces ? o_.op : "none", c == Coll::broadcast ? o_.root : -1, row(0), row(1),
+               reduces ? o_.op : "none", c == h20cclFuncBroadcast ? o_.root : -1, row(0), row(1),
                algo == h20cclAlgoDirect ? "direct" : "ring");
     std::fflush(stdout);
     return std::max(0L, wrong[0]) + std::max(0L, wrong[1]);
@@ -328,16 +329,16 @@ class Bench {
     if (!inPlace) return sendBuf(r);
     const std::size_t es = elemSize(type_);
     switch (c) {
-      case Coll::allGather:
+      case h20cclFuncAllGather:
         return recvBuf(r) + static_cast<std::size_t>(r) * per * es;
-      case Coll::reduceScatter:
+      case h20cclFuncReduceScatter:
         return sendBuf(r);
       default:
         return recvBuf(r);
     }
   }
   unsigned char* output(Coll c, int r, std::size_t per, bool inPlace) const {
-    if (inPlace && c == Coll::reduceScatter)
+    if (inPlace && c == h20cclFuncReduceScatter)
       return sendBuf(r) + static_cast<std::size_t>(r) * per * elemSize(type_);
     return recvBuf(r);
   }
@@ -350,16 +351,16 @@ class Bench {
       const void* in = input(c, r, per, inPlace);
       void* out = output(c, r, per, inPlace);
       switch (c) {
-        case Coll::allReduce:
+        case h20cclFuncAllReduce:
           ok(h20cclAllReduce(in, out, per, type_, op_, comm, s), "h20cclAllReduce");
           break;
-        case Coll::allGather:
+        case h20cclFuncAllGather:
           ok(h20cclAllGather(in, out, per, type_, comm, s), "h20cclAllGather");
           break;
-        case Coll::reduceScatter:
+        case h20cclFuncReduceScatter:
           ok(h20cclReduceScatter(in, out, per, type_, op_, comm, s), "h20cclReduceScatter");
           break;
-        case Coll::broadcast:
+        case h20cclFuncBroadcast:
           ok(h20cclBroadcast(in, out, per, type_, o_.root, comm, s), "h20cclBroadcast");
           break;
       }
@@ -385,16 +386,16 @@ class Bench {
   long check(Coll c, std::size_t per, bool inPlace) {
     const std::size_t es = elemSize(type_);
     const std::size_t nn = static_cast<std::size_t>(n_);
-    const std::size_t inCount = c == Coll::reduceScatter ? per * nn : per;
-    const std::size_t outCount = c == Coll::allGather ? per * nn : per;
+    const std::size_t inCount = c == h20cclFuncReduceScatter ? per * nn : per;
+    const std::size_t outCount = c == h20cclFuncAllGather ? per * nn : per;
     std::vector<unsigned char> host(std::max(inCount, outCount) * es);
     for (int r = 0; r < n_; ++r) {
       // Rank r's input element i holds value(r, global index): a gathered element's expected
       // value is then value(owner, its index in the output).
-      const std::size_t base = c == Coll::allGather ? static_cast<std::size_t>(r) * per : 0;
+      const std::size_t base = c == h20cclFuncAllGather ? static_cast<std::size_t>(r) * per : 0;
       for (std::size_t i = 0; i < inCount; ++i)
         encode(type_, value(r, base + i), host.data() + i * es);
-      if (c == Coll::broadcast && r != o_.root) continue;
+      if (c == h20cclFuncBroadcast && r != o_.root) continue;
       ok(h20Memcpy(input(c, r, per, inPlace), host.data(), inCount * es, h20MemcpyHostToDevice),
          "h20Memcpy");
     }
@@ -407,16 +408,16 @@ class Bench {
       for (std::size_t i = 0; i < outCount; ++i) {
         float expect = 0;
         switch (c) {
-          case Coll::allReduce:
+          case h20cclFuncAllReduce:
             expect = reduced(i);
             break;
-          case Coll::reduceScatter:
+          case h20cclFuncReduceScatter:
             expect = reduced(static_cast<std::size_t>(r) * per + i);
             break;
-          case Coll::allGather:
+          case h20cclFuncAllGather:
             expect = value(static_cast<int>(i / per), i);
             break;
-          case Coll::broadcast:
+          case h20cclFuncBroadcast:
             expect = value(o_.root, i);
             break;
         }
@@ -471,15 +472,16 @@ int runCclBench(int argc, char** argv) {
   }
   std::vector<Coll> colls;
   if (o.collective == "all")
-    colls = {Coll::allReduce, Coll::allGather, Coll::reduceScatter, Coll::broadcast};
+    colls = {h20cclFuncAllReduce, h20cclFuncAllGather, h20cclFuncReduceScatter,
+             h20cclFuncBroadcast};
   else if (o.collective == "allreduce")
-    colls = {Coll::allReduce};
+    colls = {h20cclFuncAllReduce};
   else if (o.collective == "allgather")
-    colls = {Coll::allGather};
+    colls = {h20cclFuncAllGather};
   else if (o.collective == "reducescatter")
-    colls = {Coll::reduceScatter};
+    colls = {h20cclFuncReduceScatter};
   else if (o.collective == "broadcast")
-    colls = {Coll::broadcast};
+    colls = {h20cclFuncBroadcast};
   else {
     fmt::print(stderr,
                "{}: --collective '{}': all, allreduce, allgather, reducescatter or broadcast\n",
