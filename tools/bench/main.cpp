@@ -116,6 +116,22 @@ void describe_machine(const Options& o, bool multiDevice, Report& report) {
                       {"quick", o.quick}});
 }
 
+// Runs `body`; a UsageError is a bad argument (exit status 2), any other failure exit status 1,
+// each reported on stderr. 0 when body returns.
+template <class Body>
+int exit_status(Body body) {
+  try {
+    body();
+    return 0;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "h20-bench: %s\nRun with --help for more information.\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "h20-bench: %s\n", e.what());
+    return 1;
+  }
+}
+
 }  // namespace
 }  // namespace h20::bench
 
@@ -191,16 +207,11 @@ int main(int argc, char** argv) {
     }
     o.quick = o.quick || has("--quick");  // given after `ccl`: the header should say so too
     Report report;
-    try {
-      // The benchmark's own help needs no device (and no second of idle measurement).
-      if (!help) describe_machine(o, true, report);
-    } catch (const UsageError& e) {
-      std::fprintf(stderr, "h20-bench: %s\nRun with --help for more information.\n", e.what());
-      return 2;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "h20-bench: %s\n", e.what());
-      return 1;
-    }
+    // The benchmark's own help needs no device (and no second of idle measurement).
+    if (const int rc = exit_status([&] {
+          if (!help) describe_machine(o, true, report);
+        }))
+      return rc;
     return run_ccl(o, report.header(), std::move(args));
   }
 
@@ -214,19 +225,14 @@ int main(int argc, char** argv) {
       std::all_of(chosen.begin(), chosen.end(), [](const Suite* s) { return s->name == "p2p"; });
 
   Report report;
-  try {
-    describe_machine(o, multiDevice, report);
-    for (const Suite* s : chosen) {
-      std::fprintf(stderr, "h20-bench: running %s...\n", s->name.c_str());
-      s->run(o, report);
-    }
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "h20-bench: %s\nRun with --help for more information.\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "h20-bench: %s\n", e.what());
-    return 1;
-  }
+  if (const int rc = exit_status([&] {
+        describe_machine(o, multiDevice, report);
+        for (const Suite* s : chosen) {
+          std::fprintf(stderr, "h20-bench: running %s...\n", s->name.c_str());
+          s->run(o, report);
+        }
+      }))
+    return rc;
   if (o.json)
     report.print_json();
   else
