@@ -17,6 +17,7 @@ namespace {
 using namespace std::chrono_literals;
 using h20test::BecomesTrueWithin;
 using h20test::BusyGate;
+using h20test::OpenGateHostFn;
 using h20test::SeqSlot;
 using h20test::Sequencer;
 using h20test::SetFlagHostFn;
@@ -35,6 +36,34 @@ h20Stream_t NewStream(unsigned flags = h20StreamDefault) {
   h20Stream_t s = nullptr;
   EXPECT_EQ(h20Success, h20StreamCreateWithFlags(&s, flags)) << h20GetLastErrorMessage();
   return s;
+}
+
+// Work issued on `other` must run while gated work issued before it on `gated` is still running:
+// `other`'s work is what opens the gate.
+void ExpectNotHeldBehind(h20Stream_t gated, h20Stream_t other, const char* what) {
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(gated));
+  ASSERT_TRUE(gate.WaitStarted());
+  H20_ASSERT_OK(h20LaunchHostFunc(other, OpenGateHostFn, &gate));
+  H20_EXPECT_OK(h20StreamSynchronize(other));
+  H20_EXPECT_OK(h20StreamSynchronize(gated));
+  EXPECT_FALSE(gate.TimedOut()) << what;
+}
+
+// Work issued on `later` must wait for the gated work issued before it on `earlier`.
+void ExpectHeldBehind(h20Stream_t earlier, h20Stream_t later, const char* what) {
+  BusyGate gate;
+  Sequencer seq;
+  gate.StampWith(&seq.counter);
+  H20_ASSERT_OK(gate.Launch(earlier));
+  SeqSlot slot{&seq};
+  H20_ASSERT_OK(h20LaunchHostFunc(later, StampHostFn, &slot));
+  EXPECT_FALSE(BecomesTrueWithin([&] { return slot.value.load() != 0; }, kWindow)) << what;
+  EXPECT_EQ(h20ErrorNotReady, h20StreamQuery(later));
+  gate.Open();
+  H20_ASSERT_OK(h20StreamSynchronize(later));
+  EXPECT_LT(gate.FinishSeq(), slot.value.load());
+  EXPECT_FALSE(gate.TimedOut());
 }
 
 // ---- creation, flags, priorities ----------------------------------------------------------------
@@ -220,19 +249,8 @@ TEST_F(Stream, RunsKernelsHostFunctionsAndCopiesInEnqueueOrder) {
 
 TEST_F(Stream, IndependentStreamsRunConcurrently) {
   H20_REQUIRE_WORKERS(2);
-  // The gate on `a` can only open through work on `b`: it completes only if `b` is not held
-  // behind `a`.
   h20Stream_t a = NewStream(), b = NewStream();
-  BusyGate gate;
-  H20_ASSERT_OK(gate.Launch(a));
-  ASSERT_TRUE(gate.WaitStarted());
-  struct Opener {
-    static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-  };
-  H20_ASSERT_OK(h20LaunchHostFunc(b, Opener::Fn, &gate));
-  H20_EXPECT_OK(h20StreamSynchronize(a));
-  EXPECT_FALSE(gate.TimedOut()) << "stream b did not run while stream a was busy";
-  H20_EXPECT_OK(h20StreamSynchronize(b));
+  ExpectNotHeldBehind(a, b, "stream b did not run while stream a was busy");
   H20_EXPECT_OK(h20StreamDestroy(a));
   H20_EXPECT_OK(h20StreamDestroy(b));
 }
@@ -244,15 +262,7 @@ TEST_F(Stream, StreamsOfDifferentDevicesRunConcurrently) {
   H20_ASSERT_OK(h20SetDevice(1));
   h20Stream_t b = NewStream();
   H20_ASSERT_OK(h20SetDevice(0));
-  BusyGate gate;
-  H20_ASSERT_OK(gate.Launch(a));
-  struct Opener {
-    static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-  };
-  H20_ASSERT_OK(h20LaunchHostFunc(b, Opener::Fn, &gate));
-  H20_EXPECT_OK(h20StreamSynchronize(a));
-  EXPECT_FALSE(gate.TimedOut());
-  H20_EXPECT_OK(h20StreamSynchronize(b));
+  ExpectNotHeldBehind(a, b, "a stream of device 1 did not run while one of device 0 was busy");
   H20_EXPECT_OK(h20StreamDestroy(a));
   H20_EXPECT_OK(h20StreamDestroy(b));
 }
@@ -320,22 +330,6 @@ TEST_F(StreamDestroy, OfTheDefaultStreamsIsRejected) {
 // ---- the legacy default stream
 // ---------------------------------------------------------------------
 
-// Work issued on `later` must wait for the gated work issued before it on `earlier`.
-void ExpectHeldBehind(h20Stream_t earlier, h20Stream_t later, const char* what) {
-  BusyGate gate;
-  Sequencer seq;
-  gate.StampWith(&seq.counter);
-  H20_ASSERT_OK(gate.Launch(earlier));
-  SeqSlot slot{&seq};
-  H20_ASSERT_OK(h20LaunchHostFunc(later, StampHostFn, &slot));
-  EXPECT_FALSE(BecomesTrueWithin([&] { return slot.value.load() != 0; }, kWindow)) << what;
-  EXPECT_EQ(h20ErrorNotReady, h20StreamQuery(later));
-  gate.Open();
-  H20_ASSERT_OK(h20StreamSynchronize(later));
-  EXPECT_LT(gate.FinishSeq(), slot.value.load());
-  EXPECT_FALSE(gate.TimedOut());
-}
-
 TEST_F(LegacyStream, WaitsForPriorWorkOfBlockingStreams) {
   h20Stream_t s = NewStream();
   ExpectHeldBehind(s, nullptr,
@@ -360,10 +354,7 @@ TEST_F(LegacyStream, BlockingStreamWorkIssuedBeforeLegacyWorkIsNotHeldBack) {
   Sequencer seq;
   gate.StampWith(&seq.counter);
   H20_ASSERT_OK(gate.Launch(s1));
-  struct Opener {
-    static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-  };
-  H20_ASSERT_OK(h20LaunchHostFunc(s2, Opener::Fn, &gate));
+  H20_ASSERT_OK(h20LaunchHostFunc(s2, OpenGateHostFn, &gate));
   SeqSlot legacy{&seq};
   H20_ASSERT_OK(h20LaunchHostFunc(nullptr, StampHostFn, &legacy));
   H20_ASSERT_OK(h20StreamSynchronize(nullptr));
@@ -375,32 +366,15 @@ TEST_F(LegacyStream, BlockingStreamWorkIssuedBeforeLegacyWorkIsNotHeldBack) {
 
 TEST_F(LegacyStream, NonBlockingStreamDoesNotWaitForLegacyWork) {
   H20_REQUIRE_WORKERS(2);
-  // Legacy-stream work is held by the gate; the non-blocking stream's work opens it.
   h20Stream_t nb = NewStream(h20StreamNonBlocking);
-  BusyGate gate;
-  H20_ASSERT_OK(gate.Launch(nullptr));
-  struct Opener {
-    static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-  };
-  H20_ASSERT_OK(h20LaunchHostFunc(nb, Opener::Fn, &gate));
-  H20_EXPECT_OK(h20StreamSynchronize(nb));
-  H20_EXPECT_OK(h20StreamSynchronize(nullptr));
-  EXPECT_FALSE(gate.TimedOut()) << "the non-blocking stream waited for the legacy stream";
+  ExpectNotHeldBehind(nullptr, nb, "the non-blocking stream waited for the legacy stream");
   H20_EXPECT_OK(h20StreamDestroy(nb));
 }
 
 TEST_F(LegacyStream, DoesNotWaitForNonBlockingStreams) {
   H20_REQUIRE_WORKERS(2);
   h20Stream_t nb = NewStream(h20StreamNonBlocking);
-  BusyGate gate;
-  H20_ASSERT_OK(gate.Launch(nb));
-  struct Opener {
-    static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-  };
-  H20_ASSERT_OK(h20LaunchHostFunc(nullptr, Opener::Fn, &gate));
-  H20_EXPECT_OK(h20StreamSynchronize(nullptr));
-  H20_EXPECT_OK(h20StreamSynchronize(nb));
-  EXPECT_FALSE(gate.TimedOut()) << "the legacy stream waited for a non-blocking stream";
+  ExpectNotHeldBehind(nb, nullptr, "the legacy stream waited for a non-blocking stream");
   H20_EXPECT_OK(h20StreamDestroy(nb));
 }
 
@@ -421,10 +395,7 @@ TEST_F(LegacyStream, IsPerDevice) {
   BusyGate gate;
   H20_ASSERT_OK(gate.Launch(nullptr));  // device 0's legacy stream
   H20_ASSERT_OK(h20SetDevice(1));
-  struct Opener {
-    static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-  };
-  H20_ASSERT_OK(h20LaunchHostFunc(nullptr, Opener::Fn, &gate));  // device 1's legacy stream
+  H20_ASSERT_OK(h20LaunchHostFunc(nullptr, OpenGateHostFn, &gate));  // device 1's legacy stream
   H20_EXPECT_OK(h20StreamSynchronize(nullptr));
   H20_ASSERT_OK(h20SetDevice(0));
   H20_EXPECT_OK(h20StreamSynchronize(nullptr));
@@ -452,12 +423,9 @@ TEST_F(PerThreadStream, StreamsOfDifferentThreadsAreIndependent) {
   H20_ASSERT_OK(gate.Launch(h20StreamPerThread));
   h20Error_t inThread = h20ErrorUnknown;
   std::thread t([&] {
-    struct Opener {
-      static void Fn(void* g) { static_cast<BusyGate*>(g)->Open(); }
-    };
     // A fresh thread's per-thread stream is idle, and is not the main thread's.
     if (h20StreamQuery(h20StreamPerThread) != h20Success) return;
-    if (h20LaunchHostFunc(h20StreamPerThread, Opener::Fn, &gate) != h20Success) return;
+    if (h20LaunchHostFunc(h20StreamPerThread, OpenGateHostFn, &gate) != h20Success) return;
     inThread = h20StreamSynchronize(h20StreamPerThread);
   });
   t.join();

@@ -140,6 +140,10 @@ void BusyGate::StampWith(std::atomic<std::int64_t>* counter) {
 
 // ---- small kernels and host functions ----------------------------------------------------------
 
+void OpenGateHostFn(void* gate) {
+  static_cast<BusyGate*>(gate)->Open();
+}
+
 void StampHostFn(void* seqSlot) {
   auto* slot = static_cast<SeqSlot*>(seqSlot);
   slot->value.store(slot->seq->Next());

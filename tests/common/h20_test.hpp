@@ -112,6 +112,9 @@ struct SeqSlot {
 };
 void StampHostFn(void* seqSlot);  // h20HostFn_t over SeqSlot*
 
+// A host function that opens a BusyGate (passed as userData).
+void OpenGateHostFn(void* gate);
+
 // A host function that sets an std::atomic<int> (passed as userData) to 1.
 void SetFlagHostFn(void* flag);
 
