@@ -191,7 +191,6 @@ class Bench {
           fmt::format("--minbytes {} is larger than --maxbytes {}", o.minBytes, o.maxBytes));
     int visible = 0;
     ok(h20GetDeviceCount(&visible), "h20GetDeviceCount");
-    if (visible < 1) throw BenchError("no device is visible");
     n_ = o.ndev > 0 ? o.ndev : visible;
     if (o.ndev < 0 || n_ > visible)
       throw UsageError(fmt::format("--ndev {}: 0 (every device) or 1..{}", o.ndev, visible));

@@ -172,6 +172,12 @@ TEST_P(CclBadArgs, ExitTwoWithMessageOnStderr) {
 }
 INSTANTIATE_TEST_SUITE_P(BenchCcl, CclBadArgs, testing::ValuesIn(kBadCclArgs));
 
+TEST(BenchCcl, NoVisibleDeviceExitsOneNamingTheCause) {
+  RunResult r = run_tool(H20_CCL_BENCH_PATH, "", "H20_VISIBLE_DEVICES=");
+  EXPECT_EQ(r.exitCode, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("h20ErrorNoDevice"), std::string::npos) << r.err;
+}
+
 TEST(BenchCcl, StandAloneHelpExitsZero) {
   RunResult r = run_tool(H20_CCL_BENCH_PATH, "--help", "");
   EXPECT_EQ(r.exitCode, 0) << r.err;
