@@ -103,10 +103,13 @@ void stepAsideFromWorkers(const std::atomic<int>* awakeCpus, int workers,
   }
   if (CPU_COUNT(&to) == 0) return;
   if (pthread_setaffinity_np(pthread_self(), sizeof to, &to) != 0) return;
-  cpu_set_t every;
-  CPU_ZERO(&every);
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    CPU_SET(c, &every);
+  static const cpu_set_t every = [] {
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      CPU_SET(c, &all);
+    return all;
+  }();
   // The kernel keeps the CPUs of `every` that the process may use: `own` again. Should that ever
   // be refused, `own` itself is the fallback.
   if (pthread_setaffinity_np(pthread_self(), sizeof every, &every) != 0)
