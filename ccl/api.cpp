@@ -256,6 +256,7 @@ std::string problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw
         sendBytes = comm.rank == c.root ? recvBytes : 0;
         break;
     }
+    c.inPlace = inPlace;
     if (c.count == 0) return {};  // a collective of nothing: buffers are not used
     if (sendBytes) checkBuffer(fn, "sendbuff", c.send, sendBytes, c.type, comm.rank, device);
     checkBuffer(fn, "recvbuff", c.recv, recvBytes, c.type, comm.rank, device);

@@ -46,6 +46,7 @@ struct Call {
   int root = 0;
   h20Stream_t stream = nullptr;
   int rank = 0;
+  bool inPlace = false;    // set by the argument checks (api.cpp), from the layouts in h20/ccl.h
   std::thread::id thread;  // the thread that made the call (h20StreamPerThread is its stream)
   // Set when the call's own checks failed: the collective then fails for every rank.
   std::string poison;

@@ -149,7 +149,7 @@ class Schedule {
     const auto& ring = clique_.ring();
     return static_cast<int>(std::find(ring.begin(), ring.end(), rank) - ring.begin());
   }
-  bool inPlace(int r) const;
+  bool inPlace(int r) const { return calls_[static_cast<std::size_t>(r)].inPlace; }
   std::vector<int> allBut(int r) const {
     std::vector<int> v;
     for (int q = 0; q < n_; ++q)
@@ -233,20 +233,6 @@ class Schedule {
   std::vector<std::vector<RankStep>> steps_;  // [step][rank]
   std::vector<std::vector<int>> endWaits_;    // [rank]
 };
-
-bool Schedule::inPlace(int r) const {
-  switch (func_) {
-    case Func::allReduce:
-      return send(r) == recv(r);
-    case Func::allGather:
-      return send(r) == recv(r) + static_cast<std::size_t>(r) * count_ * es_;
-    case Func::reduceScatter:
-      return recv(r) == send(r) + static_cast<std::size_t>(r) * count_ * es_;
-    case Func::broadcast:
-      return send(r) == recv(r);
-  }
-  return false;
-}
 
 void Schedule::checkRank(h20Error_t rc, int r, const char* call) const {
   if (rc == h20Success) return;
