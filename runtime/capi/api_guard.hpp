@@ -11,6 +11,8 @@
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 
+#include <h20_base/enum_value.hpp>
+
 #include <cstring>
 #include <exception>
 #include <new>
@@ -40,15 +42,7 @@ h20Error_t guarded(const char* api, Body&& body) noexcept {
   }
 }
 
-// The value of an enum parameter as an int, read from its bytes: a C caller may pass any int,
-// and loading an out-of-range value as the enum type is undefined behaviour in C++.
-template <class Enum>
-int enumValue(const Enum& e) {
-  static_assert(sizeof(Enum) == sizeof(int));
-  int v;
-  std::memcpy(&v, &e, sizeof v);
-  return v;
-}
+using base::rawEnum;
 
 // Argument checks shared by the entry points.
 template <class T>

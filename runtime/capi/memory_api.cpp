@@ -46,7 +46,7 @@ std::string describe(const PointerInfo& p) {
 // Enqueues (and, where CUDA's rules say so, waits for) one copy. stream == nullptr: h20Memcpy.
 void copy(Runtime& rt, void* dst, const void* src, std::size_t count, h20MemcpyKind kind,
           h20Stream_t streamHandle, bool async) {
-  const int kindValue = h20::capi::enumValue(kind);
+  const int kindValue = h20::capi::rawEnum(kind);
   if (kindValue < h20MemcpyHostToHost || kindValue > h20MemcpyDefault)
     fail(h20ErrorInvalidValue, "kind {} is not a h20MemcpyKind", kindValue);
   std::shared_ptr<Stream> stream = rt.stream(async ? streamHandle : nullptr);

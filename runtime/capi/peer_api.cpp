@@ -68,7 +68,7 @@ H20_API h20Error_t h20DeviceGetP2PAttribute(int* value, h20DeviceP2PAttr attr, i
     if (srcDevice == dstDevice)
       fail(h20ErrorInvalidDevice, "srcDevice and dstDevice are both {}", srcDevice);
     const PeerLink& l = linkBetween(rt, a, b);
-    switch (h20::capi::enumValue(attr)) {
+    switch (h20::capi::rawEnum(attr)) {
       case h20DevP2PAttrPerformanceRank:
         *value = l.performanceRank();
         break;
