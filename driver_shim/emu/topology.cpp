@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <set>
 
@@ -73,26 +75,72 @@ Topology preset(const std::string& name, int chips) {
   return t;
 }
 
-// Reads a non-negative number; fails with the entry's name.
-double number(const nlohmann::json& j, const char* key, const std::string& where) {
-  if (!j.at(key).is_number())
-    throw std::runtime_error(fmt::format("{}: \"{}\" must be a number", where, key));
-  const double v = j.at(key).get<double>();
-  if (!(v >= 0) || !std::isfinite(v))
-    throw std::runtime_error(fmt::format("{}: \"{}\" is {} but must be >= 0", where, key, v));
-  return v;
+// Errors about a value name the entry, the key and the value as the file wrote it (4294967297,
+// 1.5, "two"); a number too large for a double (1e400) is already refused by the parser.
+[[noreturn]] void bad(const std::string& where, const std::string& key, const nlohmann::json& v,
+                      const std::string& rule) {
+  throw std::runtime_error(fmt::format("{}: \"{}\" is {} but {}", where, key, v.dump(), rule));
+}
+
+// The one reader of integer keys. The value must be a JSON integer (not 1.5, 2.0, 1e3 or "2") in
+// lo..hi, and the range is checked on the value as written, before it is narrowed to int:
+// 4294967297 is an error, never chip 1. `outOfRange` words the range error (it gets the value as
+// written).
+template <class OutOfRange>
+int integer(const nlohmann::json& v, const std::string& key, const std::string& where, int lo,
+            int hi, OutOfRange outOfRange) {
+  if (!v.is_number_integer()) bad(where, key, v, "must be an integer");
+  // nlohmann keeps non-negative integers as uint64 and negative ones as int64.
+  const bool fits64 =
+      !v.is_number_unsigned() || v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX);
+  const bool inRange = fits64 && v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi;
+  if (!inRange)
+    throw std::runtime_error(fmt::format("{}: \"{}\" {}", where, key, outOfRange(v.dump())));
+  return static_cast<int>(v.get<std::int64_t>());
+}
+
+int integer(const nlohmann::json& v, const std::string& key, const std::string& where, int lo,
+            int hi) {
+  return integer(v, key, where, lo, hi, [&](const std::string& value) {
+    return fmt::format("is {} but must be an integer from {} to {}", value, lo, hi);
+  });
 }
 
 int chipIndex(const nlohmann::json& j, const char* key, int chips, const std::string& where) {
-  if (!j.at(key).is_number_integer())
-    throw std::runtime_error(fmt::format("{}: \"{}\" must be an integer chip index", where, key));
-  const int v = j.at(key).get<int>();
-  if (v < 0 || v >= chips)
-    throw std::runtime_error(
-        fmt::format("{}: \"{}\" names chip {}, but the topology has chips "
-                    "0..{}",
-                    where, key, v, chips - 1));
-  return v;
+  return integer(j.at(key), key, where, 0, chips - 1, [&](const std::string& value) {
+    return fmt::format("names chip {}, but the topology has chips 0..{}", value, chips - 1);
+  });
+}
+
+// The one rule for bandwidths, of chip-to-chip and host links alike. h20DevP2PAttrLinkBandwidthMBps
+// reports a link's bandwidth as an int of whole MB/s, so a bandwidth must come out there as 1 to
+// INT_MAX MB/s: 0.001 to 2147483.647 GB/s. Zero, negative, infinite or larger figures are errors,
+// never a wrapped or saturated report. Returns bytes/s.
+double bandwidth(const nlohmann::json& j, const char* key, const std::string& where) {
+  constexpr const char* rule =
+      "must be a number from 0.001 to 2147483.647 (GB/s per direction; "
+      "h20DevP2PAttrLinkBandwidthMBps reports 1 to 2147483647 MB/s)";
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_number()) bad(where, key, v, rule);
+  const double bytes = v.get<double>() * kGB;
+  // As the attribute computes it; the conversion to int truncates, so anything below 2^31 fits.
+  const double mbps = bytes / 1.0e6;
+  if (!(mbps >= 1.0 && mbps < 2147483648.0)) bad(where, key, v, rule);
+  return bytes;
+}
+
+// Latencies: a finite number >= 0, in microseconds.
+double latency(const nlohmann::json& j, const char* key, const std::string& where) {
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>()))
+    bad(where, key, v, "must be a number >= 0 (microseconds)");
+  return v.get<double>();
+}
+
+bool boolean(const nlohmann::json& j, const char* key, const std::string& where) {
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_boolean()) bad(where, key, v, "must be true or false");
+  return v.get<bool>();
 }
 
 void checkKeys(const nlohmann::json& j, const std::set<std::string>& allowed,
@@ -107,15 +155,18 @@ void checkKeys(const nlohmann::json& j, const std::set<std::string>& allowed,
 
 Topology fromJson(const nlohmann::json& doc, int deviceCount) {
   checkKeys(doc, {"name", "chips", "links", "host"}, {"chips"}, "top level");
-  if (!doc.at("chips").is_number_integer())
-    throw std::runtime_error("top level: \"chips\" must be an integer");
-  const int chips = doc.at("chips").get<int>();
-  if (chips < 1 || chips > deviceCount)
-    throw std::runtime_error(
-        fmt::format("top level: \"chips\" is {} but the box has {} emulated "
-                    "chips (H20_EMU_DEVICES)",
-                    chips, deviceCount));
-  Topology t = blank(doc.value("name", std::string("custom")), deviceCount);
+  const int chips =
+      integer(doc.at("chips"), "chips", "top level", 1, deviceCount, [&](const std::string& value) {
+        return fmt::format(
+            "is {} but must be 1..{}: the box has {} emulated chips (H20_EMU_DEVICES)", value,
+            deviceCount, deviceCount);
+      });
+  std::string name = "custom";
+  if (doc.contains("name")) {
+    if (!doc.at("name").is_string()) bad("top level", "name", doc.at("name"), "must be a string");
+    name = doc.at("name").get<std::string>();
+  }
+  Topology t = blank(name, deviceCount);
   if (doc.contains("links")) {
     if (!doc.at("links").is_array()) throw std::runtime_error("\"links\" must be an array");
     std::size_t i = 0;
@@ -132,19 +183,11 @@ Topology fromJson(const nlohmann::json& doc, int deviceCount) {
       else if (kind == "switch")
         link.kind = LinkKind::switched;
       else
-        throw std::runtime_error(
-            fmt::format("{}: \"kind\" must be \"direct\" or \"switch\"", where));
-      link.bandwidth = number(l, "bandwidth_gbps", where) * kGB;
-      if (link.bandwidth <= 0)
-        throw std::runtime_error(fmt::format("{}: \"bandwidth_gbps\" must be > 0", where));
-      link.latencyUs = l.contains("latency_us") ? number(l, "latency_us", where) : kLinkLatencyUs;
-      link.hops = 1;
-      if (l.contains("hops")) {
-        if (!l.at("hops").is_number_integer() || l.at("hops").get<int>() < 1)
-          throw std::runtime_error(fmt::format("{}: \"hops\" must be an integer >= 1", where));
-        link.hops = l.at("hops").get<int>();
-      }
-      const bool both = l.contains("bidirectional") ? l.at("bidirectional").get<bool>() : true;
+        bad(where, "kind", l.at("kind"), "must be \"direct\" or \"switch\"");
+      link.bandwidth = bandwidth(l, "bandwidth_gbps", where);
+      link.latencyUs = l.contains("latency_us") ? latency(l, "latency_us", where) : kLinkLatencyUs;
+      link.hops = l.contains("hops") ? integer(l.at("hops"), "hops", where, 1, INT_MAX) : 1;
+      const bool both = l.contains("bidirectional") ? boolean(l, "bidirectional", where) : true;
       if (t.link(a, b).kind != LinkKind::host)
         throw std::runtime_error(
             fmt::format("{}: chips {} and {} are already linked", where, a, b));
@@ -160,23 +203,16 @@ Topology fromJson(const nlohmann::json& doc, int deviceCount) {
       checkKeys(h, {"chip", "numa_node", "cpus", "bandwidth_gbps", "latency_us"}, {"chip"}, where);
       ChipAttachment& at =
           t.attachment[static_cast<std::size_t>(chipIndex(h, "chip", chips, where))];
-      if (h.contains("numa_node")) {
-        if (!h.at("numa_node").is_number_integer() || h.at("numa_node").get<int>() < 0)
-          throw std::runtime_error(fmt::format("{}: \"numa_node\" must be an integer >= 0", where));
-        at.numaNode = h.at("numa_node").get<int>();
-      }
+      if (h.contains("numa_node"))
+        at.numaNode = integer(h.at("numa_node"), "numa_node", where, 0, INT_MAX);
       if (h.contains("cpus")) {
-        if (!h.at("cpus").is_array())
-          throw std::runtime_error(fmt::format("{}: \"cpus\" must be an array", where));
-        for (const auto& c : h.at("cpus")) {
-          if (!c.is_number_integer() || c.get<int>() < 0)
-            throw std::runtime_error(
-                fmt::format("{}: \"cpus\" entries must be integers >= 0", where));
-          at.cpus.push_back(c.get<int>());
-        }
+        if (!h.at("cpus").is_array()) bad(where, "cpus", h.at("cpus"), "must be an array");
+        std::size_t k = 0;
+        for (const auto& c : h.at("cpus"))
+          at.cpus.push_back(integer(c, fmt::format("cpus[{}]", k++), where, 0, INT_MAX));
       }
-      if (h.contains("bandwidth_gbps")) at.hostBandwidth = number(h, "bandwidth_gbps", where) * kGB;
-      if (h.contains("latency_us")) at.hostLatencyUs = number(h, "latency_us", where);
+      if (h.contains("bandwidth_gbps")) at.hostBandwidth = bandwidth(h, "bandwidth_gbps", where);
+      if (h.contains("latency_us")) at.hostLatencyUs = latency(h, "latency_us", where);
     }
   }
   return t;

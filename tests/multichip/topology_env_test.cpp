@@ -101,3 +101,46 @@ TEST(TopologyEnv, UnknownPresetFailsInitialisation) {
   EXPECT_EQ(r.Value("rc"), "h20ErrorInitializationError");
   EXPECT_NE(r.Value("message").find("torus"), std::string::npos);
 }
+
+H20_CHILD_SCENARIO(LinkBandwidth) {
+  int n = 0;
+  const h20Error_t rc = h20GetDeviceCount(&n);
+  Emit("rc", h20GetErrorName(rc));
+  Emit("message", h20GetLastErrorMessage());
+  if (rc != h20Success) return 0;
+  int mbps = 0;
+  Emit("attr",
+       h20GetErrorName(h20DeviceGetP2PAttribute(&mbps, h20DevP2PAttrLinkBandwidthMBps, 0, 1)));
+  Emit("mbps01", mbps);
+  return 0;
+}
+
+TEST(TopologyEnv, FastestFileLinkReportsIntMaxMBps) {
+  auto r =
+      RunChild("LinkBandwidth", {{"H20_EMU_TOPOLOGY", H20_TEST_TOPOLOGY_DIR "/fastest_link.json"}});
+  ASSERT_EQ(r.exitCode, 0) << r.output;
+  ASSERT_EQ(r.Value("rc"), "h20Success") << r.Value("message");
+  EXPECT_EQ(r.Value("attr"), "h20Success");
+  EXPECT_EQ(r.IntValue("mbps01"), 2147483647);
+}
+
+// Values that used to wrap (chips) or be reported as a negative bandwidth fail initialisation,
+// naming the file, the key and the value.
+TEST(TopologyEnv, OutOfRangeNumbersFailInitialisationNamingKeyAndValue) {
+  struct Bad {
+    const char* file;
+    const char* needle;
+  };
+  for (const Bad& b : {Bad{"unreportable_bandwidth.json", "links[0]: \"bandwidth_gbps\" is 1e+300"},
+                       Bad{"wrapping_chip_count.json", "\"chips\" is 4294967297"},
+                       Bad{"zero_host_bandwidth.json", "host[0]: \"bandwidth_gbps\" is 0"}}) {
+    SCOPED_TRACE(b.file);
+    const std::string path = std::string(H20_TEST_TOPOLOGY_DIR "/") + b.file;
+    auto r = RunChild("LinkBandwidth", {{"H20_EMU_TOPOLOGY", path}});
+    ASSERT_EQ(r.exitCode, 0) << r.output;
+    EXPECT_EQ(r.Value("rc"), "h20ErrorInitializationError");
+    const std::string message = r.Value("message");
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(b.needle), std::string::npos) << message;
+  }
+}
