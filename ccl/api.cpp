@@ -8,12 +8,12 @@
 #include "kernels.hpp"
 
 #include <h20/ccl.h>
+#include <h20_base/enum_value.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+using h20::base::rawEnum;
 using h20::ccl::Call;
 using h20::ccl::Clique;
 using h20::ccl::Error;
@@ -136,17 +137,6 @@ void requireOut(const char* fn, T* out, const char* name) {
   if (!out) fail(h20ErrorInvalidValue, "{}: {} is NULL", fn, name);
 }
 
-// The value of an enum argument as the caller passed it. A C caller may pass any int; reading it
-// through the enum type would be undefined in C++ for values outside the enum's range, so the
-// entry points copy the bits and convert back only after checking.
-template <class E>
-int rawValue(const E& e) {
-  static_assert(sizeof(E) == sizeof(int));
-  int v;
-  std::memcpy(&v, &e, sizeof v);
-  return v;
-}
-
 bool validType(int t) {
   return t == H20_R_32F || t == H20_R_16BF || t == H20_R_16F;
 }
@@ -154,7 +144,8 @@ bool validOp(int op) {
   return op == h20cclSum || op == h20cclMax || op == h20cclMin;
 }
 
-// An entry point's arguments before their checks: enums as raw ints.
+// An entry point's enum arguments before their checks, read as ints with rawEnum (a C caller may
+// pass any int; loading it as the enum type is undefined): converted only after the range checks.
 struct RawArgs {
   int type = 0;
   int op = 0;
@@ -436,7 +427,7 @@ H20_API h20Error_t h20cclCommGetAlgorithm(h20cclComm_t comm, h20cclFunc func, si
   return guarded(fn, [&] {
     auto c = lookup(fn, comm);
     requireOut(fn, algo, "algo");
-    const int f = rawValue(func), t = rawValue(datatype);
+    const int f = rawEnum(func), t = rawEnum(datatype);
     if (f < h20cclFuncAllReduce || f > h20cclFuncBroadcast)
       fail(h20ErrorInvalidValue, "{}: func {} is not a h20cclFunc", fn, f);
     if (!validType(t))
@@ -452,13 +443,13 @@ H20_API h20Error_t h20cclCommGetAlgorithm(h20cclComm_t comm, h20cclFunc func, si
 H20_API h20Error_t h20cclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
                                    h20DataType datatype, h20cclRedOp op, h20cclComm_t comm,
                                    h20Stream_t stream) {
-  return issue("h20cclAllReduce", Func::allReduce, comm, RawArgs{rawValue(datatype), rawValue(op)},
+  return issue("h20cclAllReduce", Func::allReduce, comm, RawArgs{rawEnum(datatype), rawEnum(op)},
                {sendbuff, recvbuff, count, stream});
 }
 
 H20_API h20Error_t h20cclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
                                    h20DataType datatype, h20cclComm_t comm, h20Stream_t stream) {
-  return issue("h20cclAllGather", Func::allGather, comm, RawArgs{rawValue(datatype), 0},
+  return issue("h20cclAllGather", Func::allGather, comm, RawArgs{rawEnum(datatype), 0},
                {sendbuff, recvbuff, sendcount, stream});
 }
 
@@ -466,13 +457,13 @@ H20_API h20Error_t h20cclReduceScatter(const void* sendbuff, void* recvbuff, siz
                                        h20DataType datatype, h20cclRedOp op, h20cclComm_t comm,
                                        h20Stream_t stream) {
   return issue("h20cclReduceScatter", Func::reduceScatter, comm,
-               RawArgs{rawValue(datatype), rawValue(op)}, {sendbuff, recvbuff, recvcount, stream});
+               RawArgs{rawEnum(datatype), rawEnum(op)}, {sendbuff, recvbuff, recvcount, stream});
 }
 
 H20_API h20Error_t h20cclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
                                    h20DataType datatype, int root, h20cclComm_t comm,
                                    h20Stream_t stream) {
-  return issue("h20cclBroadcast", Func::broadcast, comm, RawArgs{rawValue(datatype), 0},
+  return issue("h20cclBroadcast", Func::broadcast, comm, RawArgs{rawEnum(datatype), 0},
                {sendbuff, recvbuff, count, stream, root});
 }
 

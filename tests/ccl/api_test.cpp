@@ -12,13 +12,27 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
-extern "C" int h20cclCHeaderCheck(void);
+extern "C" {
+int h20cclCHeaderCheck(void);
+// c_header_check.c: the entry points with enum arguments passed as ints, as a C caller may.
+h20Error_t h20cclCAllReduceRaw(const void* send, void* recv, size_t count, int datatype, int op,
+                               h20cclComm_t comm, h20Stream_t stream);
+h20Error_t h20cclCAllGatherRaw(const void* send, void* recv, size_t count, int datatype,
+                               h20cclComm_t comm, h20Stream_t stream);
+h20Error_t h20cclCReduceScatterRaw(const void* send, void* recv, size_t count, int datatype, int op,
+                                   h20cclComm_t comm, h20Stream_t stream);
+h20Error_t h20cclCBroadcastRaw(const void* send, void* recv, size_t count, int datatype, int root,
+                               h20cclComm_t comm, h20Stream_t stream);
+h20Error_t h20cclCGetAlgorithmRaw(h20cclComm_t comm, int func, size_t count, int datatype,
+                                  h20cclAlgo* algo);
+}
 
 using ccltest::Case;
 using ccltest::Coll;
@@ -189,11 +203,10 @@ TEST_F(CclApiTest, QueriesWithNullArgumentsReturnInvalidValue) {
   EXPECT_CCL_ERROR(h20cclCommGetRingOrder(comm, nullptr, 1, &v), h20ErrorInvalidValue,
                    "capacity 1");
   h20cclAlgo algo;
-  EXPECT_CCL_ERROR(h20cclCommGetAlgorithm(comm, static_cast<h20cclFunc>(4), 1, H20_R_32F, &algo),
-                   h20ErrorInvalidValue, "func 4");
-  EXPECT_CCL_ERROR(
-      h20cclCommGetAlgorithm(comm, h20cclFuncAllReduce, 1, static_cast<h20DataType>(9), &algo),
-      h20ErrorInvalidValue, "datatype 9");
+  EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm, 4, 1, H20_R_32F, &algo), h20ErrorInvalidValue,
+                   "func 4");
+  EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm, h20cclFuncAllReduce, 1, 9, &algo),
+                   h20ErrorInvalidValue, "datatype 9");
   h20cclCommDestroy(comm);
 }
 
@@ -314,16 +327,51 @@ TEST_F(CclSingleRankTest, FreedBufferIsRefused) {
 }
 
 TEST_F(CclSingleRankTest, BadDatatypeOpAndRootAreRefused) {
-  EXPECT_CCL_ERROR(
-      h20cclAllReduce(a_, b_, 4, static_cast<h20DataType>(7), h20cclSum, comm_, stream_),
-      h20ErrorInvalidValue, "datatype 7");
-  EXPECT_CCL_ERROR(
-      h20cclReduceScatter(a_, b_, 4, H20_R_32F, static_cast<h20cclRedOp>(9), comm_, stream_),
-      h20ErrorInvalidValue, "op 9");
+  EXPECT_CCL_ERROR(h20cclCAllReduceRaw(a_, b_, 4, 7, h20cclSum, comm_, stream_),
+                   h20ErrorInvalidValue, "datatype 7");
+  EXPECT_CCL_ERROR(h20cclCReduceScatterRaw(a_, b_, 4, H20_R_32F, 9, comm_, stream_),
+                   h20ErrorInvalidValue, "op 9");
   EXPECT_CCL_ERROR(h20cclBroadcast(a_, b_, 4, H20_R_32F, 1, comm_, stream_), h20ErrorInvalidValue,
                    "root 1");
   EXPECT_CCL_ERROR(h20cclBroadcast(a_, b_, 4, H20_R_32F, -1, comm_, stream_), h20ErrorInvalidValue,
                    "root -1");
+}
+
+// Enum arguments are read as ints and range-checked before anything converts them: values no
+// enumerator has (negative, just past the last, the int extremes) are refused, naming the value.
+TEST_F(CclSingleRankTest, EnumArgumentsOutOfRangeAreRefusedNamingTheValue) {
+  for (int bad : {-1, 3, 99, INT_MIN, INT_MAX}) {
+    SCOPED_TRACE(bad);
+    const std::string type = "datatype " + std::to_string(bad);
+    EXPECT_CCL_ERROR(h20cclCAllReduceRaw(a_, b_, 4, bad, h20cclSum, comm_, stream_),
+                     h20ErrorInvalidValue, type);
+    EXPECT_CCL_ERROR(h20cclCAllGatherRaw(a_, b_, 4, bad, comm_, stream_), h20ErrorInvalidValue,
+                     type);
+    EXPECT_CCL_ERROR(h20cclCReduceScatterRaw(a_, b_, 4, bad, h20cclSum, comm_, stream_),
+                     h20ErrorInvalidValue, type);
+    EXPECT_CCL_ERROR(h20cclCBroadcastRaw(a_, b_, 4, bad, 0, comm_, stream_), h20ErrorInvalidValue,
+                     type);
+    const std::string op = "op " + std::to_string(bad);
+    EXPECT_CCL_ERROR(h20cclCAllReduceRaw(a_, b_, 4, H20_R_32F, bad, comm_, stream_),
+                     h20ErrorInvalidValue, op);
+    EXPECT_CCL_ERROR(h20cclCReduceScatterRaw(a_, b_, 4, H20_R_16BF, bad, comm_, stream_),
+                     h20ErrorInvalidValue, op);
+    h20cclAlgo algo = h20cclAlgoRing;
+    EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm_, h20cclFuncAllReduce, 1, bad, &algo),
+                     h20ErrorInvalidValue, type);
+  }
+  h20cclAlgo algo = h20cclAlgoRing;
+  for (int bad : {-1, 4, INT_MIN, INT_MAX}) {
+    SCOPED_TRACE(bad);
+    EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm_, bad, 1, H20_R_32F, &algo), h20ErrorInvalidValue,
+                     "func " + std::to_string(bad));
+  }
+  // In a group the call fails at once, and so does the group; the clique stays usable.
+  H20_ASSERT_OK(h20cclGroupStart());
+  EXPECT_CCL_ERROR(h20cclCAllReduceRaw(a_, b_, 4, H20_R_32F, -7, comm_, stream_),
+                   h20ErrorInvalidValue, "op -7");
+  EXPECT_CCL_ERROR(h20cclGroupEnd(), h20ErrorInvalidValue, "op -7");
+  H20_EXPECT_OK(h20cclCAllReduceRaw(a_, b_, 4, H20_R_16F, h20cclMax, comm_, stream_));
 }
 
 TEST_F(CclSingleRankTest, OverflowingCountIsRefused) {
