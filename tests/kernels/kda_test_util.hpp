@@ -156,6 +156,28 @@ inline Accuracy compare(const std::vector<double>& x, const std::vector<double>&
   return a;
 }
 
+// Per-row accuracy: one value per row of `rowLength` elements (a token of one value head), the
+// row's largest absolute error divided by the RMS of the whole reference tensor. A whole-tensor
+// RMS averages a few bad rows away; this keeps each row visible, and the common scale keeps rows
+// whose reference is near zero from reporting huge relative errors.
+inline std::vector<double> rowErrors(const std::vector<double>& x, const std::vector<double>& ref,
+                                     std::size_t rowLength) {
+  if (x.size() != ref.size() || rowLength == 0 || ref.size() % rowLength != 0) return {INFINITY};
+  double norm = 0;
+  for (double r : ref)
+    norm += r * r;
+  const double rms = std::sqrt(norm / std::max<std::size_t>(ref.size(), 1));
+  std::vector<double> errors(ref.size() / rowLength, 0.0);
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double e = std::fabs(x[i] - ref[i]);
+    double& row = errors[i / rowLength];
+    if (std::isnan(e) || e > row) row = e;  // a NaN sticks: nothing compares above it
+  }
+  for (double& e : errors)
+    e /= std::max(rms, 1e-300);
+  return errors;
+}
+
 // The acceptance thresholds.
 inline double tolerance(DType io) {
   return io == DType::kBF16 ? 5e-3 : 1e-4;

@@ -31,7 +31,8 @@ enum class Gate : int { kLowerBound = 0, kSoftplus = 1 };
 enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
 // Tokens per chunk of the chunkwise kernel. With the lower-bound gate (a >= -5 per token) the
-// within-chunk decay is at least e^-80, so factorised exponents stay inside fp32's range.
+// within-chunk decay is at least e^-80, so the factorised exponents, centred on half of it, stay
+// within e^+-40 (see kda_kernels.inc).
 inline constexpr int kChunk = 16;
 // Head dimensions are multiples of this (the SIMD width of the widest ISA) up to kMaxHeadDim.
 inline constexpr int kHeadDimQuantum = 16;

@@ -21,7 +21,7 @@ inline std::size_t chunkWorkspaceFloats(int K, int Vs, int heads) {
   const std::size_t k = std::size_t(K), vs = std::size_t(Vs), c = kChunk;
   return wsRound(std::size_t(heads) * k * vs) + wsRound(2 * c * k) + wsRound(c * k) +
          wsRound(k * c) + wsRound(c * k) + wsRound(2 * c * c) + wsRound(2 * c * vs) +
-         wsRound(c * vs) + wsRound(c * vs) + wsRound(k) + wsRound(c);
+         wsRound(c * vs) + wsRound(c * vs) + 2 * wsRound(k) + wsRound(c);
 }
 inline std::size_t recurrentWorkspaceFloats(int K, int Vs, int heads) {
   const std::size_t k = std::size_t(K), vs = std::size_t(Vs);
