@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -171,10 +172,11 @@ void checkBuffer(const char* fn, const char* name, const void* ptr, std::size_t 
   if (reinterpret_cast<std::uintptr_t>(ptr) % es != 0)
     fail(h20ErrorInvalidValue, "{}: {} {} is not aligned to the {}-byte elements of {}", fn, name,
          ptr, es, h20::ccl::typeName(type));
+  // The runtime's answers pass through with its code: h20ErrorInvalidValue for a pointer into
+  // no live allocation, but whatever else it says (h20ErrorNotPermitted in a host function) too.
+  const std::string what = fmt::format("{}: {} {}", fn, name, ptr);
   h20PointerAttributes attr{};
-  if (h20PointerGetAttributes(&attr, ptr) != h20Success)
-    fail(h20ErrorInvalidValue, "{}: {} {} is not in a live allocation ({})", fn, name, ptr,
-         h20GetLastErrorMessage());
+  h20::ccl::check(h20PointerGetAttributes(&attr, ptr), what.c_str());
   if (attr.type != h20MemoryTypeDevice)
     fail(h20ErrorInvalidValue,
          "{}: {} {} is {} memory, but collectives need device memory of the rank's device ({})", fn,
@@ -185,8 +187,7 @@ void checkBuffer(const char* fn, const char* name, const void* ptr, std::size_t 
          ptr, attr.device, rank, device);
   void* base = nullptr;
   std::size_t size = 0;
-  if (h20MemGetAddressRange(&base, &size, ptr) != h20Success)
-    fail(h20ErrorInvalidValue, "{}: {} {}: {}", fn, name, ptr, h20GetLastErrorMessage());
+  h20::ccl::check(h20MemGetAddressRange(&base, &size, ptr), what.c_str());
   const std::size_t offset =
       static_cast<std::size_t>(static_cast<const char*>(ptr) - static_cast<const char*>(base));
   const std::size_t left = size - offset;
@@ -202,10 +203,21 @@ bool overlap(const void* a, std::size_t an, const void* b, std::size_t bn) {
   return pa < pb + bn && pb < pa + an;
 }
 
-// Checks one rank's call on its own; returns the problem ("" when none).
+// The runtime refuses calls from a host function or a kernel (h20ErrorNotPermitted); so does
+// every entry point here that would enqueue work, wait for other ranks or release a rank. Asking
+// the runtime first passes its refusal through before anything else is tried.
+void requireCallableHere(const char* fn) {
+  int current = 0;
+  h20::ccl::check(h20GetDevice(&current), fn);
+}
+
+// Checks one rank's call on its own; returns the problem, if any, with its code:
+// h20ErrorInvalidValue for a bad argument, the runtime's own code where a runtime call failed.
 // On success the enums of `raw` are stored into `c`.
-std::string problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw, Call& c) {
+std::optional<Error> problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw,
+                               Call& c) {
   try {
+    requireCallableHere(fn);
     const int n = comm.clique->size();
     const int device = comm.clique->device(comm.rank);
     if (!validType(raw.type))
@@ -248,7 +260,7 @@ std::string problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw
         break;
     }
     c.inPlace = inPlace;
-    if (c.count == 0) return {};  // a collective of nothing: buffers are not used
+    if (c.count == 0) return std::nullopt;  // a collective of nothing: buffers are not used
     if (sendBytes) checkBuffer(fn, "sendbuff", c.send, sendBytes, c.type, comm.rank, device);
     checkBuffer(fn, "recvbuff", c.recv, recvBytes, c.type, comm.rank, device);
     if (sendBytes && !inPlace && overlap(c.send, sendBytes, c.recv, recvBytes))
@@ -257,9 +269,9 @@ std::string problemOf(const char* fn, const h20cclComm& comm, const RawArgs& raw
            "place (see h20/ccl.h for the in-place layout of {})",
            fn, c.send, sendBytes, static_cast<const void*>(c.recv), recvBytes, fn);
   } catch (const Error& e) {
-    return e.message();
+    return e;
   }
-  return {};
+  return std::nullopt;
 }
 
 // One integer property of a live communicator into *out.
@@ -303,20 +315,22 @@ h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& 
     }
     call.rank = comm->rank;
     call.thread = std::this_thread::get_id();
-    const std::string problem = problemOf(fn, *comm, raw, call);
-    call.poison = problem;
+    // A failed call still takes its rank's place in the collective, so the ranks stay in step;
+    // this rank gets the problem's own code, the others h20ErrorInvalidValue naming it.
+    const std::optional<Error> problem = problemOf(fn, *comm, raw, call);
+    if (problem) call.poison = problem->message();
     if (tlsGroup.depth > 0) {
       tlsGroup.calls.push_back({comm, std::move(call)});
-      if (!problem.empty()) throw Error(h20ErrorInvalidValue, problem);
+      if (problem) throw *problem;
       return h20Success;
     }
-    if (!problem.empty()) {
+    if (problem) {
       // The other ranks' calls of this collective fail with it instead of waiting for this one.
       try {
         comm->clique->contribute({std::move(call)});
       } catch (const Error&) {
       }
-      throw Error(h20ErrorInvalidValue, problem);
+      throw *problem;
     }
     auto joined = comm->clique->contribute({std::move(call)});
     comm->clique->wait(joined[0]);
@@ -381,6 +395,7 @@ H20_API h20Error_t h20cclCommDestroy(h20cclComm_t comm) {
   constexpr const char* fn = "h20cclCommDestroy";
   return guarded(fn, [&] {
     if (!comm) return h20Success;
+    requireCallableHere(fn);
     auto c = registry().remove(comm);
     if (!c)
       fail(h20ErrorInvalidValue,

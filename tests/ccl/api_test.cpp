@@ -402,6 +402,68 @@ TEST_F(CclSingleRankTest, StreamOfAnotherDeviceIsRefusedNamingTheRank) {
   H20_EXPECT_OK(h20cclAllReduce(a_, b_, 4, H20_R_32F, h20cclSum, comm_, stream_));
 }
 
+namespace {
+
+// What the library answered inside a host function (h20LaunchHostFunc).
+struct FromHostFunction {
+  h20cclComm_t comm = nullptr;
+  h20Stream_t stream = nullptr;
+  void* a = nullptr;
+  void* b = nullptr;
+  struct Answer {
+    h20Error_t rc = h20Success;
+    std::string message;
+  };
+  Answer allReduce, zeroCount, broadcast, inGroup, groupEnd, destroy, initAll;
+};
+
+void CallTheLibrary(void* p) {
+  auto* f = static_cast<FromHostFunction*>(p);
+  auto note = [](FromHostFunction::Answer& a, h20Error_t rc) {
+    a.rc = rc;
+    a.message = h20cclGetLastErrorMessage();
+  };
+  note(f->allReduce, h20cclAllReduce(f->a, f->b, 4, H20_R_32F, h20cclSum, f->comm, f->stream));
+  note(f->zeroCount,
+       h20cclAllReduce(nullptr, nullptr, 0, H20_R_32F, h20cclSum, f->comm, f->stream));
+  note(f->broadcast, h20cclBroadcast(f->a, f->b, 4, H20_R_16BF, 0, f->comm, f->stream));
+  h20cclGroupStart();
+  note(f->inGroup, h20cclAllGather(f->a, f->b, 4, H20_R_32F, f->comm, f->stream));
+  note(f->groupEnd, h20cclGroupEnd());
+  note(f->destroy, h20cclCommDestroy(f->comm));
+  h20cclComm_t made = nullptr;
+  const int dev = 3;
+  note(f->initAll, h20cclCommInitAll(&made, 1, &dev));
+}
+
+}  // namespace
+
+// The runtime refuses calls from a host function (h20ErrorNotPermitted); the library passes that
+// through instead of reporting the buffers as invalid, does not wait for other ranks there, and
+// leaves the communicator as it was.
+TEST_F(CclSingleRankTest, CallsFromAHostFunctionReturnNotPermitted) {
+  FromHostFunction f;
+  f.comm = comm_;
+  f.stream = stream_;
+  f.a = a_;
+  f.b = b_;
+  H20_ASSERT_OK(h20LaunchHostFunc(stream_, CallTheLibrary, &f));
+  H20_ASSERT_OK(h20StreamSynchronize(stream_));
+  for (const auto* a : {&f.allReduce, &f.zeroCount, &f.broadcast, &f.inGroup, &f.groupEnd,
+                        &f.destroy, &f.initAll}) {
+    EXPECT_EQ(h20ErrorNotPermitted, a->rc) << a->message;
+    EXPECT_NE(a->message.find("host function"), std::string::npos) << a->message;
+  }
+  EXPECT_NE(f.allReduce.message.find("h20cclAllReduce"), std::string::npos) << f.allReduce.message;
+  EXPECT_NE(f.destroy.message.find("h20cclCommDestroy"), std::string::npos) << f.destroy.message;
+  // The communicator is still live and in step.
+  int count = 0;
+  H20_EXPECT_OK(h20cclCommCount(comm_, &count));
+  EXPECT_EQ(count, 1);
+  H20_EXPECT_OK(h20cclAllReduce(a_, b_, 4, H20_R_32F, h20cclSum, comm_, stream_));
+  H20_EXPECT_OK(h20StreamSynchronize(stream_));
+}
+
 TEST_F(CclSingleRankTest, SingleRankCopiesOutOfPlaceAndKeepsInPlace) {
   const float in[4] = {1.5f, -2, 3, 4};
   float out[4] = {};
