@@ -77,7 +77,10 @@ H20_API h20Error_t h20StreamDestroy(h20Stream_t stream) {
 H20_API h20Error_t h20StreamSynchronize(h20Stream_t stream) {
   return guarded("h20StreamSynchronize", [&](Runtime& rt) {
     auto s = rt.stream(stream);
-    s->wait(true);
+    if (s->kind() == StreamKind::legacy)
+      s->device().waitLegacy();
+    else
+      s->wait(true);
     s->device().checkFault();
     return h20Success;
   });
@@ -87,7 +90,8 @@ H20_API h20Error_t h20StreamQuery(h20Stream_t stream) {
   return guarded("h20StreamQuery", [&](Runtime& rt) {
     auto s = rt.stream(stream);
     s->device().checkFault();
-    return s->idle() ? h20Success : h20ErrorNotReady;
+    const bool idle = s->kind() == StreamKind::legacy ? s->device().legacyIdle() : s->idle();
+    return idle ? h20Success : h20ErrorNotReady;
   });
 }
 

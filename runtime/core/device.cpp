@@ -44,7 +44,7 @@ void Device::streamDestroyed(Stream* stream) {
   streams_.erase(std::find(streams_.begin(), streams_.end(), stream));
   // Its pending work still runs; device-wide waits must still cover it.
   if (driver_.completed(stream->queue()) < stream->lastSeq())
-    retired_.emplace_back(stream->queue(), stream->lastSeq());
+    retired_.push_back(Retired{stream->queue(), stream->lastSeq(), stream->blocking()});
 }
 
 std::shared_ptr<Stream> Device::perThreadStream() {
@@ -105,18 +105,58 @@ driver::Seq Device::submit(Stream& stream, driver::Command command) {
   return seq;
 }
 
-void Device::waitIdle() {
-  std::vector<std::pair<driver::QueueId, driver::Seq>> targets;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (Stream* s : streams_)
-      targets.emplace_back(s->queue(), s->lastSeq());
-    for (auto& r : retired_)
-      targets.push_back(r);
-    retired_.clear();
+std::vector<Device::Target> Device::pendingTargets(bool blockingOnly) const {
+  std::vector<Target> targets;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Stream* s : streams_) {
+    if (blockingOnly && s->kind() != StreamKind::legacy && !s->blocking()) continue;
+    if (const driver::Seq last = s->lastSeq(); last != 0) targets.emplace_back(s->queue(), last);
   }
-  for (auto& [queue, seq] : targets)
-    if (seq != 0) driver_.wait(queue, seq, true);
+  retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                [&](const Retired& r) {
+                                  if (driver_.completed(r.queue) >= r.seq) return true;
+                                  if (!blockingOnly || r.blocking)
+                                    targets.emplace_back(r.queue, r.seq);
+                                  return false;
+                                }),
+                 retired_.end());
+  return targets;
+}
+
+driver::Seq Device::submitLegacyAcross(std::initializer_list<Device*> others,
+                                       driver::Command command) {
+  std::vector<Device*> peers;
+  for (Device* d : others)
+    if (d && d != this && std::find(peers.begin(), peers.end(), d) == peers.end())
+      peers.push_back(d);
+  checkFault();
+  for (Device* d : peers)
+    d->checkFault();
+  for (Device* d : peers) {
+    // A marker on the peer's legacy stream stands for all its prior legacy and blocking work.
+    const driver::Seq fence = d->submit(d->legacy(), driver::MarkerCommand{});
+    submit(legacy(), driver::WaitCommand{d->legacy().queue(), fence});
+  }
+  const driver::Seq seq = submit(legacy(), std::move(command));
+  for (Device* d : peers)
+    d->submit(d->legacy(), driver::WaitCommand{legacy().queue(), seq});
+  return seq;
+}
+
+void Device::waitIdle() {
+  for (auto& [queue, seq] : pendingTargets(false))
+    driver_.wait(queue, seq, true);
+}
+
+void Device::waitLegacy() {
+  for (auto& [queue, seq] : pendingTargets(true))
+    driver_.wait(queue, seq, true);
+}
+
+bool Device::legacyIdle() const {
+  for (auto& [queue, seq] : pendingTargets(true))
+    if (driver_.completed(queue) < seq) return false;
+  return true;
 }
 
 void Device::checkFault() const {

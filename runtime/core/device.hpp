@@ -10,6 +10,7 @@
 #include "driver.hpp"
 
 #include <atomic>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,8 +41,21 @@ class Device {
   // Enqueues `command` on `stream` after the implicit synchronisation CUDA defines between the
   // legacy stream and blocking streams. Throws h20ErrorLaunchFailure if the device is faulted.
   driver::Seq submit(Stream& stream, driver::Command command);
-  // Waits for all work of the device, including that of streams destroyed meanwhile.
+  // Submits `command` to this device's legacy stream as an operation of the legacy streams of this
+  // device and of every device in `others` (nullptrs and this device are skipped): it runs after
+  // all work submitted so far to any of those legacy streams, and so to their blocking streams,
+  // and their later legacy work runs after it. Every device's fault is checked before anything is
+  // enqueued. The rule of h20MemcpyPeer, and of legacy-stream copies and memsets that touch
+  // another device's memory.
+  driver::Seq submitLegacyAcross(std::initializer_list<Device*> others, driver::Command command);
+  // Waits for all work of the device, including that of streams destroyed meanwhile. Concurrent
+  // callers each wait for everything submitted before their call.
   void waitIdle();
+  // What synchronising the legacy stream waits for: its own work and, as every legacy-stream
+  // operation is ordered after them, the work submitted so far to the device's blocking streams
+  // (destroyed ones included).
+  void waitLegacy();
+  bool legacyIdle() const;
   // Throws the device's sticky fault as h20ErrorLaunchFailure (or its own code), if any.
   void checkFault() const;
   std::uint64_t nextLaunchId() { return launches_.fetch_add(1, std::memory_order_relaxed) + 1; }
@@ -76,6 +90,10 @@ class Device {
   friend class Stream;
   void streamCreated(Stream* stream);
   void streamDestroyed(Stream* stream);
+  // (queue, last seq) of every stream with pending work (blockingOnly: the legacy stream and the
+  // blocking streams); drops retired entries that have completed.
+  using Target = std::pair<driver::QueueId, driver::Seq>;
+  std::vector<Target> pendingTargets(bool blockingOnly) const;
 
   Runtime& runtime_;
   driver::Driver& driver_;
@@ -89,9 +107,16 @@ class Device {
   mutable std::atomic<bool> faultLogged_{false};
 
   // Guards streams_ and retired_, and orders submissions that need implicit synchronisation.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<Stream*> streams_;
-  std::vector<std::pair<driver::QueueId, driver::Seq>> retired_;
+  // Destroyed streams whose work was still pending. An entry stays until that work has completed
+  // (removed by whoever sees it completed), so every waiter covers it.
+  struct Retired {
+    driver::QueueId queue;
+    driver::Seq seq;
+    bool blocking;
+  };
+  mutable std::vector<Retired> retired_;
 
   struct PoolBlock {
     void* ptr;

@@ -402,6 +402,71 @@ TEST_F(LegacyStream, IsPerDevice) {
   EXPECT_FALSE(gate.TimedOut()) << "device 1's legacy stream waited for device 0's";
 }
 
+TEST_F(LegacyStream, SynchronizeWaitsForDestroyedBlockingStreamsPendingWork) {
+  h20Stream_t s = NewStream();
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(s));
+  std::atomic<int> flag{0};
+  H20_ASSERT_OK(h20LaunchHostFunc(s, SetFlagHostFn, &flag));
+  H20_ASSERT_OK(h20StreamDestroy(s));
+  EXPECT_EQ(h20ErrorNotReady, h20StreamQuery(nullptr));
+  std::atomic<int> flagAtReturn{-1};
+  std::thread t([&] {
+    EXPECT_EQ(h20Success, h20StreamSynchronize(nullptr));
+    flagAtReturn = flag.load();
+  });
+  EXPECT_FALSE(BecomesTrueWithin([&] { return flagAtReturn.load() != -1; }, kWindow))
+      << "h20StreamSynchronize(NULL) returned while a destroyed blocking stream's work was pending";
+  gate.Open();
+  t.join();
+  EXPECT_EQ(1, flagAtReturn.load());
+  H20_EXPECT_OK(h20StreamQuery(nullptr));
+  EXPECT_FALSE(gate.TimedOut());
+}
+
+TEST_F(LegacyStream, SynchronizeDoesNotWaitForADestroyedNonBlockingStream) {
+  H20_REQUIRE_WORKERS(2);
+  h20Stream_t nb = NewStream(h20StreamNonBlocking);
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(nb));
+  H20_ASSERT_OK(h20StreamDestroy(nb));
+  H20_EXPECT_OK(h20StreamQuery(nullptr));
+  H20_EXPECT_OK(h20StreamSynchronize(nullptr));
+  EXPECT_FALSE(gate.Finished());
+  gate.Open();
+  H20_EXPECT_OK(h20DeviceSynchronize());
+  EXPECT_TRUE(gate.Finished());
+}
+
+TEST_F(StreamDestroy, ConcurrentDeviceSynchronizeCallsAllWaitForDestroyedStreamsWork) {
+  h20Stream_t s = NewStream(h20StreamNonBlocking);
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(s));
+  std::atomic<int> flag{0};
+  H20_ASSERT_OK(h20LaunchHostFunc(s, SetFlagHostFn, &flag));
+  H20_ASSERT_OK(h20StreamDestroy(s));
+  // Each waiter records whether the destroyed stream's work had run when its call returned.
+  std::atomic<int> first{-1}, second{-1};
+  std::thread t1([&] {
+    EXPECT_EQ(h20Success, h20DeviceSynchronize());
+    first = flag.load();
+  });
+  EXPECT_FALSE(BecomesTrueWithin([&] { return first.load() != -1; }, kWindow));
+  std::thread t2([&] {
+    EXPECT_EQ(h20Success, h20DeviceSynchronize());
+    second = flag.load();
+  });
+  EXPECT_FALSE(BecomesTrueWithin([&] { return second.load() != -1; }, kWindow))
+      << "a second h20DeviceSynchronize returned while the first was still waiting";
+  gate.Open();
+  t1.join();
+  t2.join();
+  EXPECT_EQ(1, first.load());
+  EXPECT_EQ(1, second.load());
+  // And a later call after everything completed returns at once.
+  H20_EXPECT_OK(h20DeviceSynchronize());
+}
+
 // ---- h20StreamPerThread
 // ------------------------------------------------------------------------------
 
