@@ -8,12 +8,14 @@
 //
 // Queues are in-order: each submitted command gets the next sequence number of its queue (starting
 // at 1) and completes after every command before it. Ordering across queues is expressed with
-// Wait commands. A kernel fault makes its chip faulted: later commands on that chip's queues are
-// skipped (they still complete, so nothing waits forever) until resetChip.
+// Wait commands. A kernel fault makes its chip faulted: later commands on that chip's queues, and
+// copies and fills on other chips' queues that touch its memory, are skipped (they still complete,
+// so nothing waits forever) until resetChip.
 #pragma once
 
 #include <h20/h20_runtime.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -48,10 +50,12 @@ struct KernelCommand {
   std::uintptr_t streamTag = 0;  // the stream handle's value, named in fault messages
 };
 
-// Where a running kernel reports a fault (h20KernelContext::internal points to one).
+// Where a running kernel reports a fault (h20KernelContext::internal points to one). `code` is
+// the kernel's value as an int, unchecked: the fault raised is h20ErrorIllegalAddress when it is
+// that, h20ErrorLaunchFailure for anything else.
 class KernelFaultSink {
  public:
-  virtual void report(h20Error_t code, const char* message) = 0;
+  virtual void report(int code, const char* message) = 0;
 
  protected:
   ~KernelFaultSink() = default;
@@ -64,12 +68,16 @@ struct CopyCommand {
   std::shared_ptr<void> keepAlive;  // e.g. a staging buffer released when the copy completed
   // Between chips without a usable link: the data goes through a host bounce buffer, in chunks.
   bool stageThroughHost = false;
+  // Chips other than the queue's whose memory the copy touches (-1: none). The copy is skipped
+  // when any of them, or the queue's chip, is faulted.
+  std::array<int, 2> otherChips{-1, -1};
 };
 
 struct FillCommand {
   void* dst = nullptr;
   unsigned char value = 0;
   std::size_t bytes = 0;
+  int otherChip = -1;  // a chip other than the queue's that owns dst, or -1 (as for copies)
 };
 
 // Runs a host function on an engine thread.

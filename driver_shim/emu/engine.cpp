@@ -146,10 +146,10 @@ thread_local SharedMemBuffer tlsSharedMem;
 // Collects the first fault reported by any block of one launch.
 class KernelRun final : public driver::KernelFaultSink {
  public:
-  void report(h20Error_t code, const char* message) override {
+  void report(int code, const char* message) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (faulted_.load(std::memory_order_relaxed)) return;
-    code_ = code == h20Success ? h20ErrorLaunchFailure : code;
+    code_ = code == h20ErrorIllegalAddress ? h20ErrorIllegalAddress : h20ErrorLaunchFailure;
     message_ = message ? message : "";
     faulted_.store(true, std::memory_order_release);
   }
@@ -545,8 +545,14 @@ void Engine::runQueue(const std::shared_ptr<Queue>& q) {
 }
 
 void Engine::execute(Command& command, int chip) {
-  // After a fault the chip's work is skipped (but still completes) until the chip is reset.
-  const bool skip = faults_->faulted(chip);
+  // After a fault the chip's work is skipped (but still completes) until the chip is reset, and so
+  // are copies and fills of other chips that touch its memory.
+  auto faulted = [&](int c) { return c >= 0 && faults_->faulted(c); };
+  bool skip = faulted(chip);
+  if (const auto* c = std::get_if<driver::CopyCommand>(&command))
+    skip = skip || faulted(c->otherChips[0]) || faulted(c->otherChips[1]);
+  else if (const auto* f = std::get_if<driver::FillCommand>(&command))
+    skip = skip || faulted(f->otherChip);
   std::visit(
       [&](auto& c) {
         using T = std::decay_t<decltype(c)>;

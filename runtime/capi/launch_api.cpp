@@ -80,7 +80,9 @@ H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, 
 H20_API void h20KernelReportFault(const h20KernelContext* ctx, h20Error_t code,
                                   const char* message) {
   if (!ctx || !ctx->internal) return;
-  static_cast<h20::driver::KernelFaultSink*>(ctx->internal)->report(code, message);
+  // Any code but h20ErrorIllegalAddress becomes h20ErrorLaunchFailure; never loaded as an enum.
+  static_cast<h20::driver::KernelFaultSink*>(ctx->internal)
+      ->report(h20::capi::rawEnum(code), message);
 }
 
 H20_API h20Error_t h20LaunchHostFunc(h20Stream_t stream, h20HostFn_t fn, void* userData) {

@@ -3,6 +3,7 @@
 // the launch (the kernel) and carrying the kernel's message; the fault is sticky for that device
 // (every later synchronisation and work submission on it fails) and does not touch other devices;
 // h20DeviceReset clears it and invalidates the device's handles.
+#include "c_callers.h"
 #include "h20_test.hpp"
 
 #include <cstring>
@@ -170,16 +171,43 @@ TEST_F(KernelFault, FirstReportOfALaunchWins) {
   EXPECT_EQ(std::string::npos, msg.find("second-report")) << msg;
 }
 
-TEST_F(KernelFault, IllegalAddressReportIsAnError) {
-  // The header lets a kernel report h20ErrorIllegalAddress; it surfaces as an execution error
-  // (CUDA reports it as is; the header's conventions say h20ErrorLaunchFailure).
+TEST_F(KernelFault, IllegalAddressReportIsReportedAsIs) {
   ResetAfter(0);
   H20_ASSERT_OK(LaunchFault(MakeFault(0, "bad-address", h20ErrorIllegalAddress), nullptr));
-  const h20Error_t rc = h20StreamSynchronize(nullptr);
-  EXPECT_TRUE(rc == h20ErrorIllegalAddress || rc == h20ErrorLaunchFailure) << h20GetErrorName(rc);
+  EXPECT_EQ(h20ErrorIllegalAddress, h20StreamSynchronize(nullptr));
   EXPECT_NE(std::string::npos, std::string(h20GetLastErrorMessage()).find("bad-address"))
       << h20GetLastErrorMessage();
+  EXPECT_EQ(h20ErrorIllegalAddress, h20DeviceSynchronize());
 }
+
+// A kernel reporting any code other than h20ErrorIllegalAddress (another error, h20Success, a
+// value that is no h20Error_t at all) makes the launch fail with h20ErrorLaunchFailure.
+class KernelFaultCode : public h20test::CApiTest, public ::testing::WithParamInterface<int> {};
+
+void ReportIntCodeKernel(const h20KernelContext* ctx, const void* args) {
+  int code;
+  std::memcpy(&code, args, sizeof code);
+  h20test_ReportFault(ctx, code, "odd-code");  // from C, as any int may be passed there
+}
+
+TEST_P(KernelFaultCode, IsReportedAsLaunchFailure) {
+  ResetAfter(0);
+  const int code = GetParam();
+  H20_ASSERT_OK(h20LaunchKernel(ReportIntCodeKernel, h20Dim3{1, 1, 1}, h20Dim3{1, 1, 1}, &code,
+                                sizeof code, 0, nullptr));
+  EXPECT_EQ(h20ErrorLaunchFailure, h20StreamSynchronize(nullptr));
+  EXPECT_NE(std::string::npos, std::string(h20GetLastErrorMessage()).find("odd-code"));
+  EXPECT_EQ(h20ErrorLaunchFailure, h20DeviceSynchronize());
+  // Sticky with the same code: work submitted afterwards is refused.
+  EXPECT_EQ(h20ErrorLaunchFailure, h20LaunchHostFunc(nullptr, h20test::SetFlagHostFn, nullptr));
+}
+
+INSTANTIATE_TEST_SUITE_P(Codes, KernelFaultCode,
+                         ::testing::Values(12345, -1, 0, 1, 400, 600, 719, 999),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param < 0 ? "Minus" + std::to_string(-info.param)
+                                                 : "Code" + std::to_string(info.param);
+                         });
 
 TEST_F(KernelFault, ReportWithNullMessageIsSafe) {
   ResetAfter(0);
