@@ -16,8 +16,16 @@
  *  - Faults during execution (a kernel reporting failure) are sticky for the device they happened
  *    on: they are reported, with the code the kernel gave (h20ErrorLaunchFailure unless it said
  *    h20ErrorIllegalAddress), by the next synchronisation and by every later call that submits
- *    work to that device, until h20DeviceReset. Other devices are unaffected.
+ *    work to that device, until h20DeviceReset. Other devices are unaffected, except that no
+ *    device can use a faulted device's memory: a copy or memset touching it fails with the
+ *    fault (and one already enqueued is skipped when it runs).
  *  - Enum parameters out of range (e.g. a h20MemcpyKind of 99): h20ErrorInvalidValue.
+ *  - Handles of different kinds never share a value: an event passed as a stream (or the reverse)
+ *    is h20ErrorInvalidResourceHandle.
+ *  - fork(): in a child forked after the runtime was initialised, every call that needs the
+ *    runtime returns h20ErrorInitializationError (as CUDA's do) and exit() works; initialise the
+ *    runtime after fork(), or start the child with exec. A child forked before initialisation
+ *    gets a runtime of its own.
  *  - Calls made from inside a host function (h20LaunchHostFunc) or a kernel return
  *    h20ErrorNotPermitted, except the error-query functions and h20KernelReportFault.
  *
@@ -263,7 +271,9 @@ H20_API h20Error_t h20MallocHost(void** ptr, size_t size);
 H20_API h20Error_t h20HostAlloc(void** pHost, size_t size, unsigned int flags);
 H20_API h20Error_t h20FreeHost(void* ptr);
 /* Page-locks an existing host range so it is treated as pinned memory. Overlapping an already
- * registered range: h20ErrorHostMemoryAlreadyRegistered. */
+ * registered or pinned range: h20ErrorHostMemoryAlreadyRegistered. A NULL ptr, a size of 0, a
+ * range that wraps past the end of the address space or overlaps device memory:
+ * h20ErrorInvalidValue. */
 H20_API h20Error_t h20HostRegister(void* ptr, size_t size, unsigned int flags);
 /* ptr must be the start of a registered range (NULL included): else
  * h20ErrorHostMemoryNotRegistered. */
@@ -285,7 +295,10 @@ typedef struct h20Stream_st* h20Stream_t;
 
 /* Copies. Every device-side and pinned range is checked against the live allocation it points
  * into; a range past its end, into freed memory or across two allocations fails with
- * h20ErrorInvalidValue and copies nothing. Host/device synchronisation follows CUDA:
+ * h20ErrorInvalidValue and copies nothing. A copy or memset on a legacy stream (h20Memcpy,
+ * h20Memset, or the NULL stream) that touches another device's memory is also an operation of
+ * that device's legacy stream, ordered as h20MemcpyPeer is. Host/device synchronisation follows
+ * CUDA:
  *  - h20Memcpy: host<->device copies return when the copy is done; device->device copies are
  *    enqueued on the legacy default stream and return at once.
  *  - h20MemcpyAsync: with pinned memory fully asynchronous; from pageable memory the source is
@@ -339,8 +352,12 @@ H20_API h20Error_t h20StreamGetDevice(h20Stream_t stream, int* device);
  * NULL, h20StreamLegacy and h20StreamPerThread cannot be destroyed:
  * h20ErrorInvalidResourceHandle. */
 H20_API h20Error_t h20StreamDestroy(h20Stream_t stream);
+/* Waits for all work enqueued so far on `stream`. For the legacy stream (NULL, h20StreamLegacy),
+ * as every legacy-stream operation is ordered after the device's blocking streams, that includes
+ * the work enqueued so far to the device's blocking streams (destroyed ones too). */
 H20_API h20Error_t h20StreamSynchronize(h20Stream_t stream);
-/* h20Success if all work enqueued so far has completed, h20ErrorNotReady otherwise. */
+/* h20Success if all work enqueued so far has completed (for the legacy stream: as
+ * h20StreamSynchronize counts it), h20ErrorNotReady otherwise. */
 H20_API h20Error_t h20StreamQuery(h20Stream_t stream);
 
 typedef struct h20Event_st* h20Event_t;
@@ -418,7 +435,8 @@ H20_API h20Error_t h20LaunchKernel(h20KernelFn fn, h20Dim3 grid, h20Dim3 block, 
                                    size_t argsBytes, size_t sharedMemBytes, h20Stream_t stream);
 
 /* Called by a kernel to report that it failed (code should be h20ErrorLaunchFailure or
- * h20ErrorIllegalAddress). The first report of a launch wins; the device becomes faulted and the
+ * h20ErrorIllegalAddress; any other value, h20Success included, is reported as
+ * h20ErrorLaunchFailure). The first report of a launch wins; the device becomes faulted and the
  * fault, with `message` and the launch it came from, is returned by the next synchronisation.
  * The kernel should return promptly afterwards. Safe from any block. */
 H20_API void h20KernelReportFault(const h20KernelContext* ctx, h20Error_t code,

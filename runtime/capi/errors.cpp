@@ -38,7 +38,8 @@ constexpr ErrorInfo kErrors[] = {
     {h20ErrorUnknown, "h20ErrorUnknown", "unknown error"},
 };
 
-const ErrorInfo* lookup(h20Error_t code) {
+// `code` is the caller's h20Error_t read as an int: any value may arrive.
+const ErrorInfo* lookup(int code) {
   for (const auto& e : kErrors)
     if (e.code == code) return &e;
   return nullptr;
@@ -49,12 +50,12 @@ const ErrorInfo* lookup(h20Error_t code) {
 extern "C" {
 
 H20_API const char* h20GetErrorName(h20Error_t error) {
-  const ErrorInfo* e = lookup(error);
+  const ErrorInfo* e = lookup(h20::capi::rawEnum(error));
   return e ? e->name : "unrecognized error code";
 }
 
 H20_API const char* h20GetErrorString(h20Error_t error) {
-  const ErrorInfo* e = lookup(error);
+  const ErrorInfo* e = lookup(h20::capi::rawEnum(error));
   return e ? e->text : "unrecognized error code";
 }
 

@@ -20,7 +20,7 @@ using h20::rt::Stream;
 
 namespace {
 
-const char* kindName(h20MemcpyKind kind) {
+const char* kindName(int kind) {
   switch (kind) {
     case h20MemcpyHostToHost:
       return "h20MemcpyHostToHost";
@@ -43,12 +43,28 @@ std::string describe(const PointerInfo& p) {
                      p.allocation->size);
 }
 
+// The device owning `p` if that is device memory of a device other than `runner`, else nullptr.
+Device* foreignOwner(Runtime& rt, const Device& runner, const PointerInfo& p) {
+  if (!p.isDevice() || p.allocation->device == runner.ordinal()) return nullptr;
+  return &rt.device(p.allocation->device);
+}
+
+// Submits a copy or memset to `stream`. On a legacy stream, touching other devices' memory makes
+// it an operation of their legacy streams too (Device::submitLegacyAcross); on other streams it is
+// ordered on `stream` only, as h20MemcpyPeerAsync.
+h20::driver::Seq submitOn(Device& device, Stream& stream, std::initializer_list<Device*> owners,
+                          h20::driver::Command command) {
+  if (stream.kind() == h20::rt::StreamKind::legacy)
+    return device.submitLegacyAcross(owners, std::move(command));
+  return device.submit(stream, std::move(command));
+}
+
 // Enqueues (and, where CUDA's rules say so, waits for) one copy. stream == nullptr: h20Memcpy.
-void copy(Runtime& rt, void* dst, const void* src, std::size_t count, h20MemcpyKind kind,
+// `kind` is the caller's h20MemcpyKind read as an int (it may be any value).
+void copy(Runtime& rt, void* dst, const void* src, std::size_t count, int kind,
           h20Stream_t streamHandle, bool async) {
-  const int kindValue = h20::capi::rawEnum(kind);
-  if (kindValue < h20MemcpyHostToHost || kindValue > h20MemcpyDefault)
-    fail(h20ErrorInvalidValue, "kind {} is not a h20MemcpyKind", kindValue);
+  if (kind < h20MemcpyHostToHost || kind > h20MemcpyDefault)
+    fail(h20ErrorInvalidValue, "kind {} is not a h20MemcpyKind", kind);
   std::shared_ptr<Stream> stream = rt.stream(async ? streamHandle : nullptr);
   if (count == 0) return;
   if (!dst) fail(h20ErrorInvalidValue, "dst is NULL (count {})", count);
@@ -81,7 +97,11 @@ void copy(Runtime& rt, void* dst, const void* src, std::size_t count, h20MemcpyK
          kindName(kind), dst, describe(d), src, describe(s));
 
   Device& device = stream->device();
+  // The other devices whose memory the copy touches.
+  Device* const dOwner = foreignOwner(rt, device, d);
+  Device* const sOwner = foreignOwner(rt, device, s);
   h20::driver::CopyCommand cmd{dst, src, count, nullptr, false};
+  cmd.otherChips = {dOwner ? dOwner->chip() : -1, sOwner ? sOwner->chip() : -1};
   if (d.isDevice() && s.isDevice() && d.allocation->device != s.allocation->device) {
     const int other =
         d.allocation->device == device.ordinal() ? s.allocation->device : d.allocation->device;
@@ -94,7 +114,7 @@ void copy(Runtime& rt, void* dst, const void* src, std::size_t count, h20MemcpyK
     cmd.src = staging.get();
     cmd.keepAlive = std::move(staging);
   }
-  const h20::driver::Seq seq = device.submit(*stream, std::move(cmd));
+  const h20::driver::Seq seq = submitOn(device, *stream, {dOwner, sOwner}, std::move(cmd));
   // Device-to-device copies never block the host; copies into pageable memory always do; the
   // synchronous h20Memcpy blocks for every other direction too.
   const bool deviceToDevice = d.isDevice() && s.isDevice();
@@ -113,8 +133,11 @@ void memset(Runtime& rt, void* dst, int value, std::size_t count, h20Stream_t st
   if (d.isPageable())
     fail(h20ErrorInvalidValue, "devPtr {} is pageable host memory, not device or pinned memory",
          dst);
-  stream->device().submit(*stream,
-                          h20::driver::FillCommand{dst, static_cast<unsigned char>(value), count});
+  Device& device = stream->device();
+  Device* const owner = foreignOwner(rt, device, d);
+  h20::driver::FillCommand cmd{dst, static_cast<unsigned char>(value), count};
+  cmd.otherChip = owner ? owner->chip() : -1;
+  submitOn(device, *stream, {owner}, std::move(cmd));
 }
 
 void releaseHost(Runtime& rt, const Allocation& a) {
@@ -219,9 +242,12 @@ H20_API h20Error_t h20HostRegister(void* ptr, size_t size, unsigned int flags) {
     if (flags & h20HostRegisterIoMemory)
       fail(h20ErrorNotSupported, "h20HostRegisterIoMemory is not supported on the emulated device");
     const auto base = reinterpret_cast<std::uintptr_t>(ptr);
-    if (rt.deviceOwningAddress(ptr) >= 0 ||
-        rt.deviceOwningAddress(reinterpret_cast<const void*>(base + size - 1)) >= 0)
-      fail(h20ErrorInvalidValue, "range {} (+{} bytes) is device memory", ptr, size);
+    if (size > UINTPTR_MAX - base)
+      fail(h20ErrorInvalidValue, "range {} (+{} bytes) runs past the end of the address space", ptr,
+           size);
+    if (const int owner = rt.deviceOverlapping(base, size); owner >= 0)
+      fail(h20ErrorInvalidValue, "range {} (+{} bytes) overlaps device {}'s memory", ptr, size,
+           owner);
     const Allocation a{base, size, size, AllocSource::hostRegistered, Runtime::currentOrdinal(),
                        flags};
     if (!rt.memory().addIfFree(a))
@@ -293,7 +319,7 @@ H20_API h20Error_t h20MemGetAddressRange(void** base, size_t* size, const void* 
 
 H20_API h20Error_t h20Memcpy(void* dst, const void* src, size_t count, h20MemcpyKind kind) {
   return guarded("h20Memcpy", [&](Runtime& rt) {
-    copy(rt, dst, src, count, kind, nullptr, false);
+    copy(rt, dst, src, count, h20::capi::rawEnum(kind), nullptr, false);
     return h20Success;
   });
 }
@@ -301,7 +327,7 @@ H20_API h20Error_t h20Memcpy(void* dst, const void* src, size_t count, h20Memcpy
 H20_API h20Error_t h20MemcpyAsync(void* dst, const void* src, size_t count, h20MemcpyKind kind,
                                   h20Stream_t stream) {
   return guarded("h20MemcpyAsync", [&](Runtime& rt) {
-    copy(rt, dst, src, count, kind, stream, true);
+    copy(rt, dst, src, count, h20::capi::rawEnum(kind), stream, true);
     return h20Success;
   });
 }

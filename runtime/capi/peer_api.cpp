@@ -38,11 +38,15 @@ void checkPeerRange(Runtime& rt, const char* what, const void* ptr, int device, 
     fail(h20ErrorInvalidValue, "{} {} is not device memory of device {}", what, ptr, device);
 }
 
-// A copy run by `runner` between its memory and `other`'s: over the link when runner has peer
-// access to other, else staged through host memory.
-h20::driver::CopyCommand peerCopy(const Device& runner, int other, void* dst, const void* src,
-                                  std::size_t count) {
-  return h20::driver::CopyCommand{dst, src, count, nullptr, !runner.copiesDirectTo(other)};
+// A copy run by `runner` from `srcDev`'s memory to `dstDev`'s: over the link when runner has peer
+// access to the other device, else staged through host memory. Devices other than the runner are
+// named in the command, so that the copy is skipped if one of them faults before it runs.
+h20::driver::CopyCommand peerCopy(const Device& runner, const Device& dstDev, const Device& srcDev,
+                                  void* dst, const void* src, std::size_t count) {
+  const Device& other = &dstDev == &runner ? srcDev : dstDev;
+  h20::driver::CopyCommand c{dst, src, count, nullptr, !runner.copiesDirectTo(other.ordinal())};
+  c.otherChips = {&dstDev != &runner ? dstDev.chip() : -1, &srcDev != &runner ? srcDev.chip() : -1};
+  return c;
 }
 
 }  // namespace
@@ -68,7 +72,8 @@ H20_API h20Error_t h20DeviceGetP2PAttribute(int* value, h20DeviceP2PAttr attr, i
     if (srcDevice == dstDevice)
       fail(h20ErrorInvalidDevice, "srcDevice and dstDevice are both {}", srcDevice);
     const PeerLink& l = linkBetween(rt, a, b);
-    switch (h20::capi::rawEnum(attr)) {
+    const int attrValue = h20::capi::rawEnum(attr);
+    switch (attrValue) {
       case h20DevP2PAttrPerformanceRank:
         *value = l.performanceRank();
         break;
@@ -88,7 +93,7 @@ H20_API h20Error_t h20DeviceGetP2PAttribute(int* value, h20DeviceP2PAttr attr, i
         *value = linkKindValue(l.kind);
         break;
       default:
-        fail(h20ErrorInvalidValue, "attr {} is not a h20DeviceP2PAttr", static_cast<int>(attr));
+        fail(h20ErrorInvalidValue, "attr {} is not a h20DeviceP2PAttr", attrValue);
     }
     return h20Success;
   });
@@ -146,11 +151,12 @@ H20_API h20Error_t h20MemcpyPeerAsync(void* dst, int dstDevice, const void* src,
     rt.device(dstDevice);
     rt.device(srcDevice);
     if (count == 0) return h20Success;
+    // resolve() also fails the call, before anything is enqueued, if either device is faulted.
     checkPeerRange(rt, "dst", dst, dstDevice, count);
     checkPeerRange(rt, "src", src, srcDevice, count);
     Device& runner = s->device();
-    const int other = runner.ordinal() == dstDevice ? srcDevice : dstDevice;
-    runner.submit(*s, peerCopy(runner, other, dst, src, count));
+    runner.submit(*s,
+                  peerCopy(runner, rt.device(dstDevice), rt.device(srcDevice), dst, src, count));
     return h20Success;
   });
 }
@@ -163,14 +169,7 @@ H20_API h20Error_t h20MemcpyPeer(void* dst, int dstDevice, const void* src, int 
     if (count == 0) return h20Success;
     checkPeerRange(rt, "dst", dst, dstDevice, count);
     checkPeerRange(rt, "src", src, srcDevice, count);
-    // Serialise with both legacy streams: the copy runs on the destination's after the source's
-    // prior work, and the source's later work waits for the copy.
-    if (&to != &from && from.legacy().lastSeq() != 0)
-      to.submit(to.legacy(),
-                h20::driver::WaitCommand{from.legacy().queue(), from.legacy().lastSeq()});
-    const auto seq = to.submit(to.legacy(), peerCopy(to, srcDevice, dst, src, count));
-    if (&to != &from)
-      from.submit(from.legacy(), h20::driver::WaitCommand{to.legacy().queue(), seq});
+    to.submitLegacyAcross({&from}, peerCopy(to, to, from, dst, src, count));
     return h20Success;
   });
 }

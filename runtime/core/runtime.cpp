@@ -5,13 +5,18 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
+#include <pthread.h>
+
 #include <cstdlib>
 
 namespace h20::rt {
 
 namespace {
 
-enum class State { uninitialised, ready, failed, unloading };
+// forked: this process is a child forked after initialisation. The runtime it inherited cannot
+// work (fork copies only the calling thread: the engine's workers are gone) and cannot be torn
+// down (that would wait for them): it is abandoned, and every call fails, as CUDA's does.
+enum class State { uninitialised, ready, failed, unloading, forked };
 
 struct Global {
   std::mutex mu;
@@ -19,6 +24,12 @@ struct Global {
   Runtime* instance = nullptr;
   h20Error_t initCode = h20Success;
   std::string initMessage;
+  static void prepareFork();
+  static void parentAfterFork();
+  static void childAfterFork();
+  Global() {
+    pthread_atfork(&Global::prepareFork, &Global::parentAfterFork, &Global::childAfterFork);
+  }
   // Destroyed at process exit after the application's own static objects (this library's
   // statics are constructed first): shut the runtime down cleanly, joining its workers.
   ~Global() {
@@ -30,6 +41,19 @@ struct Global {
   }
 };
 Global gGlobal;
+
+// fork() while another thread initialises the runtime waits for that to finish, so the child sees
+// either no runtime or a complete one.
+void Global::prepareFork() {
+  gGlobal.mu.lock();
+}
+void Global::parentAfterFork() {
+  gGlobal.mu.unlock();
+}
+void Global::childAfterFork() {
+  if (gGlobal.state.load() == State::ready) gGlobal.state.store(State::forked);
+  gGlobal.mu.unlock();
+}
 
 }  // namespace
 
@@ -59,6 +83,10 @@ Runtime& Runtime::get() {
   if (s == State::failed)
     throw Error(h20ErrorInitializationError,
                 fmt::format("runtime initialisation failed: {}", gGlobal.initMessage));
+  if (s == State::forked)
+    throw Error(h20ErrorInitializationError,
+                "this process was forked after the runtime was initialised: the runtime cannot be "
+                "used in the child (initialise it after fork(), or start the child with exec)");
   throw Error(h20ErrorRuntimeUnloading, "the runtime has shut down (process exit)");
 }
 
@@ -169,11 +197,20 @@ int Runtime::deviceOwningAddress(const void* ptr) const {
   return -1;
 }
 
+int Runtime::deviceOverlapping(std::uintptr_t base, std::size_t size) const {
+  for (std::size_t d = 0; d < ranges_.size(); ++d)
+    if (base < ranges_[d].end && ranges_[d].begin - std::min(ranges_[d].begin, base) < size)
+      return static_cast<int>(d);
+  return -1;
+}
+
 PointerInfo Runtime::resolve(const char* what, const void* ptr, std::size_t count) const {
   PointerInfo info;
   info.allocation = memory_.find(ptr);
   if (info.allocation) {
     const Allocation& a = *info.allocation;
+    // A faulted device's memory cannot be used by any device (CUDA: the context is unusable).
+    if (a.isDevice()) device(a.device).checkFault();
     const std::size_t offset = reinterpret_cast<std::uintptr_t>(ptr) - a.base;
     const std::size_t remaining = a.size - std::min(offset, a.size);
     if (count > remaining)

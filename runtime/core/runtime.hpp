@@ -2,7 +2,9 @@
 // the memory registry. Created on the first API call, destroyed at process exit.
 //
 // Handles given to users (h20Stream_t, h20Event_t) are ids, never pointers: a destroyed handle
-// is detected reliably (ids are not reused) and reported as h20ErrorInvalidResourceHandle.
+// is detected reliably (ids are not reused) and reported as h20ErrorInvalidResourceHandle. All
+// handle tables draw their ids from one counter, so a handle of one kind is never a valid handle
+// of another (an event passed as a stream is rejected, not taken for a stream).
 // The C API keeps CUDA's per-thread current device on top of this object.
 #pragma once
 
@@ -22,11 +24,22 @@
 
 namespace h20::rt {
 
+// The ids of every handle kind: far from the special stream handles (0x1, 0x2) and 16-byte spaced
+// like real pointers.
+class HandleSpace {
+ public:
+  std::uintptr_t next() { return next_.fetch_add(16, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uintptr_t> next_{0x1000};
+};
+
 template <class T>
 class HandleTable {
  public:
+  explicit HandleTable(HandleSpace& space) : space_(space) {}
   std::uintptr_t add(std::shared_ptr<T> object) {
-    const std::uintptr_t id = next_.fetch_add(16, std::memory_order_relaxed);
+    const std::uintptr_t id = space_.next();
     std::unique_lock<std::shared_mutex> lock(mu_);
     objects_.emplace(id, std::move(object));
     return id;
@@ -60,10 +73,9 @@ class HandleTable {
   }
 
  private:
+  HandleSpace& space_;
   mutable std::shared_mutex mu_;
   std::unordered_map<std::uintptr_t, std::shared_ptr<T>> objects_;
-  // Far from the special stream handles (0x1, 0x2) and 16-byte spaced like real pointers.
-  std::atomic<std::uintptr_t> next_{0x1000};
 };
 
 class Runtime {
@@ -97,10 +109,13 @@ class Runtime {
   void destroyEvent(h20Event_t handle);
 
   // Resolves [ptr, ptr+count) for a copy or memset; throws h20ErrorInvalidValue naming `what`
-  // when the range leaves its allocation or points into freed device memory.
+  // when the range leaves its allocation or points into freed device memory, and the device's
+  // fault when it is the memory of a faulted device.
   PointerInfo resolve(const char* what, const void* ptr, std::size_t count) const;
   // The device whose memory range contains ptr, or -1.
   int deviceOwningAddress(const void* ptr) const;
+  // A device whose memory range overlaps [base, base+size) (no wrap-around), or -1.
+  int deviceOverlapping(std::uintptr_t base, std::size_t size) const;
 
   // h20DeviceReset: waits, then destroys the device's streams, events and allocations.
   void resetDevice(Device& device);
@@ -110,8 +125,9 @@ class Runtime {
   std::vector<std::unique_ptr<Device>> devices_;
   std::vector<driver::AddressRange> ranges_;  // per device
   MemoryRegistry memory_;
-  HandleTable<Stream> streams_;
-  HandleTable<Event> events_;
+  HandleSpace handles_;
+  HandleTable<Stream> streams_{handles_};
+  HandleTable<Event> events_{handles_};
 };
 
 }  // namespace h20::rt

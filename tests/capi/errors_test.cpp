@@ -2,8 +2,10 @@
 // every code, the thread-local last error (h20GetLastError resets, h20PeekAtLastError does not,
 // h20ErrorNotReady is never stored, successful calls keep it), h20GetLastErrorMessage, and
 // h20RuntimeGetVersion/h20DriverGetVersion.
+#include "c_callers.h"
 #include "h20_test.hpp"
 
+#include <climits>
 #include <cstring>
 #include <set>
 #include <string>
@@ -84,6 +86,14 @@ TEST(ErrorString, UnknownCodeIsNonEmpty) {
     const char* s = h20GetErrorString(static_cast<h20Error_t>(code));
     ASSERT_NE(nullptr, s) << code;
     EXPECT_GT(std::strlen(s), 0u) << code;
+  }
+}
+
+TEST(ErrorName, CodesOutsideTheEnumsRangeAreUnrecognized) {
+  // From C, where any int converts to h20Error_t.
+  for (int code : {12345, -1, 1 << 20, INT_MIN, INT_MAX}) {
+    EXPECT_STREQ("unrecognized error code", h20test_ErrorName(code)) << code;
+    EXPECT_STREQ("unrecognized error code", h20test_ErrorString(code)) << code;
   }
 }
 

@@ -5,10 +5,12 @@
 // stream), h20Memset/h20MemsetAsync, and range checking: a copy or fill past the end of an
 // allocation, into freed memory or across two allocations fails with h20ErrorInvalidValue, names
 // the allocation in h20GetLastErrorMessage and writes nothing.
+#include "c_callers.h"
 #include "h20_test.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
@@ -156,6 +158,24 @@ TEST_F(Memcpy, UnknownKindReturnsInvalidValue) {
   H20_ASSERT_OK(h20DeviceSynchronize());
   EXPECT_TRUE(AllBytes(h, 0x34));
   EXPECT_TRUE(AllBytes(ReadDevice(d.ptr, 256), 0x12));
+}
+
+TEST_F(Memcpy, KindOutsideTheEnumsRangeReturnsInvalidValueAndCopiesNothing) {
+  // From C, where any int converts to h20MemcpyKind: the runtime must read it as an int.
+  DevBuf d(256, 0x12);
+  std::vector<unsigned char> h(256, 0x34);
+  for (int kind : {99, -1, 1 << 20, INT_MIN, INT_MAX}) {
+    EXPECT_EQ(h20ErrorInvalidValue, h20test_MemcpyKind(d.ptr, h.data(), 16, kind)) << kind;
+    EXPECT_NE(nullptr, std::strstr(h20GetLastErrorMessage(), std::to_string(kind).c_str()))
+        << h20GetLastErrorMessage();
+    EXPECT_EQ(h20ErrorInvalidValue, h20test_MemcpyAsyncKind(h.data(), d.ptr, 16, kind, nullptr))
+        << kind;
+  }
+  H20_ASSERT_OK(h20DeviceSynchronize());
+  EXPECT_EQ(h, std::vector<unsigned char>(256, 0x34));
+  std::vector<unsigned char> back(256);
+  H20_ASSERT_OK(h20Memcpy(back.data(), d.ptr, 256, h20MemcpyDeviceToHost));
+  EXPECT_EQ(back, std::vector<unsigned char>(256, 0x12));
 }
 
 TEST_F(Memcpy, KindContradictingPointersReturnsInvalidValue) {

@@ -337,6 +337,31 @@ TEST_F(HostRegister, RejectsNullZeroSizeAndUnknownFlags) {
       << h20GetErrorName(rc);
 }
 
+TEST_F(HostRegister, RangesThatRunPastTheEndOfTheAddressSpaceAreInvalid) {
+  std::vector<unsigned char> buf(4096);
+  const auto base = reinterpret_cast<std::uintptr_t>(buf.data());
+  // SIZE_MAX, the first size that wraps, and one far past it.
+  for (size_t size : {SIZE_MAX, SIZE_MAX - base + 2, SIZE_MAX - 4095}) {
+    EXPECT_EQ(h20ErrorInvalidValue, h20HostRegister(buf.data(), size, 0)) << size;
+    EXPECT_EQ(h20MemoryTypeUnregistered, Attributes(buf.data()).type) << size;
+    EXPECT_EQ(h20ErrorHostMemoryNotRegistered, h20HostUnregister(buf.data())) << size;
+  }
+  // Nothing was registered: a real registration works, and a second one is refused.
+  H20_ASSERT_OK(h20HostRegister(buf.data(), buf.size(), 0));
+  EXPECT_EQ(h20ErrorHostMemoryAlreadyRegistered, h20HostRegister(buf.data(), buf.size(), 0));
+  EXPECT_EQ(h20ErrorHostMemoryAlreadyRegistered, h20HostRegister(buf.data(), 1, 0));
+  H20_EXPECT_OK(h20HostUnregister(buf.data()));
+}
+
+TEST_F(HostRegister, RangeCoveringPinnedMemoryReturnsAlreadyRegistered) {
+  void* pinned = nullptr;
+  H20_ASSERT_OK(h20MallocHost(&pinned, 4096));
+  EXPECT_EQ(h20ErrorHostMemoryAlreadyRegistered, h20HostRegister(pinned, 4096, 0));
+  EXPECT_EQ(h20ErrorHostMemoryAlreadyRegistered,
+            h20HostRegister(static_cast<unsigned char*>(pinned) + 100, 8, 0));
+  H20_EXPECT_OK(h20FreeHost(pinned));
+}
+
 TEST_F(HostRegister, DeviceMemoryCannotBeRegistered) {
   void* d = nullptr;
   H20_ASSERT_OK(h20Malloc(&d, 4096));

@@ -1,5 +1,6 @@
 // peer_test.cpp - peer access and copies between devices on the default (switch) topology:
 // CUDA's error semantics, one-directional access enforced at kernel launch, copies for every pair.
+#include "c_callers.h"
 #include "h20_test.hpp"
 
 #include <h20/h20_runtime.h>
@@ -234,4 +235,206 @@ TEST_F(Peer, ArgumentWordsOutsideLiveAllocationsDoNotNeedPeerAccess) {
   const h20Dim3 one{1, 1, 1};
   H20_EXPECT_OK(h20LaunchKernel(fillKernel, one, one, &args, sizeof args, 0, nullptr));
   H20_EXPECT_OK(h20DeviceSynchronize());
+}
+
+// ---- ordering of legacy-stream work that touches two devices (h20MemcpyPeer, h20Memcpy,
+// h20Memset with another device current) against both devices' blocking streams
+
+namespace {
+
+// Which device's blocking stream holds the pending write, and which device is current when the
+// cross-device call is made.
+struct CrossCase {
+  const char* name;
+  int busyDevice;     // 0 = source device, 1 = destination device
+  int currentDevice;  // device current at the call
+};
+
+class CrossDeviceOrdering : public Peer, public ::testing::WithParamInterface<CrossCase> {
+ protected:
+  static constexpr size_t kBytes = 4096;
+  // Device 0 owns src, device 1 owns dst; both start as 0x11 / 0x22. A blocking stream of the busy
+  // device holds a memset of its buffer (src: 0x33, dst: 0x44) behind a gate kernel.
+  void Prepare() {
+    H20_ASSERT_OK(h20SetDevice(0));
+    H20_ASSERT_OK(h20Malloc(&src_, kBytes));
+    H20_ASSERT_OK(h20Memset(src_, 0x11, kBytes));
+    H20_ASSERT_OK(h20DeviceSynchronize());
+    H20_ASSERT_OK(h20SetDevice(1));
+    H20_ASSERT_OK(h20Malloc(&dst_, kBytes));
+    H20_ASSERT_OK(h20Memset(dst_, 0x22, kBytes));
+    H20_ASSERT_OK(h20DeviceSynchronize());
+    H20_ASSERT_OK(h20SetDevice(GetParam().busyDevice));
+    H20_ASSERT_OK(h20StreamCreate(&busy_));
+    H20_ASSERT_OK(gate_.Launch(busy_));
+    void* target = GetParam().busyDevice == 0 ? src_ : dst_;
+    H20_ASSERT_OK(h20MemsetAsync(target, GetParam().busyDevice == 0 ? 0x33 : 0x44, kBytes, busy_));
+    H20_ASSERT_OK(h20SetDevice(GetParam().currentDevice));
+  }
+  // Opens the gate, waits for everything and returns dst's bytes.
+  std::vector<unsigned char> Finish() {
+    gate_.Open();
+    for (int d = 0; d < 2; ++d) {
+      h20SetDevice(d);
+      EXPECT_EQ(h20DeviceSynchronize(), h20Success) << h20GetLastErrorMessage();
+    }
+    std::vector<unsigned char> out(kBytes);
+    EXPECT_EQ(h20Memcpy(out.data(), dst_, kBytes, h20MemcpyDeviceToHost), h20Success);
+    return out;
+  }
+  // The bytes dst must hold: the copy runs after the pending memset, whichever side it wrote.
+  unsigned char Expected() const { return GetParam().busyDevice == 0 ? 0x33 : 0x11; }
+
+  void* src_ = nullptr;
+  void* dst_ = nullptr;
+  h20Stream_t busy_ = nullptr;
+  h20test::BusyGate gate_;
+};
+
+void PrintTo(const CrossCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+std::string CrossCaseName(const ::testing::TestParamInfo<CrossCase>& info) {
+  return info.param.name;
+}
+
+const CrossCase kCrossCases[] = {
+    {"SourceBusy_SourceCurrent", 0, 0},
+    {"SourceBusy_DestinationCurrent", 0, 1},
+    {"DestinationBusy_SourceCurrent", 1, 0},
+    {"DestinationBusy_DestinationCurrent", 1, 1},
+};
+
+}  // namespace
+
+TEST_P(CrossDeviceOrdering, MemcpyPeerRunsAfterBothDevicesBlockingStreams) {
+  H20_REQUIRE_WORKERS(2);
+  Prepare();
+  H20_ASSERT_OK(h20MemcpyPeer(dst_, 1, src_, 0, kBytes));
+  const auto out = Finish();
+  EXPECT_EQ(out, std::vector<unsigned char>(kBytes, Expected()));
+}
+
+TEST_P(CrossDeviceOrdering, MemcpyBetweenDevicesRunsAfterBothDevicesBlockingStreams) {
+  H20_REQUIRE_WORKERS(2);
+  Prepare();
+  H20_ASSERT_OK(h20Memcpy(dst_, src_, kBytes, h20MemcpyDeviceToDevice));
+  const auto out = Finish();
+  EXPECT_EQ(out, std::vector<unsigned char>(kBytes, Expected()));
+}
+
+TEST_P(CrossDeviceOrdering, MemsetOfAnotherDevicesMemoryRunsAfterItsBlockingStreams) {
+  H20_REQUIRE_WORKERS(2);
+  Prepare();
+  // A memset of the busy device's buffer from the legacy stream of whichever device is current
+  // lands after the pending memset.
+  void* target = GetParam().busyDevice == 0 ? src_ : dst_;
+  H20_ASSERT_OK(h20Memset(target, 0x5a, kBytes));
+  gate_.Open();
+  for (int d = 0; d < 2; ++d) {
+    H20_ASSERT_OK(h20SetDevice(d));
+    H20_ASSERT_OK(h20DeviceSynchronize());
+  }
+  std::vector<unsigned char> out(kBytes);
+  H20_ASSERT_OK(h20Memcpy(out.data(), target, kBytes, h20MemcpyDeviceToHost));
+  EXPECT_EQ(out, std::vector<unsigned char>(kBytes, 0x5a));
+}
+
+TEST_P(CrossDeviceOrdering, LaterBlockingStreamWorkWaitsForTheMemcpyPeer) {
+  H20_REQUIRE_WORKERS(2);
+  Prepare();
+  H20_ASSERT_OK(h20MemcpyPeer(dst_, 1, src_, 0, kBytes));
+  // Work enqueued afterwards on a blocking stream of the destination device runs after the copy.
+  H20_ASSERT_OK(h20SetDevice(1));
+  h20Stream_t later = nullptr;
+  H20_ASSERT_OK(h20StreamCreate(&later));
+  H20_ASSERT_OK(h20MemsetAsync(dst_, 0x77, kBytes, later));
+  const auto out = Finish();
+  EXPECT_EQ(out, std::vector<unsigned char>(kBytes, 0x77));
+}
+
+INSTANTIATE_TEST_SUITE_P(BusyAndCurrent, CrossDeviceOrdering, ::testing::ValuesIn(kCrossCases),
+                         CrossCaseName);
+
+// ---- a faulted device's memory cannot be used by any device
+
+namespace {
+
+void faultDevice(int device) {
+  ASSERT_EQ(h20SetDevice(device), h20Success);
+  h20test::FaultArgs fa{0, h20ErrorLaunchFailure, "injected"};
+  ASSERT_EQ(h20LaunchKernel(h20test::FaultKernel, {1, 1, 1}, {1, 1, 1}, &fa, sizeof fa, 0, nullptr),
+            h20Success);
+  EXPECT_EQ(h20DeviceSynchronize(), h20ErrorLaunchFailure);
+}
+
+}  // namespace
+
+TEST_F(Peer, CopiesTouchingAFaultedDeviceFailAndWriteNothing) {
+  constexpr size_t kBytes = 1024;
+  void* a = nullptr;  // device 0, faulted below
+  void* b = nullptr;  // device 1
+  H20_ASSERT_OK(h20SetDevice(0));
+  H20_ASSERT_OK(h20Malloc(&a, kBytes));
+  H20_ASSERT_OK(h20Memset(a, 0x11, kBytes));
+  H20_ASSERT_OK(h20SetDevice(1));
+  H20_ASSERT_OK(h20Malloc(&b, kBytes));
+  H20_ASSERT_OK(h20Memset(b, 0x22, kBytes));
+  H20_ASSERT_OK(h20DeviceSynchronize());
+  faultDevice(0);
+
+  H20_ASSERT_OK(h20SetDevice(1));
+  std::vector<unsigned char> host(kBytes, 0x99);
+  EXPECT_EQ(h20MemcpyPeer(b, 1, a, 0, kBytes), h20ErrorLaunchFailure);
+  EXPECT_EQ(h20MemcpyPeer(a, 0, b, 1, kBytes), h20ErrorLaunchFailure);
+  EXPECT_EQ(h20MemcpyPeerAsync(b, 1, a, 0, kBytes, nullptr), h20ErrorLaunchFailure);
+  EXPECT_EQ(h20Memcpy(host.data(), a, kBytes, h20MemcpyDeviceToHost), h20ErrorLaunchFailure);
+  EXPECT_EQ(host, std::vector<unsigned char>(kBytes, 0x99));
+  EXPECT_EQ(h20Memcpy(b, a, kBytes, h20MemcpyDeviceToDevice), h20ErrorLaunchFailure);
+  EXPECT_EQ(h20Memcpy(a, host.data(), kBytes, h20MemcpyHostToDevice), h20ErrorLaunchFailure);
+  EXPECT_EQ(h20Memset(a, 0x55, kBytes), h20ErrorLaunchFailure);
+  h20Stream_t s = nullptr;
+  H20_ASSERT_OK(h20StreamCreate(&s));
+  EXPECT_EQ(h20MemcpyAsync(b, a, kBytes, h20MemcpyDefault, s), h20ErrorLaunchFailure);
+
+  // Device 1 is not faulted and its memory is intact.
+  H20_ASSERT_OK(h20DeviceSynchronize());
+  H20_ASSERT_OK(h20Memcpy(host.data(), b, kBytes, h20MemcpyDeviceToHost));
+  EXPECT_EQ(host, std::vector<unsigned char>(kBytes, 0x22));
+}
+
+TEST_F(Peer, CopyEnqueuedBeforeTheOtherDeviceFaultsIsSkipped) {
+  H20_REQUIRE_WORKERS(2);
+  constexpr size_t kBytes = 1024;
+  void* a = nullptr;  // device 0, faulted while the copy waits
+  void* b = nullptr;  // device 1, runs the copy
+  H20_ASSERT_OK(h20SetDevice(0));
+  H20_ASSERT_OK(h20Malloc(&a, kBytes));
+  H20_ASSERT_OK(h20Memset(a, 0x11, kBytes));
+  H20_ASSERT_OK(h20DeviceSynchronize());
+  H20_ASSERT_OK(h20SetDevice(1));
+  H20_ASSERT_OK(h20Malloc(&b, kBytes));
+  H20_ASSERT_OK(h20Memset(b, 0x22, kBytes));
+  h20Stream_t s = nullptr;
+  H20_ASSERT_OK(h20StreamCreate(&s));
+  h20test::BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(s));
+  H20_ASSERT_OK(h20MemcpyPeerAsync(b, 1, a, 0, kBytes, s));
+  faultDevice(0);
+  gate.Open();
+  H20_ASSERT_OK(h20SetDevice(1));
+  H20_ASSERT_OK(h20StreamSynchronize(s));
+  std::vector<unsigned char> host(kBytes);
+  H20_ASSERT_OK(h20Memcpy(host.data(), b, kBytes, h20MemcpyDeviceToHost));
+  EXPECT_EQ(host, std::vector<unsigned char>(kBytes, 0x22)) << "a faulted device's memory was read";
+}
+
+TEST_F(Peer, P2PAttributeOutsideTheEnumsRangeIsInvalidValue) {
+  // From C, where any int converts to h20DeviceP2PAttr.
+  for (int attr : {99, -1, 1 << 20}) {
+    int v = -7;
+    EXPECT_EQ(h20test_P2PAttribute(&v, attr, 0, 1), h20ErrorInvalidValue) << attr;
+    EXPECT_EQ(v, -7);
+  }
 }
