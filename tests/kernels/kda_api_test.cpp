@@ -3,6 +3,7 @@
 // messages, device-side cuSeqlens / slot faults reported at synchronisation, and concurrent use.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -492,14 +493,21 @@ INSTANTIATE_TEST_SUITE_P(
         BAD("HeadDimVTooLarge", a->headDimV = 512, "headDimV 512"),
         BAD("HeadDimKZero", a->headDimK = 0, "headDimK 0"),
         BAD("DtypeFp16", a->dtype = H20_R_16F, "dtype 2 (H20_R_16F) is not supported"),
+        BAD("DtypeOutOfRange", setRawEnum(&a->dtype, 99), "dtype 99 (unknown) is not supported"),
+        BAD("DtypeNegative", setRawEnum(&a->dtype, -1), "dtype -1 (unknown)"),
         BAD("StateDtypeUnknown", setRawEnum(&a->stateDtype, 9), "stateDtype 9 (unknown)"),
+        BAD("StateDtypeMinInt", setRawEnum(&a->stateDtype, INT_MIN), "stateDtype -2147483648"),
         BAD("GateModeUnknown", setRawEnum(&a->gateMode, 4), "gateMode 4"),
+        BAD("GateModeJustPastSoftplus", setRawEnum(&a->gateMode, 2), "gateMode 2 is not"),
+        BAD("GateModeNegative", setRawEnum(&a->gateMode, -1), "gateMode -1 is not"),
         BAD("LowerBoundZero", a->lowerBound = 0.0f, "lowerBound 0 is outside [-5, 0)"),
         BAD("LowerBoundBelowMinus5", a->lowerBound = -5.5f, "lowerBound -5.5"),
         BAD("LowerBoundNaN", a->lowerBound = NAN, "lowerBound nan"),
         BAD("ScaleInfinite", a->scale = INFINITY, "scale inf is not finite"),
         BAD("NumSeqsZero", a->numSeqs = 0, "numSeqs 0 must be positive"),
         BAD("AlgorithmUnknown", setRawEnum(&a->algorithm, 9), "algorithm 9"),
+        BAD("AlgorithmJustPastRecurrent", setRawEnum(&a->algorithm, 3), "algorithm 3 is not"),
+        BAD("AlgorithmNegative", setRawEnum(&a->algorithm, -1), "algorithm -1 is not"),
         BAD("QNull", a->q = nullptr, "q is NULL"), BAD("KNull", a->k = nullptr, "k is NULL"),
         BAD("VNull", a->v = nullptr, "v is NULL"), BAD("GNull", a->g = nullptr, "g is NULL"),
         BAD("BetaNull", a->beta = nullptr, "beta is NULL"),
@@ -578,6 +586,11 @@ TEST_F(KdaApi, DecodeRejectsBadArguments) {
        "numStateSlots 1 is less than numSeqs 2 without stateSlots"},
       {[](h20kdaDecodeArgs* a, void*) { a->numStateSlots = -2; }, "numStateSlots -2"},
       {[](h20kdaDecodeArgs* a, void*) { a->stateDtype = H20_R_16F; }, "stateDtype 2"},
+      {[](h20kdaDecodeArgs* a, void*) { setRawEnum(&a->stateDtype, 99); }, "stateDtype 99"},
+      {[](h20kdaDecodeArgs* a, void*) { setRawEnum(&a->dtype, 99); }, "dtype 99 (unknown)"},
+      {[](h20kdaDecodeArgs* a, void*) { setRawEnum(&a->dtype, -5); }, "dtype -5 (unknown)"},
+      {[](h20kdaDecodeArgs* a, void*) { setRawEnum(&a->gateMode, 2); }, "gateMode 2 is not"},
+      {[](h20kdaDecodeArgs* a, void*) { setRawEnum(&a->gateMode, -1); }, "gateMode -1 is not"},
       {[](h20kdaDecodeArgs* a, void*) { a->out = a->state; }, "overlaps"},
   };
   for (const Mut& m : cases) {

@@ -18,11 +18,15 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <h20_base/enum_value.hpp>
 
 #include "kda_core.hpp"
 
 namespace {
 
+// The caller's enum fields (dtype, stateDtype, gateMode, algorithm) may hold any int, as C lets
+// them: they are read only through rawEnum, as ints, and range-checked before any conversion.
+using h20::base::rawEnum;
 using h20::kda::DType;
 using h20::kda::Problem;
 using h20::kda::WorkItem;
@@ -67,16 +71,6 @@ void checkRuntime(const char* fn, const char* call, h20Error_t err) {
   if (err == h20Success) return;
   throw ApiError{err, fmt::format("{}: {} failed with {}: {}", fn, call, h20GetErrorName(err),
                                   h20GetLastErrorMessage())};
-}
-
-// The caller's enum fields may hold any int (C lets them); loading such a value as the C++ enum
-// type is undefined, so enum fields are read as plain ints and checked before conversion.
-template <typename Enum>
-int rawEnum(const Enum& field) {
-  static_assert(sizeof(Enum) == sizeof(int));
-  int v;
-  std::memcpy(&v, &field, sizeof v);
-  return v;
 }
 
 const char* dtypeName(int t) {
