@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -194,7 +195,8 @@ TEST_P(KdaApiGolden, PrefillMatchesFlashKdaReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, KdaApiGolden,
-                         ::testing::Values("fixed_t300_h2", "varlen_4seq", "softplus_longmem"));
+                         ::testing::Values("fixed_t300_h2", "varlen_4seq", "softplus_longmem"),
+                         [](const auto& info) { return testNameOf(info.param); });
 
 TEST_F(KdaApi, PrefillAcceptsStructWithoutExtensions) {
   HostProblem hp = makeProblem(fixedCase("x", 1, 20, 1, 1, 64, 64, DType::kF32), 3);
@@ -357,9 +359,17 @@ TEST_F(KdaApi, DecodeAfterPrefillMatchesPrefillOfOneMoreToken) {
 // ---- device-side faults ---------------------------------------------------------------------
 
 struct BadCu {
+  const char* name;
   std::vector<std::int64_t> cu;
   const char* expected;
 };
+
+void PrintTo(const BadCu& b, std::ostream* os) {
+  *os << b.name << " (cuSeqlens {";
+  for (std::size_t i = 0; i < b.cu.size(); ++i)
+    *os << (i > 0 ? ", " : "") << b.cu[i];
+  *os << "})";
+}
 
 class KdaApiBadCuSeqlens : public KdaApi, public ::testing::WithParamInterface<BadCu> {};
 
@@ -388,12 +398,14 @@ TEST_P(KdaApiBadCuSeqlens, PrefillReportsLaunchFailureAtSynchronize) {
   resetDevice();
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, KdaApiBadCuSeqlens,
-                         ::testing::Values(BadCu{{1, 5, 10, 20}, "cuSeqlens[0] is 1; it must be 0"},
-                                           BadCu{{0, 8, 4, 20},
-                                                 "cuSeqlens[2] = 4 is less than cuSeqlens[1] = 8"},
-                                           BadCu{{0, 5, 10, 19}, "seqLen = 20"},
-                                           BadCu{{0, 5, 10, 1000000}, "cuSeqlens[3]"}));
+INSTANTIATE_TEST_SUITE_P(
+    Cases, KdaApiBadCuSeqlens,
+    ::testing::Values(
+        BadCu{"FirstNotZero", {1, 5, 10, 20}, "cuSeqlens[0] is 1; it must be 0"},
+        BadCu{"Decreasing", {0, 8, 4, 20}, "cuSeqlens[2] = 4 is less than cuSeqlens[1] = 8"},
+        BadCu{"LastBelowSeqLen", {0, 5, 10, 19}, "seqLen = 20"},
+        BadCu{"LastFarBeyondSeqLen", {0, 5, 10, 1000000}, "cuSeqlens[3]"}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 // Zeroed fp32 device buffers and valid decode arguments for N = 2 sequences of one head,
 // K = V = 64, with `slots` state slots.
@@ -451,6 +463,10 @@ struct BadArg {
   void (*mutate)(h20kdaPrefillArgs* a, void* hostScratch, void* smallDevice);
   const char* expected;
 };
+
+void PrintTo(const BadArg& b, std::ostream* os) {
+  *os << b.name << " (expects \"" << b.expected << "\")";
+}
 
 // A valid bf16 varlen problem (N = 2, H = 2, HV = 4, K = V = 64) to break one field at a time.
 class KdaApiBadArgs : public KdaApi, public ::testing::WithParamInterface<BadArg> {};

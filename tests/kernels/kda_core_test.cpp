@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -321,12 +323,19 @@ struct RowCase {
   Decay decay;
 };
 
-std::string rowCaseName(const ::testing::TestParamInfo<RowCase>& info) {
-  const RowCase& r = info.param;
+std::string nameOf(const RowCase& r) {
   std::string name = r.isa == Isa::kScalar ? "Scalar" : r.isa == Isa::kAvx2 ? "Avx2" : "Avx512";
   name += r.gate == Gate::kLowerBound ? "_LowerBound" : "_Softplus";
   name += r.decay == Decay::kTypical ? "_TypicalDecay" : "_NearFactorLimit";
   return name;
+}
+
+std::string rowCaseName(const ::testing::TestParamInfo<RowCase>& info) {
+  return nameOf(info.param);
+}
+
+void PrintTo(const RowCase& r, std::ostream* os) {
+  *os << nameOf(r);
 }
 
 std::vector<RowCase> rowCases() {
@@ -423,7 +432,8 @@ TEST_P(KdaCoreGolden, KernelsAndReferenceMatchFlashKdaReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, KdaCoreGolden,
-                         ::testing::Values("fixed_t300_h2", "varlen_4seq", "softplus_longmem"));
+                         ::testing::Values("fixed_t300_h2", "varlen_4seq", "softplus_longmem"),
+                         [](const auto& info) { return testNameOf(info.param); });
 
 }  // namespace
 }  // namespace h20::kda::test

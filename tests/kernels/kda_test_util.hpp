@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <ostream>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,34 @@ struct Case {
     return cu;
   }
 };
+
+// How GoogleTest prints a Case (after "GetParam() = " in listings and failures): its name and
+// shape, never the bytes of the struct (which hold heap pointers and change every run).
+inline void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name << " (";
+  if (c.varlen()) {
+    *os << "varlen [";
+    for (std::size_t i = 0; i < c.seqLens.size(); ++i)
+      *os << (i > 0 ? ", " : "") << c.seqLens[i];
+    *os << "]";
+  } else {
+    *os << "B=" << c.batch << " T=" << c.seqLen;
+  }
+  *os << " H=" << c.H << " HV=" << c.HV << " K=" << c.K << " V=" << c.V << " "
+      << (c.io == DType::kF32 ? "fp32" : "bf16") << " "
+      << (c.gate == Gate::kSoftplus ? "softplus" : "lower-bound") << ")";
+}
+
+// A parameter value as a GoogleTest name: characters outside [A-Za-z0-9_] become '_'.
+inline std::string testNameOf(const std::string& s) {
+  std::string r = s;
+  for (char& ch : r) {
+    const bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                    (ch >= '0' && ch <= '9') || ch == '_';
+    if (!ok) ch = '_';
+  }
+  return r.empty() ? std::string("_") : r;
+}
 
 // A problem's host buffers, typed by the case's dtypes, plus a Problem pointing into them.
 struct HostProblem {
