@@ -47,18 +47,27 @@ TEST(Bench, SingleSuiteWithOptionRuns) {
   EXPECT_EQ(r.out.find("## Launch"), std::string::npos) << r.out;
 }
 
-struct BenchBadArgs : testing::TestWithParam<const char*> {};
+constexpr NamedArgs kBadArgs[] = {
+    {"UnknownOption", "--no-such-option"},
+    {"UnknownSuite", "nosuchsuite"},
+    {"CopySizeUnknownSuffix", "copy --sizes 12X"},
+    {"RepsZero", "--reps 0"},
+    {"OverlapKernelMsNegative", "overlap --kernel-ms -1"},
+    {"DeviceOutOfRange", "launch --quick --device 8"},
+    {"P2pSizeZero", "p2p --size 0"},
+    {"P2pSizeUnknownSuffix", "p2p --size 12X"},
+    {"P2pExtraArgument", "p2p extra"},
+    {"CclJsonAfterSubcommand", "ccl --json"},
+    {"CclJsonBeforeSubcommand", "--json ccl"},
+};
+struct BenchBadArgs : testing::TestWithParam<NamedArgs> {};
 TEST_P(BenchBadArgs, ExitsTwoWithMessageOnStderr) {
-  RunResult r = bench(GetParam());
-  EXPECT_EQ(r.exitCode, 2) << GetParam();
-  EXPECT_FALSE(r.err.empty()) << GetParam();
+  const char* args = GetParam().args;
+  RunResult r = bench(args);
+  EXPECT_EQ(r.exitCode, 2) << args;
+  EXPECT_FALSE(r.err.empty()) << args;
 }
-INSTANTIATE_TEST_SUITE_P(Bench, BenchBadArgs,
-                         testing::Values("--no-such-option", "nosuchsuite", "copy --sizes 12X",
-                                         "--reps 0", "overlap --kernel-ms -1",
-                                         "launch --quick --device 8", "p2p --size 0",
-                                         "p2p --size 12X", "p2p extra", "ccl --json",
-                                         "--json ccl"));
+INSTANTIATE_TEST_SUITE_P(Bench, BenchBadArgs, testing::ValuesIn(kBadArgs), argsName);
 
 TEST(Bench, HelpExitsZero) {
   RunResult r = bench("--help");
@@ -155,22 +164,34 @@ TEST(BenchCcl, QuickBeforeTheSubcommandAndOwnOptionsWork) {
 
 // Every bad argument or option value exits 2 before any device work, from h20-bench ccl and from
 // the stand-alone h20-ccl-bench alike.
-constexpr const char* kBadCclArgs[] = {
-    "--no-such-option", "--collective nosuch", "--datatype int8", "--op prod",
-    "--minbytes 12X",   "--maxbytes M",        "--minbytes -8",   "--minbytes 1M --maxbytes 1K",
-    "--ndev 9",         "--ndev -1",           "--root 8",        "--algo tree",
-    "--iters 0",        "--stepfactor 0.5"};
-struct CclBadArgs : testing::TestWithParam<const char*> {};
+constexpr NamedArgs kBadCclArgs[] = {
+    {"UnknownOption", "--no-such-option"},
+    {"UnknownCollective", "--collective nosuch"},
+    {"UnsupportedDatatype", "--datatype int8"},
+    {"UnsupportedOp", "--op prod"},
+    {"MinbytesUnknownSuffix", "--minbytes 12X"},
+    {"MaxbytesWithoutNumber", "--maxbytes M"},
+    {"MinbytesNegative", "--minbytes -8"},
+    {"MinbytesAboveMaxbytes", "--minbytes 1M --maxbytes 1K"},
+    {"NdevAboveDeviceCount", "--ndev 9"},
+    {"NdevNegative", "--ndev -1"},
+    {"RootOutOfRange", "--root 8"},
+    {"UnknownAlgo", "--algo tree"},
+    {"ItersZero", "--iters 0"},
+    {"StepfactorBelowOne", "--stepfactor 0.5"},
+};
+struct CclBadArgs : testing::TestWithParam<NamedArgs> {};
 TEST_P(CclBadArgs, ExitTwoWithMessageOnStderr) {
+  const char* args = GetParam().args;
   for (const char* program : {H20_BENCH_PATH, H20_CCL_BENCH_PATH}) {
     const bool viaBench = std::string(program) == H20_BENCH_PATH;
-    RunResult r = run_tool(program, std::string(viaBench ? "ccl " : "") + GetParam(), "");
-    EXPECT_EQ(r.exitCode, 2) << program << " " << GetParam() << "\n" << r.out << r.err;
-    EXPECT_FALSE(r.err.empty()) << program << " " << GetParam();
-    EXPECT_EQ(r.out.find("# allReduce"), std::string::npos) << program << " " << GetParam();
+    RunResult r = run_tool(program, std::string(viaBench ? "ccl " : "") + args, "");
+    EXPECT_EQ(r.exitCode, 2) << program << " " << args << "\n" << r.out << r.err;
+    EXPECT_FALSE(r.err.empty()) << program << " " << args;
+    EXPECT_EQ(r.out.find("# allReduce"), std::string::npos) << program << " " << args;
   }
 }
-INSTANTIATE_TEST_SUITE_P(BenchCcl, CclBadArgs, testing::ValuesIn(kBadCclArgs));
+INSTANTIATE_TEST_SUITE_P(BenchCcl, CclBadArgs, testing::ValuesIn(kBadCclArgs), argsName);
 
 TEST(BenchCcl, NoVisibleDeviceExitsOneNamingTheCause) {
   RunResult r = run_tool(H20_CCL_BENCH_PATH, "", "H20_VISIBLE_DEVICES=");

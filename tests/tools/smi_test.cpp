@@ -54,21 +54,36 @@ TEST(Smi, HelpQueryGpuListsFields) {
 }
 
 // Bad arguments: exit 2, a message on stderr, nothing on stdout.
-struct BadArgs : testing::TestWithParam<const char*> {};
+constexpr NamedArgs kBadArgs[] = {
+    {"UnknownOption", "--no-such-option"},
+    {"QueryGpuWithoutFormat", "--query-gpu=index"},
+    {"QueryGpuUnknownField", "--query-gpu=index,bogus --format=csv"},
+    {"FormatNotCsv", "--query-gpu=index --format=xml"},
+    {"FormatUnknownModifier", "--query-gpu=index --format=csv,fancy"},
+    {"FormatWithoutQueryGpu", "--format=csv"},
+    {"IdOutOfRange", "-i 8"},
+    {"IdUnknownBusId", "-i 0000:ff:00.0"},
+    {"IdWithoutValue", "-i"},
+    {"JsonWithQuery", "--json -q"},
+    {"QueryGpuWithJson", "--query-gpu=index --format=csv --json"},
+    {"UnexpectedPositional", "unexpected-positional"},
+    {"TopoWithoutMode", "topo"},
+    {"TopoP2pUnknownCapability", "topo --p2p x"},
+    {"TopoMatrixWithQuery", "topo -m -q"},
+    {"TopoMatrixWithQueryGpu", "topo -m --query-gpu=index --format=csv"},
+    {"TopoMatrixExtraArgument", "topo -m extra"},
+    {"TopoMatrixIdOutOfRange", "topo -m -i 8"},
+    {"TopoUnknownOption", "topo --bogus"},
+};
+struct BadArgs : testing::TestWithParam<NamedArgs> {};
 TEST_P(BadArgs, ExitsTwoWithMessageOnStderr) {
-  RunResult r = smi(GetParam());
-  EXPECT_EQ(r.exitCode, 2) << GetParam();
-  EXPECT_FALSE(r.err.empty()) << GetParam();
+  const char* args = GetParam().args;
+  RunResult r = smi(args);
+  EXPECT_EQ(r.exitCode, 2) << args;
+  EXPECT_FALSE(r.err.empty()) << args;
   EXPECT_TRUE(r.out.empty()) << r.out;
 }
-INSTANTIATE_TEST_SUITE_P(
-    Smi, BadArgs,
-    testing::Values("--no-such-option", "--query-gpu=index", "--query-gpu=index,bogus --format=csv",
-                    "--query-gpu=index --format=xml", "--query-gpu=index --format=csv,fancy",
-                    "--format=csv", "-i 8", "-i 0000:ff:00.0", "-i", "--json -q",
-                    "--query-gpu=index --format=csv --json", "unexpected-positional", "topo",
-                    "topo --p2p x", "topo -m -q", "topo -m --query-gpu=index --format=csv",
-                    "topo -m extra", "topo -m -i 8", "topo --bogus"));
+INSTANTIATE_TEST_SUITE_P(Smi, BadArgs, testing::ValuesIn(kBadArgs), argsName);
 
 TEST(Smi, JsonParsesAndListsEightDevices) {
   RunResult r = smi("--json");
