@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+
 #include "tool_runner.hpp"
 
 namespace h20::tools_test {
@@ -15,12 +17,33 @@ RunResult bench(const std::string& args, const std::string& env = "") {
   return run_tool(H20_BENCH_PATH, args, env);
 }
 
+// A figure is present, a number (NaN and infinity are written as null) and greater than zero.
+// Which value it has is the machine's business, never the test's.
+void expect_positive_figure(const nlohmann::json& object, const char* key) {
+  ASSERT_TRUE(object.contains(key)) << key << " missing in " << object;
+  ASSERT_TRUE(object.at(key).is_number()) << key << " in " << object;
+  const double v = object.at(key).get<double>();
+  EXPECT_TRUE(std::isfinite(v) && v > 0) << key << " = " << v << " in " << object;
+}
+
+// The row of a JSON table whose `field` is `value`; null if there is none.
+const nlohmann::json* find_row(const nlohmann::json& table, const char* field, const char* value) {
+  for (const auto& row : table)
+    if (row.contains(field) && row.at(field) == value) return &row;
+  return nullptr;
+}
+
 TEST(Bench, QuickRunExitsZeroAndPrintsItsTables) {
   RunResult r = bench("--quick");
   ASSERT_EQ(r.exitCode, 0) << r.err;
   for (const char* heading :
        {"## Summary", "## Launch", "## Copies", "## Stream overlap", "## Idle", "| benchmark |"})
     EXPECT_NE(r.out.find(heading), std::string::npos) << heading << "\n" << r.out;
+  // Every latency comes with its spread; the pageable asynchronous copy has its own row.
+  for (const char* text :
+       {"| p50 (us) | p99 (us) | mean (us) |", "launch + synchronise round trip, p99 |",
+        "h20EventRecord + h20EventQuery", "| H2D | pageable | h20MemcpyAsync |"})
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   // The multi-chip suites run only when named.
   EXPECT_EQ(r.out.find("P2P"), std::string::npos) << r.out;
 }
@@ -32,12 +55,55 @@ TEST(Bench, QuickJsonParsesWithAllSummaryKeys) {
   std::vector<std::string> keys;
   for (const auto& row : doc.at("summary")) {
     keys.push_back(row.at("key").get<std::string>());
-    EXPECT_TRUE(row.at("value").is_number());
+    // An idle process may well use no CPU at all; every other figure is a time or a ratio.
+    if (keys.back() == "idle_cores")
+      EXPECT_TRUE(row.at("value").is_number()) << row;
+    else
+      expect_positive_figure(row, "value");
   }
   for (const char* k :
-       {"launch_sync_us", "enqueue_us", "h2d_pinned_ratio", "h2d_pageable_ratio",
-        "d2h_pinned_ratio", "d2h_pageable_ratio", "d2d_ratio", "overlap_ratio", "idle_cores"})
+       {"launch_sync_us", "launch_sync_p99_us", "enqueue_us", "event_record_query_us",
+        "h2d_pinned_ratio", "h2d_pageable_ratio", "h2d_pageable_async_ratio", "d2h_pinned_ratio",
+        "d2h_pageable_ratio", "d2d_ratio", "overlap_ratio", "idle_cores"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
+}
+
+TEST(Bench, LaunchReportsMedianP50P99AndMeanOfEveryLatency) {
+  RunResult r = bench("launch --quick --json");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  const nlohmann::json launch = nlohmann::json::parse(r.out).at("tables").at("Launch");
+  for (const char* m :
+       {"launch_sync", "enqueue", "event_record_query", "event_record_query_untimed"}) {
+    const nlohmann::json* row = find_row(launch, "measurement", m);
+    ASSERT_NE(row, nullptr) << m << " missing in " << launch;
+    for (const char* key : {"median_us", "p50_us", "p99_us", "mean_us"})
+      expect_positive_figure(*row, key);
+    EXPECT_GE(row->at("p99_us").get<double>(), row->at("p50_us").get<double>()) << *row;
+    EXPECT_GT(row->at("samples").get<int>(), 0) << *row;
+  }
+}
+
+TEST(Bench, CopyMeasuresPageableAsyncH2dInGbPerSecondAndAgainstMemcpy) {
+  RunResult r = bench("copy --quick --json --sizes 64K");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  const nlohmann::json copies = nlohmann::json::parse(r.out).at("tables").at("Copies");
+  const nlohmann::json* row = find_row(copies, "case", "h2d_pageable_async");
+  ASSERT_NE(row, nullptr) << copies;
+  EXPECT_EQ(row->at("call"), "h20MemcpyAsync") << *row;
+  EXPECT_EQ(row->at("bytes"), 65536) << *row;
+  for (const char* key : {"h20_gb_per_s", "memcpy_gb_per_s", "ratio"})
+    expect_positive_figure(*row, key);
+}
+
+// --load keeps busy-looping processes running alongside; the header says so, and none outlives
+// the run (the test would hang on their open stdout otherwise).
+TEST(Bench, LoadRunsAlongsideAndIsNamedInTheHeader) {
+  RunResult r = bench("launch --quick --load 1");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("1 busy-looping process alongside (--load)"), std::string::npos) << r.out;
+  r = bench("launch --quick --load 2 --json");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("machine").at("background_load"), 2);
 }
 
 TEST(Bench, SingleSuiteWithOptionRuns) {
@@ -54,6 +120,8 @@ constexpr NamedArgs kBadArgs[] = {
     {"RepsZero", "--reps 0"},
     {"OverlapKernelMsNegative", "overlap --kernel-ms -1"},
     {"DeviceOutOfRange", "launch --quick --device 8"},
+    {"LoadNegative", "launch --quick --load -1"},
+    {"LoadNotANumber", "launch --quick --load many"},
     {"P2pSizeZero", "p2p --size 0"},
     {"P2pSizeUnknownSuffix", "p2p --size 12X"},
     {"P2pExtraArgument", "p2p extra"},
@@ -121,13 +189,17 @@ TEST(BenchP2p, QuickJsonHasEveryPairAndBothPathKinds) {
       EXPECT_GT(cell.at("gb_per_s").get<double>(), 0.0) << t << cell;
   }
   EXPECT_EQ(tables.at("Bidirectional P2P bandwidth, peer access enabled (GB/s)").size(), 12u);
-  for (const auto& cell : tables.at("P2P latency, peer access enabled (us)")) {
-    EXPECT_TRUE(cell.at("round_trip_us").is_number()) << cell;
-    EXPECT_TRUE(cell.at("device_us").is_number()) << cell;
-  }
+  for (const auto& cell : tables.at("P2P latency, peer access enabled (us)"))
+    for (const char* key :
+         {"round_trip_us", "round_trip_p99_us", "round_trip_mean_us", "device_us"})
+      expect_positive_figure(cell, key);
   std::vector<std::string> paths;
-  for (const auto& row : tables.at("P2P summary by path: modelled vs measured"))
+  for (const auto& row : tables.at("P2P summary by path: modelled vs measured")) {
     paths.push_back(row.at("path").get<std::string>());
+    for (const char* key : {"disabled_round_trip_us", "enabled_round_trip_us",
+                            "disabled_round_trip_p99_us", "enabled_round_trip_p99_us"})
+      expect_positive_figure(row, key);
+  }
   EXPECT_EQ(paths, (std::vector<std::string>{"L1", "HOST"}));
   EXPECT_EQ(doc.at("machine").at("topology").get<std::string>(), "pairs");
 }

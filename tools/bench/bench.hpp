@@ -32,6 +32,7 @@ struct Options {
   bool json = false;
   int device = 0;
   int repetitions = 0;  // 0: the suite's default (fewer in quick mode)
+  int load = 0;         // busy-looping child processes kept running during the suites (--load)
   // The suite's repetition count: --reps if given, else `full` or `quick`.
   int reps(int full, int quickReps) const {
     return repetitions > 0 ? repetitions : (quick ? quickReps : full);
@@ -55,6 +56,16 @@ inline double seconds_since(Clock::time_point t0) {
 double median(std::vector<double> v);
 double min_of(const std::vector<double>& v);
 double max_of(const std::vector<double>& v);
+double mean(const std::vector<double>& v);
+// The p-th percentile (0..100) of v, nearest rank; 0 for an empty v.
+double percentile(std::vector<double> v, double p);
+
+// The distribution of a latency's samples; every latency h20-bench prints comes with these.
+struct Spread {
+  double p50 = 0, p99 = 0, mean = 0;
+  std::size_t samples = 0;
+};
+Spread spread(const std::vector<double>& samples);
 
 // A kernel that does nothing, for launch overheads.
 void empty_kernel(const h20KernelContext*, const void*);

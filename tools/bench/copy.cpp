@@ -3,10 +3,12 @@
 // On the emulated device every copy is a host memory copy, so the fair yardstick is plain memcpy
 // of the same size in the same process: the ratio h20 / memcpy says what the runtime's path
 // (validation, queueing, engine hand-off, synchronisation) costs on top of moving the bytes.
-// How each row copies:
+// How each row copies (the `call` column):
 //  - pinned host memory (h20MallocHost) and device->device: h20MemcpyAsync on a stream, then
 //    h20StreamSynchronize - the way pinned memory is meant to be used;
-//  - pageable host memory (malloc): h20Memcpy, which returns when the copy is done.
+//  - pageable host memory (malloc, never registered): h20Memcpy, which returns when the copy is
+//    done; and for H2D also h20MemcpyAsync on the stream + h20StreamSynchronize, the form ported
+//    CUDA code uses most (the runtime stages the source before the call returns).
 // Each timed sample repeats the copy enough times to move about 32 MiB (so small sizes are not
 // lost in clock resolution); h20 and memcpy samples alternate, so both see the same load on a
 // shared machine. The report gives the median of each and the ratio of the medians.
@@ -69,14 +71,19 @@ enum class Dir { H2D, D2H, D2D };
 struct Case {
   Dir dir;
   bool pinned;  // host side pinned (ignored for D2D)
+  bool async;   // h20MemcpyAsync + h20StreamSynchronize; else h20Memcpy
   const char* label;
   const char* key;
+  double target;  // the summary's target ratio at the headline size
 };
 
 constexpr Case kCases[] = {
-    {Dir::H2D, true, "H2D", "h2d_pinned"}, {Dir::H2D, false, "H2D", "h2d_pageable"},
-    {Dir::D2H, true, "D2H", "d2h_pinned"}, {Dir::D2H, false, "D2H", "d2h_pageable"},
-    {Dir::D2D, false, "D2D", "d2d"},
+    {Dir::H2D, true, true, "H2D", "h2d_pinned", 0.95},
+    {Dir::H2D, false, false, "H2D", "h2d_pageable", 0.95},
+    {Dir::H2D, false, true, "H2D", "h2d_pageable_async", 0.9},
+    {Dir::D2H, true, true, "D2H", "d2h_pinned", 0.95},
+    {Dir::D2H, false, false, "D2H", "d2h_pageable", 0.95},
+    {Dir::D2D, false, true, "D2D", "d2d", 0.95},
 };
 
 struct Measured {
@@ -96,13 +103,13 @@ Measured measure(const Case& c, std::size_t n, int reps, h20Stream_t s, HostBuff
     for (int i = 0; i < inner; ++i) {
       switch (c.dir) {
         case Dir::H2D:
-          if (c.pinned)
+          if (c.async)
             H20_BENCH_CHECK(h20MemcpyAsync(devA.p, host.p, n, h20MemcpyHostToDevice, s));
           else
             H20_BENCH_CHECK(h20Memcpy(devA.p, host.p, n, h20MemcpyHostToDevice));
           break;
         case Dir::D2H:
-          if (c.pinned)
+          if (c.async)
             H20_BENCH_CHECK(h20MemcpyAsync(host.p, devA.p, n, h20MemcpyDeviceToHost, s));
           else
             H20_BENCH_CHECK(h20Memcpy(host.p, devA.p, n, h20MemcpyDeviceToHost));
@@ -112,7 +119,7 @@ Measured measure(const Case& c, std::size_t n, int reps, h20Stream_t s, HostBuff
           break;
       }
     }
-    if (c.pinned || c.dir == Dir::D2D) H20_BENCH_CHECK(h20StreamSynchronize(s));
+    if (c.async) H20_BENCH_CHECK(h20StreamSynchronize(s));
     return seconds_since(t0) / inner;
   };
   auto memcpy_sample = [&] {
@@ -152,12 +159,14 @@ void run_copy(const CopyConfig& cfg, const Options& o, Report& report) {
   H20_BENCH_CHECK(h20StreamCreateWithFlags(&s, h20StreamNonBlocking));
 
   Table& t = report.add_table(
-      "Copies", {"direction", "host memory", "size", "h20 GB/s", "memcpy GB/s", "h20 / memcpy"},
-      {false, false, true, true, true, true});
+      "Copies",
+      {"direction", "host memory", "call", "size", "h20 GB/s", "memcpy GB/s", "h20 / memcpy"},
+      {false, false, false, true, true, true, true});
   t.notes.push_back(fmt::format(
-      "Pinned and D2D rows: h20MemcpyAsync + h20StreamSynchronize; pageable rows: h20Memcpy. "
-      "memcpy: plain memcpy between two malloc'd buffers of the same size. Median of {} "
-      "alternating samples, each moving about 32 MiB.",
+      "h20MemcpyAsync: on a created non-blocking stream, then h20StreamSynchronize; h20Memcpy "
+      "returns when done. Pageable: malloc'd, never registered. memcpy: plain memcpy between two "
+      "malloc'd buffers of the same size. Median of {} alternating samples, each moving about 32 "
+      "MiB.",
       reps));
 
   // The headline compares at 64 MiB, or at the largest size measured when 64 MiB is not.
@@ -179,19 +188,26 @@ void run_copy(const CopyConfig& cfg, const Options& o, Report& report) {
       double memcpyGBs = static_cast<double>(n) / m.memcpySeconds / 1e9;
       double ratio = m.memcpySeconds / m.h20Seconds;
       const char* mem = c.dir == Dir::D2D ? "-" : (c.pinned ? "pinned" : "pageable");
-      t.rows.push_back({c.label, mem, format_bytes(n), fmt::format("{:.2f}", h20GBs),
+      const char* call = c.async ? "h20MemcpyAsync" : "h20Memcpy";
+      t.rows.push_back({c.label, mem, call, format_bytes(n), fmt::format("{:.2f}", h20GBs),
                         fmt::format("{:.2f}", memcpyGBs), fmt::format("{:.2f}x", ratio)});
       t.json.push_back({{"case", c.key},
+                        {"call", call},
                         {"bytes", n},
                         {"h20_gb_per_s", h20GBs},
                         {"memcpy_gb_per_s", memcpyGBs},
                         {"ratio", ratio}});
       if (n == headline) {
-        std::string what = c.dir == Dir::D2D ? fmt::format("D2D copy {} vs memcpy", format_bytes(n))
-                                             : fmt::format("{} copy {} {} vs memcpy", c.label, mem,
-                                                           format_bytes(n));
-        report.add_summary({what, fmt::format("{}_ratio", c.key), ratio, "x", 2, ">= 0.95x",
-                            ratio >= 0.95, "0.93-0.96x", "0.95-0.97x"});
+        std::string what =
+            c.dir == Dir::D2D
+                ? fmt::format("D2D copy {} vs memcpy", format_bytes(n))
+                : fmt::format("{} copy {} {}{} vs memcpy", c.label, mem, format_bytes(n),
+                              c.pinned ? "" : fmt::format(", {}", call));
+        // The reference figures are for the copies they were measured on.
+        const bool referenced = c.pinned || c.dir == Dir::D2D || !c.async;
+        report.add_summary({what, fmt::format("{}_ratio", c.key), ratio, "x", 2,
+                            fmt::format(">= {}x", c.target), ratio >= c.target,
+                            referenced ? "0.93-0.96x" : "-", referenced ? "0.95-0.97x" : "-"});
       }
     }
   }

@@ -11,14 +11,20 @@
 // arguments. Timings never decide the exit status: they depend on the machine.
 #include <h20/h20_runtime.h>
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "bench.hpp"
@@ -77,6 +83,46 @@ double idle_percent(std::chrono::milliseconds window) {
   return 100.0 * (i1 - i0) / (t1 - t0);
 }
 
+// --load N: N child processes that spin on the CPU while the suites run, so that the figures of
+// a loaded host can be measured on purpose rather than by accident. The children inherit the
+// process's CPU affinity and are left to the scheduler; they die with h20-bench (SIGKILL on the
+// parent's exit, PR_SET_PDEATHSIG should it be killed itself).
+class BackgroundLoad {
+ public:
+  explicit BackgroundLoad(int processes) {
+    const pid_t parent = getpid();
+    for (int i = 0; i < processes; ++i) {
+      const pid_t pid = fork();
+      if (pid < 0) {
+        stop();
+        throw BenchError(
+            fmt::format("--load {}: fork failed: {}", processes, std::strerror(errno)));
+      }
+      if (pid == 0) {
+        // The child only spins: nothing here may take a lock the parent's threads held at fork.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(0);
+        for (;;)
+          asm volatile("" ::: "memory");
+      }
+      children_.push_back(pid);
+    }
+  }
+  ~BackgroundLoad() { stop(); }
+  BackgroundLoad(const BackgroundLoad&) = delete;
+  BackgroundLoad& operator=(const BackgroundLoad&) = delete;
+
+ private:
+  void stop() {
+    for (pid_t pid : children_)
+      kill(pid, SIGKILL);
+    for (pid_t pid : children_)
+      waitpid(pid, nullptr, 0);
+    children_.clear();
+  }
+  std::vector<pid_t> children_;
+};
+
 // `multiDevice`: the suites to run measure every device (p2p, ccl), not --device.
 void describe_machine(const Options& o, bool multiDevice, Report& report) {
   int rt = 0, drv = 0, count = 0;
@@ -96,12 +142,16 @@ void describe_machine(const Options& o, bool multiDevice, Report& report) {
   report.set_header(fmt::format(
       "# h20-bench {}.{}.{}\n\nruntime {}, driver {}; {} x {} ({} host worker threads each), "
       "H20_EMU_TOPOLOGY={}, measuring {}; host: {}, {} CPUs, {:.0f}% idle just before the run "
-      "(load average {}); {} run",
+      "(load average {}); {}{} run",
       H20_VERSION_MAJOR, H20_VERSION_MINOR, H20_VERSION_PATCH, version_string(rt),
       version_string(drv), count, p.name, p.hostWorkerThreads,
       topology && *topology ? topology : "(unset: switch)",
       multiDevice ? fmt::format("all {} devices", count) : fmt::format("device {}", o.device),
-      model, cpus, idle, load, o.quick ? "quick (smoke test, not a measurement)" : "full"));
+      model, cpus, idle, load,
+      o.load > 0 ? fmt::format("{} busy-looping process{} alongside (--load); ", o.load,
+                               o.load == 1 ? "" : "es")
+                 : std::string(),
+      o.quick ? "quick (smoke test, not a measurement)" : "full"));
   report.set_machine({{"runtime_version", version_string(rt)},
                       {"driver_version", version_string(drv)},
                       {"devices", count},
@@ -113,6 +163,7 @@ void describe_machine(const Options& o, bool multiDevice, Report& report) {
                       {"cpus", cpus},
                       {"load_average", load},
                       {"idle_percent_before", idle},
+                      {"background_load", o.load},
                       {"quick", o.quick}});
 }
 
@@ -151,6 +202,7 @@ int main(int argc, char** argv) {
       "  h20-bench            # full run, markdown tables\n"
       "  h20-bench --quick    # smoke test: every path, a few seconds\n"
       "  h20-bench copy --sizes 64M,1G --json\n"
+      "  h20-bench launch --load 1   # with one core kept busy by another process\n"
       "  h20-bench p2p --size 16M\n"
       "  h20-bench ccl -b 8 -e 64M -f 2   # options after ccl: see h20-bench ccl --help");
   app.fallthrough();  // global options are accepted after the subcommand too
@@ -163,6 +215,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--reps", o.repetitions, "Repetitions per measurement (default: per suite)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--load", o.load,
+                 "Keep N busy-looping processes running alongside the suites (a loaded host on "
+                 "purpose; default 0)")
+      ->check(CLI::Range(0, 256));
 
   std::vector<std::pair<CLI::App*, const Suite*>> subs;
   for (const Suite& s : suites) {
@@ -207,9 +263,12 @@ int main(int argc, char** argv) {
     }
     o.quick = o.quick || has("--quick");  // given after `ccl`: the header should say so too
     Report report;
+    std::optional<BackgroundLoad> load;
     // The benchmark's own help needs no device (and no second of idle measurement).
     if (const int rc = exit_status([&] {
-          if (!help) describe_machine(o, true, report);
+          if (help) return;
+          describe_machine(o, true, report);
+          load.emplace(o.load);
         }))
       return rc;
     return run_ccl(o, report.header(), std::move(args));
@@ -226,7 +285,8 @@ int main(int argc, char** argv) {
 
   Report report;
   if (const int rc = exit_status([&] {
-        describe_machine(o, multiDevice, report);
+        describe_machine(o, multiDevice, report);  // before the load: the host as it was
+        BackgroundLoad load(o.load);
         for (const Suite* s : chosen) {
           std::fprintf(stderr, "h20-bench: running %s...\n", s->name.c_str());
           s->run(o, report);

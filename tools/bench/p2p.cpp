@@ -191,15 +191,20 @@ struct Box {
   }
 };
 
-// The median of `reps` samples of `sample`, after one untimed warm-up sample.
+// `reps` samples of `sample`, after `warmup` untimed ones.
 template <class F>
-double median_of(int reps, F&& sample, int warmup = 1) {
+std::vector<double> samples_of(int reps, F&& sample, int warmup = 1) {
   for (int w = 0; w < warmup; ++w)
     sample();
   std::vector<double> v;
   for (int r = 0; r < reps; ++r)
     v.push_back(sample());
-  return median(v);
+  return v;
+}
+// The median of `reps` samples of `sample`, after one untimed warm-up sample.
+template <class F>
+double median_of(int reps, F&& sample) {
+  return median(samples_of(reps, sample));
 }
 
 using Matrix = std::vector<std::vector<double>>;  // [src][dst]; < 0: not measured
@@ -222,11 +227,16 @@ std::string gb(double v, int decimals) {
   return v < 0 ? std::string("-") : fmt::format("{:.{}f}", v, decimals);
 }
 
+// A further figure per cell of a matrix, for the JSON only.
+struct Extra {
+  std::string key;
+  const Matrix* m;
+};
+
 // A src x dst matrix as a report table (markdown cells, one JSON object per measured cell).
-// `extra`: a second figure per cell for the JSON only.
 void add_matrix(Report& report, const std::string& title, const Matrix& m, int decimals,
                 const std::string& key, std::vector<std::string> notes = {},
-                const Matrix* extra = nullptr, const std::string& extraKey = "") {
+                const std::vector<Extra>& extras = {}) {
   const std::size_t n = m.size();
   std::vector<std::string> cols{"D\\D"};
   std::vector<bool> right{false};
@@ -241,7 +251,8 @@ void add_matrix(Report& report, const std::string& title, const Matrix& m, int d
       row.push_back(gb(m[s][d], decimals));
       if (m[s][d] < 0) continue;
       nlohmann::ordered_json cell{{"src", s}, {"dst", d}, {key, m[s][d]}};
-      if (extra) cell[extraKey] = (*extra)[s][d];
+      for (const Extra& e : extras)
+        cell[e.key] = (*e.m)[s][d];
       t.json.push_back(std::move(cell));
     }
     t.rows.push_back(std::move(row));
@@ -272,14 +283,17 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
     for (int d = 0; d < n; ++d)
       model[static_cast<std::size_t>(s)][static_cast<std::size_t>(d)] = modelled_path(s, d);
 
-  // [0]: peer access disabled, [1]: enabled. rtt: host round trip; lat: device side per copy.
-  Matrix uni[2], bi[2], lat[2], rtt[2];
+  // [0]: peer access disabled, [1]: enabled. rtt: host round trip (median, p99, mean); lat:
+  // device side per copy. rttAll: every round-trip sample of every pair, for the summary.
+  Matrix uni[2], bi[2], lat[2], rtt[2], rtt99[2], rttMean[2];
+  std::vector<std::vector<std::vector<double>>> rttAll[2];
   for (int enabled = 0; enabled < 2; ++enabled) {
     std::fprintf(stderr, "h20-bench: p2p with peer access %s...\n",
                  enabled ? "enabled" : "disabled");
     if (enabled) box.set_peer_access(true);
-    uni[enabled] = bi[enabled] = lat[enabled] = rtt[enabled] =
+    uni[enabled] = bi[enabled] = lat[enabled] = rtt[enabled] = rtt99[enabled] = rttMean[enabled] =
         Matrix(un, std::vector<double>(un, -1.0));
+    rttAll[enabled].assign(un, std::vector<std::vector<double>>(un));
     for (int s = 0; s < n; ++s) {
       for (int d = 0; d < n; ++d) {
         const auto us = static_cast<std::size_t>(s), ud = static_cast<std::size_t>(d);
@@ -287,9 +301,13 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
         uni[enabled][us][ud] = static_cast<double>(bytes) / t / 1e9;
         t = median_of(reps, [&] { return box.one_way(s, d, kLatencyBytes, latCopies); });
         lat[enabled][us][ud] = t * 1e6;
-        t = median_of(
-            roundTrips, [&] { return box.round_trip(s, d, kLatencyBytes); }, 5);
-        rtt[enabled][us][ud] = t * 1e6;
+        std::vector<double> trips = samples_of(
+            roundTrips, [&] { return box.round_trip(s, d, kLatencyBytes) * 1e6; }, 5);
+        const Spread sp = spread(trips);
+        rtt[enabled][us][ud] = median(trips);
+        rtt99[enabled][us][ud] = sp.p99;
+        rttMean[enabled][us][ud] = sp.mean;
+        rttAll[enabled][us][ud] = std::move(trips);
         if (!cfg.noBidirectional && s < d) {
           t = median_of(reps, [&] { return box.two_way(s, d, bytes, bwCopies); });
           bi[enabled][us][ud] = bi[enabled][ud][us] = 2.0 * static_cast<double>(bytes) / t / 1e9;
@@ -359,21 +377,26 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
       report, "P2P latency, peer access disabled (us)", rtt[0], 1, "round_trip_us",
       {fmt::format("Round trip of a {}-byte copy: h20MemcpyPeerAsync on the destination's stream "
                    "then h20StreamSynchronize, on the host's clock; median of {} after 5 "
-                   "untimed. It is dominated by the runtime's hand-off to the engine and back "
-                   "(see `h20-bench launch`), the same for every pair. The device-side time "
-                   "per copy (p2pBandwidthLatencyTest's latency: events around {} back-to-back "
-                   "copies, median of {} batches) is in the summary and the JSON "
-                   "(device_us).",
+                   "untimed (p99 and mean in the JSON; p99 per path in the summary). It is "
+                   "dominated by the runtime's hand-off to the engine and back (see `h20-bench "
+                   "launch`), the same for every pair. The device-side time per copy "
+                   "(p2pBandwidthLatencyTest's latency: events around {} back-to-back copies, "
+                   "median of {} batches) is in the summary and the JSON (device_us).",
                    kLatencyBytes, roundTrips, latCopies, reps)},
-      &lat[0], "device_us");
+      {{"round_trip_p99_us", &rtt99[0]},
+       {"round_trip_mean_us", &rttMean[0]},
+       {"device_us", &lat[0]}});
   add_matrix(report, "P2P latency, peer access enabled (us)", rtt[1], 1, "round_trip_us", {},
-             &lat[1], "device_us");
+             {{"round_trip_p99_us", &rtt99[1]},
+              {"round_trip_mean_us", &rttMean[1]},
+              {"device_us", &lat[1]}});
 
   // Per path kind: what the model says against what the emulator measured.
   struct Group {
     int pairs = 0;
     int minMbps = 0, maxMbps = 0;
     std::vector<double> uni[2], lat[2], rtt[2];
+    std::vector<double> trips[2];  // every round-trip sample of the group's pairs
   };
   // Ordered L1, L2, ..., HOST: best path first.
   auto order = [](const std::string& a, const std::string& b) {
@@ -393,24 +416,27 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
         g.uni[e].push_back(uni[e][s][d]);
         g.lat[e].push_back(lat[e][s][d]);
         g.rtt[e].push_back(rtt[e][s][d]);
+        g.trips[e].insert(g.trips[e].end(), rttAll[e][s][d].begin(), rttAll[e][s][d].end());
       }
     }
   Table& t = report.add_table(
       "P2P summary by path: modelled vs measured",
       {"path", "pairs", "modelled GB/s", "measured GB/s, access disabled",
        "measured GB/s, access enabled", "enabled / disabled", "round trip us, disabled / enabled",
-       "device us per copy, disabled / enabled"},
-      {false, true, true, true, true, true, true, true});
+       "round trip p99 us, disabled / enabled", "device us per copy, disabled / enabled"},
+      {false, true, true, true, true, true, true, true, true});
   for (const auto& [code, g] : groups) {
     const double dis = median(g.uni[0]), en = median(g.uni[1]);
     const std::string modelledText =
         g.minMbps == g.maxMbps
             ? fmt::format("{:.4g}", g.minMbps / 1000.0)
             : fmt::format("{:.4g}-{:.4g}", g.minMbps / 1000.0, g.maxMbps / 1000.0);
-    t.rows.push_back({code, fmt::format("{}", g.pairs), modelledText, gb(dis, 2), gb(en, 2),
-                      fmt::format("{:.2f}x", en / dis),
-                      fmt::format("{:.1f} / {:.1f}", median(g.rtt[0]), median(g.rtt[1])),
-                      fmt::format("{:.3f} / {:.3f}", median(g.lat[0]), median(g.lat[1]))});
+    t.rows.push_back(
+        {code, fmt::format("{}", g.pairs), modelledText, gb(dis, 2), gb(en, 2),
+         fmt::format("{:.2f}x", en / dis),
+         fmt::format("{:.1f} / {:.1f}", median(g.rtt[0]), median(g.rtt[1])),
+         fmt::format("{:.1f} / {:.1f}", percentile(g.trips[0], 99), percentile(g.trips[1], 99)),
+         fmt::format("{:.3f} / {:.3f}", median(g.lat[0]), median(g.lat[1]))});
     t.json.push_back({{"path", code},
                       {"pairs", g.pairs},
                       {"modelled_min_mbps", g.minMbps},
@@ -419,11 +445,14 @@ void run_p2p(const P2pConfig& cfg, const Options& o, Report& report) {
                       {"enabled_gb_per_s", en},
                       {"disabled_round_trip_us", median(g.rtt[0])},
                       {"enabled_round_trip_us", median(g.rtt[1])},
+                      {"disabled_round_trip_p99_us", percentile(g.trips[0], 99)},
+                      {"enabled_round_trip_p99_us", percentile(g.trips[1], 99)},
                       {"disabled_device_us", median(g.lat[0])},
                       {"enabled_device_us", median(g.lat[1])}});
   }
   t.notes.push_back(
-      "Medians over the ordered pairs of each path kind (unidirectional). With access enabled a "
+      "Medians over the ordered pairs of each path kind (unidirectional); the round trip's p99 "
+      "is over every sample of those pairs. With access enabled a "
       "linked pair copies once, source to destination; disabled (and always for HOST pairs) the "
       "emulator copies each chunk twice, through a host bounce buffer. That is the only "
       "difference between the paths the emulator can show: the modelled link speed is not "
