@@ -10,7 +10,9 @@
 #   library        libh20rt.so: SONAME set and present; it and every other installed libh20*.so
 #                  export only h20* symbols; no RUNPATH or package file names the build tree or
 #                  the staging prefix
-#   binaries       run the installed h20-smi from the moved prefix (RPATH $ORIGIN/../lib)
+#   binaries       every tool the build made (h20-*) is installed; run the installed h20-smi, and
+#                  every other tool's --help, from the moved prefix (RPATH $ORIGIN/../lib), each
+#                  loading the SDK's libraries from there
 #
 # Options (all passed by CMake): --build-dir --source-dir --work-dir --config --generator
 # --make-program --c-compiler --cxx-compiler --launcher --sanitize. In a sanitizer build the
@@ -194,8 +196,27 @@ step_library() {
   fi
 }
 
+# The SDK libraries `bin` loads must all resolve into the moved SDK.
+check_loads_sdk_libraries() {
+  local bin=$1 deps
+  deps=$(ldd "$bin")
+  grep -q "libh20rt\.so.* => $sdk/" <<<"$deps" || { echo "$deps"; fail "$bin does not load libh20rt from $sdk"; }
+  if grep "libh20" <<<"$deps" | grep -qv " => $sdk/"; then
+    echo "$deps"; fail "$bin loads an SDK library from outside $sdk"
+  fi
+}
+
 step_binaries() {
   need_setup
+  # Every h20-* executable the build made must be installed (h20-ccl-bench once was not).
+  local built=() missing=() name
+  while IFS= read -r name; do built+=("$name"); done < <(
+    find "$build_dir" -path "$work_dir" -prune -o -type f -perm -u+x -name 'h20-*' -printf '%f\n' |
+      sort -u)
+  for name in "${built[@]}"; do
+    [[ -x $sdk/bin/$name ]] || missing+=("$name")
+  done
+  ((${#missing[@]} == 0)) || fail "built but not installed in bin/: ${missing[*]}"
   local smi=$sdk/bin/h20-smi
   if [[ ! -x $smi ]]; then
     echo "SKIP: $smi is not installed"
@@ -203,8 +224,12 @@ step_binaries() {
   fi
   # No LD_LIBRARY_PATH: the installed RUNPATH alone must find libh20rt in the moved tree.
   run env -u LD_LIBRARY_PATH timeout 60 "$smi"
-  local deps; deps=$(ldd "$smi")
-  grep -q "libh20rt\.so.* => $sdk/" <<<"$deps" || { echo "$deps"; fail "$smi does not load libh20rt from $sdk"; }
+  check_loads_sdk_libraries "$smi"
+  for name in "${built[@]}"; do
+    [[ $name == h20-smi ]] && continue
+    run env -u LD_LIBRARY_PATH timeout 60 "$sdk/bin/$name" --help
+    check_loads_sdk_libraries "$sdk/bin/$name"
+  done
 }
 
 case $step in
