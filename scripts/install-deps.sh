@@ -28,7 +28,6 @@ PACKAGES=(
   googletest          # GoogleTest/GoogleMock sources
   libgtest-dev        # GoogleTest libraries + CMake package
   libgmock-dev        # GoogleMock
-  libbenchmark-dev    # Google Benchmark, for micro-benchmarks in tools/
 )
 
 mode=install
