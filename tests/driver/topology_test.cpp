@@ -26,8 +26,13 @@ std::string writeFile(const std::string& name, const std::string& text) {
   return path;
 }
 
+// The file is named after the running test, so that tests run in parallel (ctest -j) do not
+// overwrite each other's.
 std::string loadError(const std::string& json, int chips = 8) {
-  const std::string path = writeFile("h20_topo_test.json", json);
+  const std::string path =
+      writeFile(std::string("h20_topo_") +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".json",
+                json);
   Topology t;
   std::string error;
   EXPECT_FALSE(loadTopology(path, chips, 1, {{0}}, &t, &error)) << json;
