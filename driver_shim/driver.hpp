@@ -18,6 +18,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -38,12 +39,51 @@ struct Status {
 using QueueId = std::uint64_t;
 using Seq = std::uint64_t;
 
+// A kernel's argument bytes, copied at launch and aligned to 16 bytes. Arguments of up to
+// kInline bytes (the common case) live in the command itself, so a launch allocates nothing.
+class KernelArgs {
+ public:
+  static constexpr std::size_t kInline = 64;
+  KernelArgs() = default;
+  KernelArgs(KernelArgs&& o) noexcept { *this = std::move(o); }
+  KernelArgs& operator=(KernelArgs&& o) noexcept {
+    size_ = o.size_;
+    heap_ = std::move(o.heap_);
+    if (!heap_) std::memcpy(inline_, o.inline_, size_);
+    o.size_ = 0;
+    return *this;
+  }
+  KernelArgs(const KernelArgs&) = delete;
+  KernelArgs& operator=(const KernelArgs&) = delete;
+
+  void assign(const unsigned char* first, const unsigned char* last) {
+    size_ = static_cast<std::size_t>(last - first);
+    heap_.reset();
+    if (size_ > kInline) heap_.reset(new Block[(size_ + sizeof(Block) - 1) / sizeof(Block)]);
+    if (size_) std::memcpy(ptr(), first, size_);
+  }
+  const unsigned char* data() const {
+    return heap_ ? reinterpret_cast<const unsigned char*>(heap_.get()) : inline_;
+  }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  struct alignas(16) Block {
+    unsigned char bytes[16];
+  };
+  unsigned char* ptr() { return heap_ ? reinterpret_cast<unsigned char*>(heap_.get()) : inline_; }
+  alignas(16) unsigned char inline_[kInline];
+  std::size_t size_ = 0;
+  std::unique_ptr<Block[]> heap_;
+};
+
 // Runs one block of a kernel. Set up by the runtime, run by the driver's engine.
 struct KernelCommand {
   h20KernelFn fn = nullptr;
   h20Dim3 grid{1, 1, 1};
   h20Dim3 block{1, 1, 1};
-  std::vector<unsigned char> args;  // copied at launch
+  KernelArgs args;
   std::size_t sharedMemBytes = 0;
   int device = 0;                // runtime ordinal, reported to the kernel through its context
   std::uint64_t launchId = 0;    // per-device launch number, named in fault messages

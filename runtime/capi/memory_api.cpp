@@ -59,6 +59,13 @@ h20::driver::Seq submitOn(Device& device, Stream& stream, std::initializer_list<
   return device.submit(stream, std::move(command));
 }
 
+// True if work submitted to `stream` now would start at once: nothing pending on it nor on the
+// streams its implicit synchronisation waits for.
+bool nothingAhead(Device& device, Stream& stream) {
+  if (stream.kind() == h20::rt::StreamKind::legacy) return device.legacyIdle();
+  return stream.idle() && (!stream.blocking() || device.legacy().idle());
+}
+
 // Enqueues (and, where CUDA's rules say so, waits for) one copy. stream == nullptr: h20Memcpy.
 // `kind` is the caller's h20MemcpyKind read as an int (it may be any value).
 void copy(Runtime& rt, void* dst, const void* src, std::size_t count, int kind,
@@ -107,18 +114,25 @@ void copy(Runtime& rt, void* dst, const void* src, std::size_t count, int kind,
         d.allocation->device == device.ordinal() ? s.allocation->device : d.allocation->device;
     cmd.stageThroughHost = !device.copiesDirectTo(other);
   }
+  // CUDA consumes a pageable source before an asynchronous copy returns, so the caller may reuse
+  // the buffer. When nothing is ahead of the copy it runs from the source at once and the call
+  // waits for it (as fast as h20Memcpy); else the source is staged in a reused host buffer.
+  bool consumeNow = false;
   if (async && s.isPageable() && !d.isPageable()) {
-    // CUDA stages pageable sources before the call returns, so the caller may reuse the buffer.
-    std::shared_ptr<unsigned char[]> staging(new unsigned char[count]);
-    std::memcpy(staging.get(), src, count);
-    cmd.src = staging.get();
-    cmd.keepAlive = std::move(staging);
+    if (!dOwner && nothingAhead(device, *stream)) {
+      consumeNow = true;
+    } else {
+      std::shared_ptr<unsigned char[]> staging = rt.staging().acquire(count);
+      std::memcpy(staging.get(), src, count);
+      cmd.src = staging.get();
+      cmd.keepAlive = std::move(staging);
+    }
   }
   const h20::driver::Seq seq = submitOn(device, *stream, {dOwner, sOwner}, std::move(cmd));
   // Device-to-device copies never block the host; copies into pageable memory always do; the
   // synchronous h20Memcpy blocks for every other direction too.
   const bool deviceToDevice = d.isDevice() && s.isDevice();
-  const bool wait = !deviceToDevice && (d.isPageable() || !async);
+  const bool wait = consumeNow || (!deviceToDevice && (d.isPageable() || !async));
   if (wait) {
     rt.driver().wait(stream->queue(), seq, true);
     device.checkFault();

@@ -87,14 +87,17 @@ driver::Seq Device::submit(Stream& stream, driver::Command command) {
     }
     seq = driver_.submit(stream.queue(), std::move(command));
     stream.noteSubmitted(seq);
-  } else if (stream.blocking()) {
-    // A blocking stream waits for the work already submitted to the legacy stream.
+  } else if (stream.blocking() &&
+             legacy_->lastSeq() > stream.legacyWaited_.load(std::memory_order_relaxed)) {
+    // A blocking stream waits for the work already submitted to the legacy stream. (When the
+    // legacy stream has nothing new, the common case, the submission needs no lock: a legacy
+    // submission racing with it is unordered with it anyway.)
     std::lock_guard<std::mutex> lock(mu_);
     const driver::Seq last = legacy_->lastSeq();
-    if (last > stream.legacyWaited_) {
+    if (last > stream.legacyWaited_.load(std::memory_order_relaxed)) {
       if (driver_.completed(legacy_->queue()) < last)
         driver_.submit(stream.queue(), driver::WaitCommand{legacy_->queue(), last});
-      stream.legacyWaited_ = last;
+      stream.legacyWaited_.store(last, std::memory_order_relaxed);
     }
     seq = driver_.submit(stream.queue(), std::move(command));
     stream.noteSubmitted(seq);

@@ -12,6 +12,7 @@
 #include "core/device.hpp"
 #include "core/event.hpp"
 #include "core/memory.hpp"
+#include "core/staging.hpp"
 #include "core/stream.hpp"
 #include "driver.hpp"
 
@@ -91,6 +92,7 @@ class Runtime {
 
   driver::Driver& driver() const { return *driver_; }
   MemoryRegistry& memory() { return memory_; }
+  StagingPool& staging() { return staging_; }
   int deviceCount() const { return static_cast<int>(devices_.size()); }
   // Throws h20ErrorInvalidDevice (or h20ErrorNoDevice when none is visible).
   Device& device(int ordinal) const;
@@ -125,6 +127,7 @@ class Runtime {
   std::vector<std::unique_ptr<Device>> devices_;
   std::vector<driver::AddressRange> ranges_;  // per device
   MemoryRegistry memory_;
+  StagingPool staging_;  // outlives the driver: its queues hold staging buffers until destroyed
   HandleSpace handles_;
   HandleTable<Stream> streams_{handles_};
   HandleTable<Event> events_{handles_};

@@ -51,8 +51,9 @@ class Stream {
   driver::QueueId queue_;
   std::uintptr_t tag_ = 0;
   std::atomic<driver::Seq> last_{0};
-  // Implicit-synchronisation bookkeeping, guarded by the device's submit mutex.
-  driver::Seq legacyWaited_ = 0;    // legacy-stream seq this stream already waits for
+  // Implicit-synchronisation bookkeeping, written under the device's submit mutex
+  // (legacyWaited_ is also read without it, to skip the mutex when there is nothing to wait for).
+  std::atomic<driver::Seq> legacyWaited_{0};  // legacy-stream seq this stream already waits for
   driver::Seq waitedByLegacy_ = 0;  // this stream's seq the legacy stream already waits for
 };
 

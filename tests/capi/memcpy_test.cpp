@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -274,6 +275,48 @@ TEST_F(MemcpyAsync, PageableSourceIsStagedBeforeReturn) {
   H20_ASSERT_OK(h20StreamSynchronize(s));
   EXPECT_FALSE(gate.TimedOut());
   EXPECT_EQ(expected, ReadDevice(d.ptr, n));
+  H20_EXPECT_OK(h20StreamDestroy(s));
+}
+
+TEST_F(MemcpyAsync, PageableSourceOnAnIdleStreamIsConsumedBeforeReturn) {
+  const size_t n = 3u << 20;
+  auto src = Pattern(n, 10);
+  const auto expected = src;
+  DevBuf d(n);
+  h20Stream_t s = nullptr;
+  H20_ASSERT_OK(h20StreamCreate(&s));
+  H20_ASSERT_OK(h20MemcpyAsync(d.ptr, src.data(), n, h20MemcpyHostToDevice, s));
+  std::fill(src.begin(), src.end(), 0);
+  H20_ASSERT_OK(h20StreamSynchronize(s));
+  EXPECT_EQ(expected, ReadDevice(d.ptr, n));
+  H20_EXPECT_OK(h20StreamDestroy(s));
+}
+
+TEST_F(MemcpyAsync, StagedCopiesInFlightTogetherKeepTheirOwnBytes) {
+  // One pageable buffer, refilled before each copy while the stream is held: every copy must
+  // carry the bytes it was given, whatever staging buffers are reused.
+  const size_t sizes[] = {100, 70000, 1u << 16, 1u << 20, 5000, 1u << 20};
+  std::vector<unsigned char> src(1u << 20);
+  std::vector<std::unique_ptr<DevBuf>> dst;
+  for (size_t n : sizes)
+    dst.push_back(std::make_unique<DevBuf>(n));
+  h20Stream_t s = nullptr;
+  H20_ASSERT_OK(h20StreamCreate(&s));
+  for (int round = 0; round < 3; ++round) {
+    BusyGate gate(5s);
+    H20_ASSERT_OK(gate.Launch(s));
+    for (size_t i = 0; i < std::size(sizes); ++i) {
+      std::fill(src.begin(), src.end(), static_cast<unsigned char>(16 * round + i + 1));
+      H20_ASSERT_OK(h20MemcpyAsync(dst[i]->ptr, src.data(), sizes[i], h20MemcpyHostToDevice, s));
+    }
+    gate.Open();
+    H20_ASSERT_OK(h20StreamSynchronize(s));
+    for (size_t i = 0; i < std::size(sizes); ++i)
+      EXPECT_EQ(
+          std::vector<unsigned char>(sizes[i], static_cast<unsigned char>(16 * round + i + 1)),
+          ReadDevice(dst[i]->ptr, sizes[i]))
+          << "round " << round << ", copy " << i;
+  }
   H20_EXPECT_OK(h20StreamDestroy(s));
 }
 
