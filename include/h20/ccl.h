@@ -33,7 +33,8 @@
  *    failed its own checks (it still counts as its rank's call, keeping the ranks in step). The
  *    message, naming the argument and its value, is returned by h20cclGetLastErrorMessage().
  *    Errors of the runtime (a faulted device, a stream of the wrong device, out of memory) are
- *    passed through.
+ *    passed through with their code; calls from inside a host function or a kernel return
+ *    h20ErrorNotPermitted, as the runtime's do.
  *  - Thread-safety: every function may be called from any thread. The communicators of one clique
  *    may be used concurrently by different threads (one thread per rank); a communicator must not
  *    be destroyed while a call on it is in progress.
