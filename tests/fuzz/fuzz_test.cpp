@@ -1,0 +1,81 @@
+// fuzz_test.cpp - the single-threaded API fuzzer as tests: a fixed set of seeds with a bounded op
+// count (each seed is one test, so ctest runs them in parallel), a replay of one seed (or of a
+// shrunk trace) named by H20_FUZZ_SEED / H20_FUZZ_KEEP, and a soak over random seeds that runs
+// only when H20_FUZZ_SEEDS or H20_FUZZ_SECONDS is set (tests/fuzz/soak.sh). See fuzzer.hpp for
+// the environment variables.
+#include "fuzzer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <string>
+
+namespace {
+
+constexpr std::size_t kOps = 250;
+
+std::uint64_t EnvU64(const char* name, std::uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+class Fuzz : public ::testing::TestWithParam<std::uint64_t> {};
+
+TEST_P(Fuzz, SequenceMatchesTheModel) {
+  const h20fuzz::SeedResult r =
+      h20fuzz::RunSeed(GetParam(), false, h20fuzz::Options::FromEnv(kOps));
+  EXPECT_TRUE(r.passed) << r.report;
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, Fuzz, ::testing::Range<std::uint64_t>(1, 13),
+                         [](const ::testing::TestParamInfo<std::uint64_t>& info) {
+                           return "seed" + std::to_string(info.param);
+                         });
+
+TEST(FuzzGenerate, SameSeedGivesTheSameSequence) {
+  const h20fuzz::Config c = h20fuzz::ProbeConfig(4);
+  ASSERT_GT(c.devices, 0);
+  h20fuzz::Options o;
+  o.ops = 200;
+  const auto a = h20fuzz::Generate(c, 77, o);
+  const auto b = h20fuzz::Generate(c, 77, o);
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    ASSERT_EQ(h20fuzz::Describe(a[i]), h20fuzz::Describe(b[i])) << "op " << i;
+  const auto other = h20fuzz::Generate(c, 78, o);
+  bool differs = other.size() != a.size();
+  for (std::size_t i = 0; !differs && i < a.size(); ++i)
+    differs = h20fuzz::Describe(a[i]) != h20fuzz::Describe(other[i]);
+  EXPECT_TRUE(differs);
+}
+
+TEST(FuzzReplay, SeedFromEnvironment) {
+  if (!std::getenv("H20_FUZZ_SEED")) GTEST_SKIP() << "set H20_FUZZ_SEED (and H20_FUZZ_KEEP)";
+  const h20fuzz::SeedResult r =
+      h20fuzz::RunSeed(EnvU64("H20_FUZZ_SEED", 0), false, h20fuzz::Options::FromEnv(kOps));
+  EXPECT_TRUE(r.passed) << r.report;
+}
+
+TEST(FuzzSoak, RandomSeeds) {
+  const std::uint64_t seeds = EnvU64("H20_FUZZ_SEEDS", 0);
+  const std::uint64_t seconds = EnvU64("H20_FUZZ_SECONDS", 0);
+  if (seeds == 0 && seconds == 0) GTEST_SKIP() << "set H20_FUZZ_SEEDS or H20_FUZZ_SECONDS";
+  const std::uint64_t base = EnvU64("H20_FUZZ_SEED_BASE", std::random_device{}() * 1000003ull);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  h20fuzz::Options o = h20fuzz::Options::FromEnv(600);
+  std::uint64_t ran = 0, failed = 0;
+  for (std::uint64_t i = 0; seeds ? i < seeds : std::chrono::steady_clock::now() < deadline; ++i) {
+    const h20fuzz::SeedResult r = h20fuzz::RunSeed(base + i, false, o);
+    ++ran;
+    if (!r.passed) {
+      ++failed;
+      ADD_FAILURE() << r.report;
+    }
+  }
+  std::printf("soak: %llu seeds from %llu, %llu failed\n", static_cast<unsigned long long>(ran),
+              static_cast<unsigned long long>(base), static_cast<unsigned long long>(failed));
+}
+
+}  // namespace
