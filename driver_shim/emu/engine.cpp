@@ -181,6 +181,9 @@ struct Engine::Queue {
   Seq lastSeq = 0;
   bool scheduled = false;
   bool destroyed = false;
+  // In its node's ready list, waiting for a worker (written under Engine::mu_; read without it
+  // by waiting host threads, which then take mu_ to look again).
+  std::atomic<bool> ready{false};
 
   std::atomic<Seq> submitted{0};
   std::atomic<Seq> completed{0};
@@ -232,6 +235,9 @@ Engine::Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults) : f
   workerCount_ = total;
   if (pthread_getaffinity_np(pthread_self(), sizeof processDefaultCpus_, &processDefaultCpus_) != 0)
     CPU_ZERO(&processDefaultCpus_);  // matches no thread: nobody is moved
+  for (std::size_t n = 0; n < nodes_.size(); ++n)
+    for (int w = 0; w < nodes_[n]->workers; ++w)
+      workerStates_.push_back(WorkerState{static_cast<int>(n)});
   awakeCpu_ = std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(total));
   for (int w = 0; w < total; ++w)
     awakeCpu_[static_cast<std::size_t>(w)].store(-1, std::memory_order_relaxed);
@@ -330,10 +336,20 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
   if (!q) return;
   auto done = [&] { return q->completed.load(std::memory_order_acquire) >= seq; };
   if (done()) return;
+  // Work of the queue that is ready but not taken by a worker runs here: a worker woken for it, or
+  // the one spinning, may be waiting for a core behind another process for a time slice, while
+  // this thread has one and would only spin or sleep. (Not on the engine's own threads, whose
+  // index is already taken.)
+  const bool mayRun = tlsWorker.engine != this;
+  auto ranOrDone = [&] {
+    if (done()) return true;
+    if (mayRun && q->ready.load(std::memory_order_relaxed)) runInline(q, seq);
+    return done();
+  };
+  if (ranOrDone()) return;
   if (spinFirst) {
-    if (tlsWorker.engine != this)
-      stepAsideFromWorkers(awakeCpu_.get(), workerCount_, processDefaultCpus_);
-    if (spinUntil(done)) return;
+    if (mayRun) stepAsideFromWorkers(awakeCpu_.get(), workerCount_, processDefaultCpus_);
+    if (spinUntil(ranOrDone)) return;
   }
   std::unique_lock<std::mutex> lock(q->mu);
   ++q->hostWaiters;
@@ -341,30 +357,91 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
   --q->hostWaiters;
 }
 
-std::condition_variable* Engine::pickWaker(int node) {
+bool Engine::runInline(const std::shared_ptr<Queue>& q, Seq seq) {
+  int index = -1;
+  Node* node = nullptr;
+  Wake lentWake;
+  {
+    // try_lock: a worker preempted while holding mu_ must not put this thread to sleep too.
+    std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock() || !q->ready.load(std::memory_order_relaxed)) return false;
+    // The index of a sleeping worker of the queue's node, so that kernels see one of the node's
+    // workers, as they would with the worker itself.
+    for (std::size_t w = 0; w < workerStates_.size() && index < 0; ++w) {
+      const WorkerState& s = workerStates_[w];
+      if (s.node == q->node && s.asleep && !s.lent) index = static_cast<int>(w);
+    }
+    if (index < 0) return false;
+    node = nodes_[static_cast<std::size_t>(q->node)].get();
+    auto& level = node->ready[static_cast<std::size_t>(q->level)];
+    auto it = std::find(level.begin(), level.end(), q);
+    if (it == level.end()) return false;  // not reached: `ready` says it is there
+    level.erase(it);
+    q->ready.store(false, std::memory_order_relaxed);
+    workHint_.fetch_sub(1, std::memory_order_relaxed);
+    workerStates_[static_cast<std::size_t>(index)].lent = true;
+    ++node->lent;
+    --node->sleeping;
+    // The lent worker may have been woken already for other ready work (a wake-up it now ignores):
+    // pass one on, or that work could wait for this thread, which may be waiting for it.
+    if (workHint_.load(std::memory_order_relaxed) > 0) lentWake = pickWaker(q->node);
+  }
+  lentWake();
+  // Run as that worker: kernels and host functions see an engine thread (the runtime refuses API
+  // calls from host functions by that), and parallelFor helpers join as they would.
+  // The index goes back (and the thread is a host thread again) however runQueue leaves.
+  struct Return {
+    Engine* engine;
+    Node* node;
+    int index;
+    int queueNode;
+    WorkerTls saved = tlsWorker;
+    ~Return() {
+      tlsWorker = saved;
+      Wake wake;
+      {
+        std::lock_guard<std::mutex> lock(engine->mu_);
+        engine->workerStates_[static_cast<std::size_t>(index)].lent = false;
+        --node->lent;
+        ++node->sleeping;
+        // Wake-ups that reached the lent worker while it could not run were lost: pass one on.
+        if (engine->workHint_.load(std::memory_order_relaxed) > 0)
+          wake = engine->pickWaker(queueNode);
+      }
+      wake();
+    }
+  } giveBack{this, node, index, q->node};
+  tlsWorker.engine = this;
+  tlsWorker.index = index;
+  runQueue(q, seq);
+  return true;
+}
+
+Engine::Wake Engine::pickWaker(int node) {
   Node& home = *nodes_[static_cast<std::size_t>(node)];
   // A spinning worker of the node will find the work by itself.
-  if (home.spinning > 0) return nullptr;
-  if (home.sleeping > 0) return &home.cv;
+  if (home.spinning > 0) return {};
+  if (home.sleeping > 0) return {&home.cv, home.lent > 0};
   // Every worker of the node is busy: an idle worker elsewhere may take it.
   for (auto& other : nodes_)
-    if (other->spinning > 0) return nullptr;
+    if (other->spinning > 0) return {};
   for (auto& other : nodes_)
-    if (other->sleeping > 0) return &other->cv;
-  return nullptr;
+    if (other->sleeping > 0) return {&other->cv, other->lent > 0};
+  return {};
 }
 
 void Engine::schedule(std::shared_ptr<Queue> queue) {
-  std::condition_variable* wake;
+  Wake wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int node = queue->node;
+    queue->ready.store(true, std::memory_order_relaxed);
     nodes_[static_cast<std::size_t>(node)]->ready[static_cast<std::size_t>(queue->level)].push_back(
         std::move(queue));
     workHint_.fetch_add(1, std::memory_order_release);
     wake = pickWaker(node);
   }
-  if (wake) wake->notify_one();
+  wake();
 }
 
 bool Engine::spinForWork() {
@@ -390,6 +467,7 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
       if (!level.empty()) {
         auto q = std::move(level.front());
         level.pop_front();
+        q->ready.store(false, std::memory_order_relaxed);
         workHint_.fetch_sub(1, std::memory_order_relaxed);
         return q;
       }
@@ -416,10 +494,10 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
     if (queue) {
       // A submit that saw a worker still spinning woke nobody: pass the wake-up on if more work
       // is waiting, or it would wait for this worker to finish.
-      if (workHint_.load(std::memory_order_relaxed) > 0) {
-        if (auto* cv = pickWaker(node)) cv->notify_one();
-      }
+      Wake wake;
+      if (workHint_.load(std::memory_order_relaxed) > 0) wake = pickWaker(node);
       lock.unlock();
+      wake();
       awake.store(sched_getcpu(), std::memory_order_relaxed);
       runQueue(queue);
       queue.reset();
@@ -438,10 +516,17 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
       --home.spinning;
       if (found) continue;
     }
+    // While lent to a host thread (runInline) the worker stays asleep whatever wakes it: its index
+    // is in use. Whoever lends it takes it out of `sleeping` meanwhile.
+    WorkerState& state = workerStates_[static_cast<std::size_t>(index)];
     ++home.sleeping;
+    state.asleep = true;
     awake.store(-1, std::memory_order_relaxed);
-    home.cv.wait(lock, [this] { return stop_ || workHint_.load(std::memory_order_relaxed) > 0; });
+    home.cv.wait(lock, [&] {
+      return !state.lent && (stop_ || workHint_.load(std::memory_order_relaxed) > 0);
+    });
     awake.store(sched_getcpu(), std::memory_order_relaxed);
+    state.asleep = false;
     --home.sleeping;
   }
 }
@@ -484,7 +569,7 @@ void Engine::parallelFor(std::uint64_t total, std::uint64_t chunk,
   job.cv.wait(lock, [&] { return job.helpers.load(std::memory_order_acquire) == 0; });
 }
 
-void Engine::runQueue(const std::shared_ptr<Queue>& q) {
+void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until) {
   for (int n = 0;; ++n) {
     Entry* entry;
     {
@@ -499,7 +584,7 @@ void Engine::runQueue(const std::shared_ptr<Queue>& q) {
         }
         return;
       }
-      if (n == kBatch) {
+      if (n == kBatch || q->pending.front().seq > until) {
         lock.unlock();
         schedule(q);  // stays scheduled; other ready queues get a turn first
         return;

@@ -10,6 +10,9 @@
 // awake, avoiding a wake-up system call), the others sleep at once: an idle process uses no CPU.
 // Host threads that wait for a queue spin briefly too (first stepping off a core an awake worker
 // is on, see stepAsideFromWorkers in engine.cpp), then sleep on the queue's condition variable.
+// A waiting host thread that finds its queue ready but not yet taken by any worker runs the queue
+// itself, as a worker would (see Engine::runInline): on a host whose cores are busy with other
+// processes the worker that would take it may not get a core for a whole time slice.
 //
 // The engine owns threads and queues; it does not know about memory, properties or the runtime.
 // Faults are reported to a FaultRegistry owned by the emulator. Thread-safe.
@@ -85,10 +88,30 @@ class Engine {
   std::shared_ptr<Queue> find(driver::QueueId id) const;
   void schedule(std::shared_ptr<Queue> queue);
   void workerMain(int index, int node, std::vector<int> cpus);
+  // A wake-up to deliver after unlocking mu_: notify_all where a worker sleeping on the
+  // condition variable is lent to a host thread (a notify_one could reach only that one).
+  struct Wake {
+    std::condition_variable* cv = nullptr;
+    bool all = false;
+    void operator()() const {
+      if (cv && all)
+        cv->notify_all();
+      else if (cv)
+        cv->notify_one();
+    }
+  };
   // Wakes a sleeping worker for work of `node` (one of its own, else one that may steal it).
-  // Called with mu_ held; returns the condition variable to notify after unlocking, or null.
-  std::condition_variable* pickWaker(int node);
-  void runQueue(const std::shared_ptr<Queue>& queue);
+  // Called with mu_ held; returns the wake-up to deliver after unlocking (empty: none needed).
+  Wake pickWaker(int node);
+  // Run by a host thread waiting for `queue` to complete `seq`: if the queue is ready and no
+  // worker has taken it, takes it off the ready list and runs it up to `seq` (never further: what
+  // follows may wait for this very thread) on this thread, under the index of a sleeping worker
+  // of its node, lent for that time, so that kernel blocks still see a worker index nobody else
+  // runs under. Returns false when it ran nothing.
+  bool runInline(const std::shared_ptr<Queue>& queue, driver::Seq seq);
+  // Runs the queue's commands in order until it is empty, parked on a Wait, has run kBatch of
+  // them, or has completed `until` (then the rest is left to the workers).
+  void runQueue(const std::shared_ptr<Queue>& queue, driver::Seq until = ~driver::Seq{0});
   void execute(driver::Command& command, int chip);
   void runKernel(const driver::KernelCommand& kernel, int chip);
   // Runs body over [0, total) in chunks, on this worker and on idle helpers.
@@ -109,12 +132,21 @@ class Engine {
     std::vector<std::deque<std::shared_ptr<Queue>>> ready;  // index 0 = highest priority
     std::condition_variable cv;
     int workers = 0;
-    int sleeping = 0;
+    int sleeping = 0;  // not counting those lent to a host thread
     int spinning = 0;
+    int lent = 0;
+  };
+  // Per worker, guarded by mu_: asleep on its node's condition variable, lent to a host thread
+  // (see runInline; a lent worker stays asleep until its index is returned).
+  struct WorkerState {
+    int node = 0;
+    bool asleep = false;
+    bool lent = false;
   };
   std::mutex mu_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<Job*> jobs_;
+  std::vector<WorkerState> workerStates_;
   std::atomic<int> workHint_{0};  // ready queues + open jobs; read without the lock by spinners
   bool stop_ = false;
   // The CPU of each worker that is not asleep (-1 while it sleeps): where a waiting host thread

@@ -323,3 +323,110 @@ TEST(Engine, WaitingLeavesTheCallersCpuAffinityAsItWas) {
   }
   d->destroyQueue(q);
 }
+
+// A waiting host thread may run ready work of its queue itself (Engine::runInline). Whoever runs
+// it, a host function sees an engine thread (the runtime refuses API calls from it by that), and
+// the waiting thread is an ordinary thread again once the wait returns.
+TEST(Engine, HostFunctionsRunAsEngineThreadsWhicheverThreadRunsThem) {
+  NoFaults faults;
+  h20::emu::Engine engine(2, &faults);
+  const QueueId q = engine.createQueue(0, 0);
+  int onEngine = 0, onWaiter = 0;
+  constexpr int kRounds = 2000;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::thread::id waiter = std::this_thread::get_id();
+    bool engineThread = false, sameThread = false;
+    const Seq s = engine.submit(q, host([&] {
+                                  engineThread = engine.onWorkerThread();
+                                  sameThread = std::this_thread::get_id() == waiter;
+                                }));
+    engine.wait(q, s, i % 2 == 0);
+    onEngine += engineThread;
+    onWaiter += sameThread;
+    ASSERT_FALSE(engine.onWorkerThread()) << "after wait " << i;
+  }
+  EXPECT_EQ(onEngine, kRounds);
+  RecordProperty("ranOnTheWaitingThread", onWaiter);
+  engine.destroyQueue(q);
+}
+
+// Work run by waiting host threads borrows the index of a sleeping worker: no two threads ever run
+// blocks under one index at the same time, and every index is one of the engine's workers.
+TEST(Engine, KernelBlocksNeverShareAWorkerIndexWhileHostThreadsRunWork) {
+  NoFaults faults;
+  h20::emu::Engine engine(2, &faults);
+  static std::atomic<int> inUse[2];
+  static std::atomic<int> clashes{0}, outOfRange{0};
+  clashes = 0;
+  outOfRange = 0;
+  auto submitter = [&] {
+    const QueueId q = engine.createQueue(0, 0);
+    for (int i = 0; i < 500; ++i) {
+      KernelCommand k;
+      k.grid = {static_cast<unsigned>(1 + i % 8), 1, 1};
+      k.fn = [](const h20KernelContext* ctx, const void*) {
+        if (ctx->workerIndex < 0 || ctx->workerIndex >= 2) {
+          outOfRange.fetch_add(1);
+          return;
+        }
+        if (inUse[ctx->workerIndex].exchange(1) != 0) clashes.fetch_add(1);
+        for (int spin = 0; spin < 200; ++spin)
+          std::atomic_signal_fence(std::memory_order_seq_cst);
+        inUse[ctx->workerIndex].store(0);
+      };
+      engine.wait(q, engine.submit(q, std::move(k)), i % 3 != 0);
+    }
+    engine.destroyQueue(q);
+  };
+  std::thread a(submitter), b(submitter);
+  submitter();
+  a.join();
+  b.join();
+  EXPECT_EQ(clashes.load(), 0);
+  EXPECT_EQ(outOfRange.load(), 0);
+}
+
+// Several threads waiting for different points of one queue: whichever of them (or a worker) runs
+// its work, the queue still runs in submission order, each command once.
+TEST(Engine, ThreadsWaitingOnOneQueueKeepItsOrder) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<int> order;
+    std::mutex mu;
+    std::vector<Seq> seqs;
+    for (int i = 0; i < 400; ++i)
+      seqs.push_back(d->submit(q, host([&, i] {
+                                 std::lock_guard<std::mutex> lock(mu);
+                                 order.push_back(i);
+                               })));
+    std::vector<std::thread> waiters;
+    for (int t = 0; t < 4; ++t)
+      waiters.emplace_back(
+          [&, t] { d->wait(q, seqs[static_cast<std::size_t>(100 * t + 99)], t % 2 == 0); });
+    for (auto& t : waiters)
+      t.join();
+    ASSERT_EQ(order.size(), 400u);
+    for (int i = 0; i < 400; ++i)
+      ASSERT_EQ(order[static_cast<std::size_t>(i)], i) << "round " << round;
+  }
+  d->destroyQueue(q);
+}
+
+// A waiting thread that runs its queue's work runs it only up to what it waits for: a later
+// command may wait for this very thread (here: a gate it opens once the wait returns).
+TEST(Engine, WaitingThreadRunsNothingPastTheCommandItWaitsFor) {
+  auto d = make(1, 2);
+  const QueueId q = d->createQueue(0, 0);
+  for (int round = 0; round < 200; ++round) {
+    Gate gate;
+    std::atomic<bool> openedInTime{false};
+    const Seq first = d->submit(q, host([] {}));
+    const Seq second = d->submit(q, host([&] { openedInTime = gate.wait(); }));
+    d->wait(q, first, round % 2 == 0);
+    gate.open.store(true);
+    d->wait(q, second, true);
+    ASSERT_TRUE(openedInTime.load()) << "round " << round;
+  }
+  d->destroyQueue(q);
+}
