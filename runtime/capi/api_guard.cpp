@@ -7,8 +7,11 @@
 namespace h20::capi {
 
 ThreadErrorState& threadErrors() {
-  thread_local ThreadErrorState state;
-  return state;
+  thread_local ThreadErrorState caller;
+  thread_local ThreadErrorState engineWork;
+  const bool engine =
+      rt::Runtime::aliveForThreadExit() && rt::Runtime::get().driver().onEngineThread();
+  return engine ? engineWork : caller;
 }
 
 h20Error_t recordError(const char* api, h20Error_t code, const std::string& message) {

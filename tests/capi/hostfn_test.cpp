@@ -106,6 +106,29 @@ void CallRuntimeHostFn(void* p) {
   in->done.store(1);
 }
 
+void RefusedCallHostFn(void* p) {
+  void* ptr = nullptr;
+  *static_cast<h20Error_t*>(p) = h20Malloc(&ptr, 64);  // refused, and not cleared here
+}
+
+TEST_F(HostFunc, ErrorsInsideDoNotBecomeTheWaitingCallersLastError) {
+  // A thread that waits for a stream may run the stream's ready work itself: what that work's
+  // calls record stays apart from the caller's last error.
+  h20Stream_t s = nullptr;
+  H20_ASSERT_OK(h20StreamCreate(&s));
+  EXPECT_EQ(h20ErrorInvalidValue, h20Malloc(nullptr, 64));  // the caller's own last error
+  for (int i = 0; i < 50; ++i) {
+    h20Error_t inside = h20Success;
+    H20_ASSERT_OK(h20LaunchHostFunc(s, RefusedCallHostFn, &inside));
+    H20_ASSERT_OK(h20StreamSynchronize(s));
+    EXPECT_EQ(h20ErrorNotPermitted, inside);
+    EXPECT_EQ(h20ErrorInvalidValue, h20PeekAtLastError()) << "round " << i;
+  }
+  EXPECT_EQ(h20ErrorInvalidValue, h20GetLastError());
+  EXPECT_EQ(h20Success, h20GetLastError());
+  H20_EXPECT_OK(h20StreamDestroy(s));
+}
+
 TEST_F(HostFunc, RuntimeCallsInsideReturnNotPermitted) {
   h20Stream_t s = nullptr;
   H20_ASSERT_OK(h20StreamCreate(&s));
