@@ -212,7 +212,7 @@ class Driver {
   virtual QueueId createQueue(int chip, int priority) = 0;
   // Releases the queue once its pending commands have completed; returns at once.
   virtual void destroyQueue(QueueId queue) = 0;
-  virtual Seq submit(QueueId queue, Command command) = 0;
+  virtual Seq submit(QueueId queue, Command&& command) = 0;
   virtual Seq completed(QueueId queue) const = 0;
   virtual Seq submitted(QueueId queue) const = 0;
   // Blocks the calling thread until `queue` has completed `seq`. spinFirst: poll briefly before

@@ -193,7 +193,7 @@ class Emulator final : public Driver, public emu::FaultRegistry {
     return engine_->createQueue(chip, priority, nodeGroup(chip));
   }
   void destroyQueue(QueueId queue) override { engine_->destroyQueue(queue); }
-  Seq submit(QueueId queue, Command command) override {
+  Seq submit(QueueId queue, Command&& command) override {
     return engine_->submit(queue, std::move(command));
   }
   Seq completed(QueueId queue) const override { return engine_->completed(queue); }

@@ -53,7 +53,7 @@ Device* foreignOwner(Runtime& rt, const Device& runner, const PointerInfo& p) {
 // it an operation of their legacy streams too (Device::submitLegacyAcross); on other streams it is
 // ordered on `stream` only, as h20MemcpyPeerAsync.
 h20::driver::Seq submitOn(Device& device, Stream& stream, std::initializer_list<Device*> owners,
-                          h20::driver::Command command) {
+                          h20::driver::Command&& command) {
   if (stream.kind() == h20::rt::StreamKind::legacy)
     return device.submitLegacyAcross(owners, std::move(command));
   return device.submit(stream, std::move(command));

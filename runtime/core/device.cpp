@@ -71,7 +71,7 @@ std::shared_ptr<Stream> Device::perThreadStream() {
   return entry.second;
 }
 
-driver::Seq Device::submit(Stream& stream, driver::Command command) {
+driver::Seq Device::submit(Stream& stream, driver::Command&& command) {
   checkFault();
   driver::Seq seq;
   if (stream.kind() == StreamKind::legacy) {
@@ -127,7 +127,7 @@ std::vector<Device::Target> Device::pendingTargets(bool blockingOnly) const {
 }
 
 driver::Seq Device::submitLegacyAcross(std::initializer_list<Device*> others,
-                                       driver::Command command) {
+                                       driver::Command&& command) {
   std::vector<Device*> peers;
   for (Device* d : others)
     if (d && d != this && std::find(peers.begin(), peers.end(), d) == peers.end())

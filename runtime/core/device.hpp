@@ -40,14 +40,14 @@ class Device {
 
   // Enqueues `command` on `stream` after the implicit synchronisation CUDA defines between the
   // legacy stream and blocking streams. Throws h20ErrorLaunchFailure if the device is faulted.
-  driver::Seq submit(Stream& stream, driver::Command command);
+  driver::Seq submit(Stream& stream, driver::Command&& command);
   // Submits `command` to this device's legacy stream as an operation of the legacy streams of this
   // device and of every device in `others` (nullptrs and this device are skipped): it runs after
   // all work submitted so far to any of those legacy streams, and so to their blocking streams,
   // and their later legacy work runs after it. Every device's fault is checked before anything is
   // enqueued. The rule of h20MemcpyPeer, and of legacy-stream copies and memsets that touch
   // another device's memory.
-  driver::Seq submitLegacyAcross(std::initializer_list<Device*> others, driver::Command command);
+  driver::Seq submitLegacyAcross(std::initializer_list<Device*> others, driver::Command&& command);
   // Waits for all work of the device, including that of streams destroyed meanwhile. Concurrent
   // callers each wait for everything submitted before their call.
   void waitIdle();

@@ -21,8 +21,14 @@ Event::Capture Event::capture() const {
 }
 
 bool Event::completed() const {
-  const Capture c = capture();
-  return !c.recorded() || device_.driver().completed(c.queue) >= c.seq;
+  driver::QueueId queue;
+  driver::Seq seq;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue = capture_.queue;
+    seq = capture_.seq;
+  }
+  return seq == 0 || device_.driver().completed(queue) >= seq;
 }
 
 void Event::wait() const {
