@@ -1,6 +1,8 @@
 // fuzz_kernels.cpp - the fuzzer's kernels and host function (see fuzz_kernels.hpp).
 #include "fuzz_kernels.hpp"
 
+#include "c_callers.h"
+
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -65,7 +67,7 @@ void FaultKernel(const h20KernelContext* ctx, const void* args) {
   FaultKernelArgs a;
   std::memcpy(&a, args, sizeof a);
   if (ctx->blockIdx.x == a.faultBlock)
-    h20KernelReportFault(ctx, static_cast<h20Error_t>(a.code), "injected by the API fuzzer");
+    h20test_ReportFault(ctx, a.code, "injected by the API fuzzer");
 }
 
 void HostCopyFn(void* userData) {

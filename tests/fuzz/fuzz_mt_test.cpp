@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr std::size_t kOps = 150;  // per thread
+constexpr std::size_t kOps = 800;  // per thread
 
 std::uint64_t EnvU64(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);
@@ -28,7 +28,7 @@ TEST_P(FuzzThreads, SequencesMatchTheModel) {
   EXPECT_TRUE(r.passed) << r.report;
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, FuzzThreads, ::testing::Range<std::uint64_t>(101, 105),
+INSTANTIATE_TEST_SUITE_P(Seeds, FuzzThreads, ::testing::Range<std::uint64_t>(101, 107),
                          [](const ::testing::TestParamInfo<std::uint64_t>& info) {
                            return "seed" + std::to_string(info.param);
                          });

@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr std::size_t kOps = 250;
+constexpr std::size_t kOps = 3000;
 
 std::uint64_t EnvU64(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);
@@ -29,7 +29,7 @@ TEST_P(Fuzz, SequenceMatchesTheModel) {
   EXPECT_TRUE(r.passed) << r.report;
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, Fuzz, ::testing::Range<std::uint64_t>(1, 13),
+INSTANTIATE_TEST_SUITE_P(Seeds, Fuzz, ::testing::Range<std::uint64_t>(1, 17),
                          [](const ::testing::TestParamInfo<std::uint64_t>& info) {
                            return "seed" + std::to_string(info.param);
                          });

@@ -6,6 +6,8 @@
 // error, then apply the documented effects to the model.
 #include "fuzz_world.hpp"
 
+#include "c_callers.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -2082,9 +2084,10 @@ Analysis World::Ctx::Copy() {
     void* d = op.bad == Bad::nullDst ? nullptr : Ptr(op.dst);
     const void* sp = op.bad == Bad::nullSrc ? nullptr : Ptr(op.src);
     const std::size_t count = op.bad == Bad::countMax ? SIZE_MAX : op.count;
-    const auto kind = static_cast<h20MemcpyKind>(op.bad == Bad::kindRange ? op.value : op.kind);
-    if (!Call(async ? h20MemcpyAsync(d, sp, count, kind, StreamHandle())
-                    : h20Memcpy(d, sp, count, kind)))
+    // The kind goes through C (c_callers.h): a value outside the enum, as a C caller passes it.
+    const int kind = op.bad == Bad::kindRange ? op.value : op.kind;
+    if (!Call(async ? h20test_MemcpyAsyncKind(d, sp, count, kind, StreamHandle())
+                    : h20test_MemcpyKind(d, sp, count, kind)))
       return a;
   }
   if (!valid) return a;
