@@ -166,6 +166,74 @@ class KernelRun final : public driver::KernelFaultSink {
 
 }  // namespace
 
+// The pending commands of a queue, in order, in chunks of kChunk entries: a chunk is allocated
+// once per kChunk submissions at most, and a drained one is kept for reuse, so a steady flow of
+// submissions allocates nothing (a std::deque of these large entries allocated a block every few
+// pushes). push_back never moves an entry, so the front entry stays put while a worker runs it
+// without the lock. Guarded by the queue's mutex.
+class Engine::EntryFifo {
+ public:
+  EntryFifo() = default;
+  EntryFifo(const EntryFifo&) = delete;
+  EntryFifo& operator=(const EntryFifo&) = delete;
+  ~EntryFifo() {
+    while (head_) {
+      Chunk* next = head_->next;
+      delete head_;
+      head_ = next;
+    }
+    delete spare_;
+  }
+  bool empty() const { return head_ == nullptr || (head_ == tail_ && begin_ == end_); }
+  Entry& front() { return head_->entries[begin_]; }
+  void push_back(Seq seq, Command&& command) {
+    if (!tail_ || end_ == kChunk) {
+      Chunk* c = spare_ ? spare_ : new Chunk;
+      spare_ = nullptr;
+      c->next = nullptr;
+      if (tail_) {
+        tail_->next = c;
+      } else {
+        head_ = c;
+        begin_ = 0;
+      }
+      tail_ = c;
+      end_ = 0;
+    }
+    Entry& e = tail_->entries[end_++];
+    e.seq = seq;
+    e.command = std::move(command);
+  }
+  void pop_front() {
+    // What the command holds (staging buffers, a host function's captures) goes now.
+    head_->entries[begin_].command = driver::MarkerCommand{};
+    if (++begin_ < (head_ == tail_ ? end_ : kChunk)) return;
+    Chunk* drained = head_;
+    if (head_ == tail_) {
+      head_ = tail_ = nullptr;
+    } else {
+      head_ = head_->next;
+    }
+    begin_ = 0;
+    if (spare_)
+      delete drained;
+    else
+      spare_ = drained;
+  }
+
+ private:
+  static constexpr int kChunk = 32;
+  struct Chunk {
+    Entry entries[kChunk];
+    Chunk* next = nullptr;
+  };
+  Chunk* head_ = nullptr;
+  Chunk* tail_ = nullptr;
+  Chunk* spare_ = nullptr;
+  int begin_ = 0;  // first pending entry of head_
+  int end_ = 0;    // one past the last entry of tail_
+};
+
 struct Engine::Queue {
   QueueId id = 0;
   int chip = 0;
@@ -175,7 +243,7 @@ struct Engine::Queue {
   std::mutex mu;
   std::condition_variable hostCv;
   int hostWaiters = 0;
-  std::deque<Entry> pending;
+  EntryFifo pending;
   // Queues parked on a Wait for this queue: resumed once completed >= the sequence number.
   std::vector<std::pair<Seq, std::shared_ptr<Queue>>> dependents;
   Seq lastSeq = 0;
@@ -304,31 +372,41 @@ void Engine::destroyQueue(QueueId id) {
   }
 }
 
-Seq Engine::submit(QueueId id, Command command) {
-  auto q = find(id);
-  if (!q) return 0;
+Seq Engine::submit(QueueId id, Command&& command) {
+  // The map lock is held throughout (so the queue stays alive) rather than copying its pointer:
+  // a queue's owner is only taken when it must be scheduled.
+  std::shared_lock<std::shared_mutex> mapLock(mapMu_);
+  auto it = queues_.find(id);
+  if (it == queues_.end()) return 0;
+  Queue& q = *it->second;
   bool wake;
   Seq seq;
   {
-    std::lock_guard<std::mutex> lock(q->mu);
-    seq = ++q->lastSeq;
-    q->pending.push_back(Entry{seq, std::move(command)});
-    q->submitted.store(seq, std::memory_order_release);
-    wake = !q->scheduled;
-    q->scheduled = true;
+    std::lock_guard<std::mutex> lock(q.mu);
+    seq = ++q.lastSeq;
+    q.pending.push_back(seq, std::move(command));
+    q.submitted.store(seq, std::memory_order_release);
+    wake = !q.scheduled;
+    q.scheduled = true;
   }
-  if (wake) schedule(std::move(q));
+  if (wake) {
+    std::shared_ptr<Queue> owner = it->second;
+    mapLock.unlock();
+    schedule(std::move(owner));
+  }
   return seq;
 }
 
 Seq Engine::completed(QueueId id) const {
-  auto q = find(id);
-  return q ? q->completed.load(std::memory_order_acquire) : ~Seq{0};
+  std::shared_lock<std::shared_mutex> lock(mapMu_);
+  auto it = queues_.find(id);
+  return it != queues_.end() ? it->second->completed.load(std::memory_order_acquire) : ~Seq{0};
 }
 
 Seq Engine::submitted(QueueId id) const {
-  auto q = find(id);
-  return q ? q->submitted.load(std::memory_order_acquire) : 0;
+  std::shared_lock<std::shared_mutex> lock(mapMu_);
+  auto it = queues_.find(id);
+  return it != queues_.end() ? it->second->submitted.load(std::memory_order_acquire) : 0;
 }
 
 void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
@@ -589,8 +667,8 @@ void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until) {
         schedule(q);  // stays scheduled; other ready queues get a turn first
         return;
       }
-      // deque::push_back keeps references to existing elements valid, and only this worker
-      // pops, so the front entry stays put while it runs without the lock.
+      // push_back never moves an entry, and only this worker pops, so the front entry stays put
+      // while it runs without the lock.
       entry = &q->pending.front();
     }
 

@@ -67,7 +67,7 @@ class Engine {
   // `node` indexes the NodeWorkers the queue's work prefers (clamped to the nodes there are).
   driver::QueueId createQueue(int chip, int priority, int node = 0);
   void destroyQueue(driver::QueueId id);
-  driver::Seq submit(driver::QueueId id, driver::Command command);
+  driver::Seq submit(driver::QueueId id, driver::Command&& command);
   driver::Seq completed(driver::QueueId id) const;
   driver::Seq submitted(driver::QueueId id) const;
   void wait(driver::QueueId id, driver::Seq seq, bool spinFirst);
@@ -81,9 +81,10 @@ class Engine {
   struct Queue;
   struct Job;
   struct Entry {
-    driver::Seq seq;
+    driver::Seq seq = 0;
     driver::Command command;
   };
+  class EntryFifo;
 
   std::shared_ptr<Queue> find(driver::QueueId id) const;
   void schedule(std::shared_ptr<Queue> queue);
