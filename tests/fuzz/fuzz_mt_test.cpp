@@ -46,7 +46,7 @@ TEST(FuzzThreadsSoak, RandomSeeds) {
   if (seeds == 0 && seconds == 0) GTEST_SKIP() << "set H20_FUZZ_SEEDS or H20_FUZZ_SECONDS";
   const std::uint64_t base = EnvU64("H20_FUZZ_SEED_BASE", std::random_device{}() * 1000003ull);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  h20fuzz::Options o = h20fuzz::Options::FromEnv(300);
+  h20fuzz::Options o = h20fuzz::Options::FromEnv(kOps);
   std::uint64_t ran = 0, failed = 0;
   for (std::uint64_t i = 0; seeds ? i < seeds : std::chrono::steady_clock::now() < deadline; ++i) {
     const h20fuzz::SeedResult r = h20fuzz::RunSeed(base + i, true, o);
