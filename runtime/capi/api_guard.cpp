@@ -6,12 +6,14 @@
 
 namespace h20::capi {
 
+bool onEngineThread() {
+  return rt::Runtime::aliveForThreadExit() && rt::Runtime::get().driver().onEngineThread();
+}
+
 ThreadErrorState& threadErrors() {
   thread_local ThreadErrorState caller;
   thread_local ThreadErrorState engineWork;
-  const bool engine =
-      rt::Runtime::aliveForThreadExit() && rt::Runtime::get().driver().onEngineThread();
-  return engine ? engineWork : caller;
+  return onEngineThread() ? engineWork : caller;
 }
 
 h20Error_t recordError(const char* api, h20Error_t code, const std::string& message) {

@@ -20,6 +20,10 @@
 
 namespace h20::capi {
 
+// True while the calling thread runs engine work (a host function or a kernel), which may not call
+// the API. Never initialises the runtime.
+bool onEngineThread();
+
 // Records `code` with "api: message" as the calling thread's last error; logs it; returns code.
 h20Error_t recordError(const char* api, h20Error_t code, const std::string& message);
 

@@ -75,6 +75,11 @@ H20_API const char* h20GetLastErrorMessage(void) {
 }
 
 H20_API h20Error_t h20RuntimeGetVersion(int* runtimeVersion) {
+  // Needs no runtime (it works when initialisation failed), but follows the rule for host
+  // functions and kernels like every call that is not an error query.
+  if (h20::capi::onEngineThread())
+    return h20::capi::recordError("h20RuntimeGetVersion", h20ErrorNotPermitted,
+                                  "the h20 API may not be called from a host function or a kernel");
   if (!runtimeVersion)
     return h20::capi::recordError("h20RuntimeGetVersion", h20ErrorInvalidValue,
                                   "runtimeVersion is NULL");
