@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr std::size_t kOps = 800;  // per thread
+constexpr std::size_t kOps = 1500;  // per thread
 
 std::uint64_t EnvU64(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);

@@ -1649,7 +1649,7 @@ Analysis World::Ctx::HostWrite() {
   Pattern(b.data(), b.size(), op.salt);
   std::copy(b.begin(), b.end(), m->bytes.begin() + op.dst.off);
   w.Touch(*m);
-  if (exec()) std::memcpy(m->ptr + op.dst.off, b.data(), b.size());
+  if (exec() && !b.empty()) std::memcpy(m->ptr + op.dst.off, b.data(), b.size());
   return a;
 }
 

@@ -11,7 +11,7 @@
 #                  configured by scripts/test.sh gives a sanitizer soak)
 #   --single       only the single-threaded soak (faults, resets, every copy kind)
 #   --threaded     only the multi-threaded soak (H20_FUZZ_THREADS host threads, default 3)
-#   --ops N        ops per sequence (per thread; default as the fixed seeds: 3000 / 800)
+#   --ops N        ops per sequence (per thread; default as the fixed seeds: 5000 / 1500)
 #   --seed-base B  first seed (default: random); seeds B, B+1, ... are run
 #
 # Every H20_FUZZ_* variable of tests/fuzz/fuzzer.hpp is passed through (e.g. H20_FUZZ_DEVICES,
