@@ -34,9 +34,12 @@ struct Global {
   // statics are constructed first): shut the runtime down cleanly, joining its workers.
   ~Global() {
     std::lock_guard<std::mutex> lock(mu);
-    const bool wasReady = state.load() == State::ready;
+    const State was = state.load();
     state.store(State::unloading);
-    if (wasReady) delete instance;
+    // A forked child's runtime is abandoned, not destroyed; the pointer stays, so that leak
+    // checkers see it as reachable.
+    if (was == State::forked) return;
+    if (was == State::ready) delete instance;
     instance = nullptr;
   }
 };
