@@ -244,7 +244,8 @@ class Gen {
     if (r < 60) return 1 + r_.Below(4096);
     if (r < 86) return 4096 + r_.Below(60 * 1024);
     if (r < 98) return 64 * 1024 + r_.Below(448 * 1024);
-    return (1u << 20) + r_.Below(1536 * 1024);
+    // Up to 6.5 MiB: past the emulator's 4 MiB threshold for copies split over its workers.
+    return (1u << 20) + r_.Below(5632 * 1024);
   }
 
   void PickRange(std::size_t size, std::size_t maxLen, std::size_t* off, std::size_t* len) {
