@@ -448,6 +448,7 @@ World::~World() {
   }
   h20SetDevice(0);
   h20GetLastError();
+  keepAlive_.clear();
 }
 
 StreamM& World::NewStream(int key, int device, StreamKind kind, bool blocking) {
@@ -2429,7 +2430,10 @@ Analysis World::Ctx::Kernel() {
         op.bad == Bad::argsBytes ? H20_MAX_KERNEL_ARGS_BYTES + 1 : sizeof(KernelArgs);
     h20KernelFn fn = op.bad == Bad::nullFn ? nullptr : checksum ? ChecksumKernel : TransformKernel;
     const void* args = op.bad == Bad::nullArgs ? nullptr : buf;
-    if (!Call(h20LaunchKernel(fn, grid, block, args, argsBytes, shared, StreamHandle()))) return a;
+    const h20Error_t rc = h20LaunchKernel(fn, grid, block, args, argsBytes, shared, StreamHandle());
+    // Work enqueued by a launch that should have failed still runs: keep what it reads alive.
+    if (rc == h20Success) w.keepAlive_.push_back(rec);
+    if (!Call(rc)) return a;
   }
   if (!valid) return a;
   w.Commit(*s, vc);
@@ -2509,9 +2513,10 @@ Analysis World::Ctx::HostFn() {
     args->n = op.count;
     args->spinUs = op.spinUs;
     args->noApiCall = InnerCallsOff() ? 1u : 0u;
-    if (!Call(h20LaunchHostFunc(StreamHandle(), op.bad == Bad::nullFn ? nullptr : HostCopyFn,
-                                args.get())))
-      return a;
+    const h20Error_t rc =
+        h20LaunchHostFunc(StreamHandle(), op.bad == Bad::nullFn ? nullptr : HostCopyFn, args.get());
+    if (rc == h20Success) w.keepAlive_.push_back(args);
+    if (!Call(rc)) return a;
   }
   if (!valid) return a;
   w.Commit(*s, vc);

@@ -361,6 +361,7 @@ class World {
   std::optional<Failure> failure_;
   std::vector<unsigned char> scratch_;
   std::vector<unsigned char*> registerAttempts_;
+  std::vector<std::shared_ptr<void>> keepAlive_;  // records of every launch that was accepted
   Stats stats_;
 };
 
