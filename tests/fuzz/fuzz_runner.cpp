@@ -7,6 +7,8 @@
 // initialisation each time and cannot share the seed's generated sequence cheaply.
 #include "fuzzer.hpp"
 
+#include "child_process.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -231,7 +233,46 @@ std::string KeepText(const std::vector<Key>& keys, bool threaded) {
   return s;
 }
 
+// A replay in a fresh child process (this binary, child_process.hpp): the sequence is generated
+// again there from the seed and the options in the environment.
+std::optional<Failure> ReplayInChild(std::uint64_t seed, bool threaded, const Options& o,
+                                     const std::vector<Key>& keys) {
+  h20test::EnvChanges env = {{"H20_FUZZ_SEED", std::to_string(seed)},
+                             {"H20_FUZZ_OPS", std::to_string(o.ops)},
+                             {"H20_FUZZ_THREADS", std::to_string(o.threads)},
+                             {"H20_FUZZ_DEVICES", std::to_string(o.devices)},
+                             {"H20_FUZZ_REPLAY_THREADED", threaded ? "1" : "0"},
+                             {"H20_FUZZ_KEEP", KeepText(keys, true)},
+                             {"H20_FUZZ_VERBOSE", "0"}};
+  for (const char* v : {"H20_VISIBLE_DEVICES", "H20_EMU_DEVICES", "H20_EMU_MEMORY_BUDGET"})
+    if (const char* value = std::getenv(v)) env[v] = value;
+  const h20test::ChildResult r = h20test::RunChild("FuzzReplayInChild", env);
+  if (r.exitCode >= 128)
+    return Failure{0, "crash " + std::to_string(r.exitCode - 128),
+                   "the child replay died of signal " + std::to_string(r.exitCode - 128)};
+  if (r.exitCode != 0 || r.values.count("signature") == 0) return std::nullopt;
+  return Failure{0, r.Value("signature"), r.Value("message")};
+}
+
 }  // namespace
+
+// The child side of ReplayInChild: one run of the keys in H20_FUZZ_KEEP, its failure emitted.
+H20_CHILD_SCENARIO(FuzzReplayInChild) {
+  const char* seedText = std::getenv("H20_FUZZ_SEED");
+  const std::uint64_t seed = seedText ? std::strtoull(seedText, nullptr, 10) : 0;
+  const bool threaded = std::getenv("H20_FUZZ_REPLAY_THREADED") &&
+                        std::strcmp(std::getenv("H20_FUZZ_REPLAY_THREADED"), "1") == 0;
+  const Options o = Options::FromEnv(300);
+  Config c = ProbeConfig(o.devices);
+  c.multiThreaded = threaded;
+  const auto ops = GenerateAll(c, seed, threaded, o);
+  const ExecResult r = ExecuteThreads(c, seed, threaded, ops, o.keep ? &*o.keep : nullptr, false);
+  if (r.failure) {
+    h20test::Emit("signature", r.failure->signature);
+    h20test::Emit("message", r.failure->message);
+  }
+  return 0;
+}
 
 Options Options::FromEnv(std::size_t defaultOps) {
   Options o;
@@ -302,12 +343,15 @@ SeedResult RunSeed(std::uint64_t seed, bool threaded, const Options& options) {
     for (std::size_t i : IndicesOf(t, ops[static_cast<std::size_t>(t)].size(), keep))
       if (t != first.thread || i <= f.opIndex) keys.emplace_back(t, i);
   int tries = threaded ? 3 : 1;
+  bool inChild = false;
   std::string lastMessage;
   auto test = [&](const std::vector<Key>& subset) {
     for (int k = 0; k < tries; ++k) {
-      const ExecResult r = ExecuteThreads(c, seed, threaded, ops, &subset, false);
-      if (r.failure && r.failure->signature == f.signature) {
-        lastMessage = r.failure->message;
+      const std::optional<Failure> r =
+          inChild ? ReplayInChild(seed, threaded, options, subset)
+                  : ExecuteThreads(c, seed, threaded, ops, &subset, false).failure;
+      if (r && r->signature == f.signature) {
+        lastMessage = r->message;
         return true;
       }
     }
@@ -330,6 +374,13 @@ SeedResult RunSeed(std::uint64_t seed, bool threaded, const Options& options) {
     tries = 3;
     reproduced = (++runs, test(keys));
   }
+  if (!reproduced && options.shrinkSeconds > 0) {
+    // Perhaps it needs a fresh process (state that device resets do not clear, e.g. handle
+    // values): replay each candidate in a child process.
+    inChild = true;
+    tries = threaded ? 3 : 2;
+    reproduced = (++runs, test(keys));
+  }
   if (reproduced) {
     const double budget = std::max(1.0, options.shrinkSeconds);
     shrunk = Shrink(keys, test, budget, &runs);
@@ -341,8 +392,8 @@ SeedResult RunSeed(std::uint64_t seed, bool threaded, const Options& options) {
     o << "The failure did not reproduce on a re-run (timing-dependent); unshrunk trace of "
       << keys.size() << " ops:\n";
   } else {
-    o << "Shrunk to " << shrunk.size() << " of " << keys.size() << " ops (" << runs
-      << " runs), which fail the same way:\n";
+    o << "Shrunk to " << shrunk.size() << " of " << keys.size() << " ops (" << runs << " runs"
+      << (inChild ? ", each in a fresh child process" : "") << "), which fail the same way:\n";
   }
   const std::vector<Key>& listed = reproduced ? shrunk : keys;
   std::size_t shown = 0;
