@@ -2,9 +2,11 @@
 //
 // Every run (the first one and each shrinking attempt) starts from a fresh runtime state: every
 // visible device is reset (h20DeviceReset: allocations, streams, events, faults and peer access
-// of the device go), and the host memory of the previous run is released. That is what makes
-// in-process replay sound; the alternative, a child process per attempt, would cost a runtime
-// initialisation each time and cannot share the seed's generated sequence cheaply.
+// of the device go), and the host memory of the previous run is released. That makes replay in
+// process sound for what the API lets a caller observe, and fast (no runtime initialisation per
+// attempt). What resets do not restore (handle values, for one) can matter to a failure: when a
+// failure does not come back in process, every attempt runs in a fresh child process instead
+// (child_process.hpp), which generates the seed's sequence again and replays the subset.
 #include "fuzzer.hpp"
 
 #include "child_process.hpp"

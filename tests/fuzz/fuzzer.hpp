@@ -5,7 +5,8 @@
 // the same seed gives the same sequence on every run and machine. Execute() runs a sequence (or a
 // subset of it) against the runtime from a fresh state (every device reset) and checks every
 // result and, after every synchronisation, the memory contents. On a failure RunSeed() shrinks
-// the sequence by delta debugging (re-running subsets, in process, each from a fresh state) and
+// the sequence by delta debugging (re-running subsets, each from a fresh state: in process after
+// resetting every device, or in a child process when that does not reproduce the failure) and
 // reports the seed, the failure and the shrunk trace, with the environment that replays it.
 //
 // Multi-threaded runs give each host thread its own sequence (own streams, events and
