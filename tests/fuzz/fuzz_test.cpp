@@ -10,21 +10,13 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <ostream>
-#include <random>
 #include <string>
 
 namespace {
 
 constexpr std::size_t kOps = 5000;
-
-std::uint64_t EnvU64(const char* name, std::uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 class Fuzz : public ::testing::TestWithParam<std::uint64_t> {};
 
@@ -45,7 +37,7 @@ INSTANTIATE_TEST_SUITE_P(Seeds, Fuzz, ::testing::Range<std::uint64_t>(1, 25),
 constexpr std::uint64_t kChildSeeds = 3;
 
 H20_CHILD_SCENARIO(FuzzSeedsInChild) {
-  const std::uint64_t first = EnvU64("H20_FUZZ_CHILD_SEED", 1);
+  const std::uint64_t first = h20fuzz::EnvU64("H20_FUZZ_CHILD_SEED", 1);
   int failed = 0;
   for (std::uint64_t seed = first; seed < first + kChildSeeds; ++seed) {
     const h20fuzz::SeedResult r = h20fuzz::RunSeed(seed, false, h20fuzz::Options::FromEnv(kOps));
@@ -107,30 +99,11 @@ TEST(FuzzGenerate, SameSeedGivesTheSameSequence) {
 }
 
 TEST(FuzzReplay, SeedFromEnvironment) {
-  if (!std::getenv("H20_FUZZ_SEED")) GTEST_SKIP() << "set H20_FUZZ_SEED (and H20_FUZZ_KEEP)";
-  const h20fuzz::SeedResult r =
-      h20fuzz::RunSeed(EnvU64("H20_FUZZ_SEED", 0), false, h20fuzz::Options::FromEnv(kOps));
-  EXPECT_TRUE(r.passed) << r.report;
+  h20fuzz::ReplayFromEnvironment(false, kOps);
 }
 
 TEST(FuzzSoak, RandomSeeds) {
-  const std::uint64_t seeds = EnvU64("H20_FUZZ_SEEDS", 0);
-  const std::uint64_t seconds = EnvU64("H20_FUZZ_SECONDS", 0);
-  if (seeds == 0 && seconds == 0) GTEST_SKIP() << "set H20_FUZZ_SEEDS or H20_FUZZ_SECONDS";
-  const std::uint64_t base = EnvU64("H20_FUZZ_SEED_BASE", std::random_device{}() * 1000003ull);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  h20fuzz::Options o = h20fuzz::Options::FromEnv(kOps);
-  std::uint64_t ran = 0, failed = 0;
-  for (std::uint64_t i = 0; seeds ? i < seeds : std::chrono::steady_clock::now() < deadline; ++i) {
-    const h20fuzz::SeedResult r = h20fuzz::RunSeed(base + i, false, o);
-    ++ran;
-    if (!r.passed) {
-      ++failed;
-      ADD_FAILURE() << r.report;
-    }
-  }
-  std::printf("soak: %llu seeds from %llu, %llu failed\n", static_cast<unsigned long long>(ran),
-              static_cast<unsigned long long>(base), static_cast<unsigned long long>(failed));
+  h20fuzz::SoakFromEnvironment(false, kOps);
 }
 
 }  // namespace

@@ -71,6 +71,13 @@ std::vector<Op> Generate(const Config& config, std::uint64_t seed, const Options
 // Runs `seed` single-threaded (or with options.threads host threads), shrinking on failure.
 SeedResult RunSeed(std::uint64_t seed, bool threaded, const Options& options);
 
+// The test binaries' shared pieces (fuzz_entry.cpp): an unsigned environment variable, and the
+// bodies of the replay test (H20_FUZZ_SEED, skipped when unset) and of the soak test
+// (H20_FUZZ_SEEDS or H20_FUZZ_SECONDS, skipped when neither is set), with GoogleTest assertions.
+std::uint64_t EnvU64(const char* name, std::uint64_t fallback);
+void ReplayFromEnvironment(bool threaded, std::size_t defaultOps);
+void SoakFromEnvironment(bool threaded, std::size_t defaultOps);
+
 // Threaded runs: what every thread's sequence starts from.
 struct ThreadSetup {
   int thread = 0;
