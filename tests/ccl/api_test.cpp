@@ -1,6 +1,7 @@
 // api_test.cpp - libh20ccl's API in one process on the default topology: communicator creation and
 // queries, every argument error (with the message naming it), ranks that disagree, groups,
 // stream order, the current device, and a faulted device (in a child process).
+#include "c_header_check.h"
 #include "ccl_harness.hpp"
 #include "child_process.hpp"
 #include "h20_test.hpp"
@@ -18,21 +19,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-extern "C" {
-int h20cclCHeaderCheck(void);
-// c_header_check.c: the entry points with enum arguments passed as ints, as a C caller may.
-h20Error_t h20cclCAllReduceRaw(const void* send, void* recv, size_t count, int datatype, int op,
-                               h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCAllGatherRaw(const void* send, void* recv, size_t count, int datatype,
-                               h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCReduceScatterRaw(const void* send, void* recv, size_t count, int datatype, int op,
-                                   h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCBroadcastRaw(const void* send, void* recv, size_t count, int datatype, int root,
-                               h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCGetAlgorithmRaw(h20cclComm_t comm, int func, size_t count, int datatype,
-                                  h20cclAlgo* algo);
-}
 
 using ccltest::Case;
 using ccltest::Coll;

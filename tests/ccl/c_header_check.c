@@ -1,11 +1,9 @@
 /* c_header_check.c - compiles include/h20/ccl.h as C11 (the header must stay C-clean) and
  * exercises it from C: the api tests call h20cclCHeaderCheck(), and the *Raw wrappers to pass enum
  * arguments that are not enumerators, as only a C caller can. */
-#include <h20/ccl.h>
+#include "c_header_check.h"
 
 #include <stddef.h>
-
-int h20cclCHeaderCheck(void);
 
 int h20cclCHeaderCheck(void) {
   h20cclComm_t comm = NULL;
@@ -20,20 +18,7 @@ int h20cclCHeaderCheck(void) {
   return h20cclCommCount(comm, &count) == h20ErrorInvalidValue && count == -1 ? 1 : 0;
 }
 
-/* The entry points called the way a C caller may: enum arguments given as any int (C converts
- * them to the enum type as they are; C++ may not hold such values in an enum). The api tests pass
- * values outside the enumerations and expect h20ErrorInvalidValue. */
-h20Error_t h20cclCAllReduceRaw(const void* send, void* recv, size_t count, int datatype, int op,
-                               h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCAllGatherRaw(const void* send, void* recv, size_t count, int datatype,
-                               h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCReduceScatterRaw(const void* send, void* recv, size_t count, int datatype, int op,
-                                   h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCBroadcastRaw(const void* send, void* recv, size_t count, int datatype, int root,
-                               h20cclComm_t comm, h20Stream_t stream);
-h20Error_t h20cclCGetAlgorithmRaw(h20cclComm_t comm, int func, size_t count, int datatype,
-                                  h20cclAlgo* algo);
-
+/* The *Raw wrappers (c_header_check.h). */
 h20Error_t h20cclCAllReduceRaw(const void* send, void* recv, size_t count, int datatype, int op,
                                h20cclComm_t comm, h20Stream_t stream) {
   return h20cclAllReduce(send, recv, count, (h20DataType)datatype, (h20cclRedOp)op, comm, stream);
