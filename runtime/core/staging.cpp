@@ -37,6 +37,11 @@ std::shared_ptr<unsigned char[]> StagingPool::acquire(std::size_t bytes) {
       buffer, [this, capacity](unsigned char* b) { release(b, capacity); });
 }
 
+std::size_t StagingPool::cachedBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cachedBytes_;
+}
+
 void StagingPool::release(unsigned char* buffer, std::size_t capacity) {
   {
     std::lock_guard<std::mutex> lock(mu_);

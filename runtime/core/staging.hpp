@@ -26,11 +26,13 @@ class StagingPool {
 
   // A buffer of at least `bytes` bytes (contents undefined). Throws std::bad_alloc.
   std::shared_ptr<unsigned char[]> acquire(std::size_t bytes);
+  // Bytes of the buffers kept for reuse now.
+  std::size_t cachedBytes() const;
 
  private:
   void release(unsigned char* buffer, std::size_t capacity);
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::multimap<std::size_t, unsigned char*> free_;  // by capacity
   std::size_t cachedBytes_ = 0;
 };
