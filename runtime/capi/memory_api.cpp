@@ -43,15 +43,15 @@ std::string describe(const PointerInfo& p) {
                      p.allocation->size);
 }
 
-// The device owning `p` if that is device memory of a device other than `runner`, else nullptr.
-Device* foreignOwner(Runtime& rt, const Device& runner, const PointerInfo& p) {
-  if (!p.isDevice() || p.allocation->device == runner.ordinal()) return nullptr;
-  return &rt.device(p.allocation->device);
+// The device whose memory `p` is, or nullptr for host memory.
+Device* owner(Runtime& rt, const PointerInfo& p) {
+  return p.isDevice() ? &rt.device(p.allocation->device) : nullptr;
 }
 
-// Submits a copy or memset to `stream`. On a legacy stream, touching other devices' memory makes
-// it an operation of their legacy streams too (Device::submitLegacyAcross); on other streams it is
-// ordered on `stream` only, as h20MemcpyPeerAsync.
+// Submits a copy or memset to `stream`. On a legacy stream, touching other devices' memory (the
+// `owners` that are not the stream's device) makes it an operation of their legacy streams too
+// (Device::submitLegacyAcross); on other streams it is ordered on `stream` only, as
+// h20MemcpyPeerAsync.
 h20::driver::Seq submitOn(Device& device, Stream& stream, std::initializer_list<Device*> owners,
                           h20::driver::Command&& command) {
   if (stream.kind() == h20::rt::StreamKind::legacy)
@@ -104,22 +104,15 @@ void copy(Runtime& rt, void* dst, const void* src, std::size_t count, int kind,
          kindName(kind), dst, describe(d), src, describe(s));
 
   Device& device = stream->device();
-  // The other devices whose memory the copy touches.
-  Device* const dOwner = foreignOwner(rt, device, d);
-  Device* const sOwner = foreignOwner(rt, device, s);
-  h20::driver::CopyCommand cmd{dst, src, count, nullptr, false};
-  cmd.otherChips = {dOwner ? dOwner->chip() : -1, sOwner ? sOwner->chip() : -1};
-  if (d.isDevice() && s.isDevice() && d.allocation->device != s.allocation->device) {
-    const int other =
-        d.allocation->device == device.ordinal() ? s.allocation->device : d.allocation->device;
-    cmd.stageThroughHost = !device.copiesDirectTo(other);
-  }
+  Device* const dOwner = owner(rt, d);
+  Device* const sOwner = owner(rt, s);
+  h20::driver::CopyCommand cmd = device.copyCommand(dOwner, sOwner, dst, src, count);
   // CUDA consumes a pageable source before an asynchronous copy returns, so the caller may reuse
   // the buffer. When nothing is ahead of the copy it runs from the source at once and the call
   // waits for it (as fast as h20Memcpy); else the source is staged in a reused host buffer.
   bool consumeNow = false;
   if (async && s.isPageable() && !d.isPageable()) {
-    if (!dOwner && nothingAhead(device, *stream)) {
+    if ((!dOwner || dOwner == &device) && nothingAhead(device, *stream)) {
       consumeNow = true;
     } else {
       std::shared_ptr<unsigned char[]> staging = rt.staging().acquire(count);
@@ -148,10 +141,10 @@ void memset(Runtime& rt, void* dst, int value, std::size_t count, h20Stream_t st
     fail(h20ErrorInvalidValue, "devPtr {} is pageable host memory, not device or pinned memory",
          dst);
   Device& device = stream->device();
-  Device* const owner = foreignOwner(rt, device, d);
+  Device* const dOwner = owner(rt, d);
   h20::driver::FillCommand cmd{dst, static_cast<unsigned char>(value), count};
-  cmd.otherChip = owner ? owner->chip() : -1;
-  submitOn(device, *stream, {owner}, std::move(cmd));
+  cmd.otherChip = dOwner && dOwner != &device ? dOwner->chip() : -1;
+  submitOn(device, *stream, {dOwner}, std::move(cmd));
 }
 
 void releaseHost(Runtime& rt, const Allocation& a) {

@@ -38,17 +38,6 @@ void checkPeerRange(Runtime& rt, const char* what, const void* ptr, int device, 
     fail(h20ErrorInvalidValue, "{} {} is not device memory of device {}", what, ptr, device);
 }
 
-// A copy run by `runner` from `srcDev`'s memory to `dstDev`'s: over the link when runner has peer
-// access to the other device, else staged through host memory. Devices other than the runner are
-// named in the command, so that the copy is skipped if one of them faults before it runs.
-h20::driver::CopyCommand peerCopy(const Device& runner, const Device& dstDev, const Device& srcDev,
-                                  void* dst, const void* src, std::size_t count) {
-  const Device& other = &dstDev == &runner ? srcDev : dstDev;
-  h20::driver::CopyCommand c{dst, src, count, nullptr, !runner.copiesDirectTo(other.ordinal())};
-  c.otherChips = {&dstDev != &runner ? dstDev.chip() : -1, &srcDev != &runner ? srcDev.chip() : -1};
-  return c;
-}
-
 }  // namespace
 
 extern "C" {
@@ -155,8 +144,8 @@ H20_API h20Error_t h20MemcpyPeerAsync(void* dst, int dstDevice, const void* src,
     checkPeerRange(rt, "dst", dst, dstDevice, count);
     checkPeerRange(rt, "src", src, srcDevice, count);
     Device& runner = s->device();
-    runner.submit(*s,
-                  peerCopy(runner, rt.device(dstDevice), rt.device(srcDevice), dst, src, count));
+    runner.submit(
+        *s, runner.copyCommand(&rt.device(dstDevice), &rt.device(srcDevice), dst, src, count));
     return h20Success;
   });
 }
@@ -169,7 +158,7 @@ H20_API h20Error_t h20MemcpyPeer(void* dst, int dstDevice, const void* src, int 
     if (count == 0) return h20Success;
     checkPeerRange(rt, "dst", dst, dstDevice, count);
     checkPeerRange(rt, "src", src, srcDevice, count);
-    to.submitLegacyAcross({&from}, peerCopy(to, to, from, dst, src, count));
+    to.submitLegacyAcross({&from}, to.copyCommand(&to, &from, dst, src, count));
     return h20Success;
   });
 }

@@ -126,6 +126,18 @@ std::vector<Device::Target> Device::pendingTargets(bool blockingOnly) const {
   return targets;
 }
 
+driver::CopyCommand Device::copyCommand(const Device* dstOwner, const Device* srcOwner, void* dst,
+                                        const void* src, std::size_t count) const {
+  driver::CopyCommand c{dst, src, count, nullptr, false};
+  auto foreignChip = [&](const Device* d) { return d && d != this ? d->chip() : -1; };
+  c.otherChips = {foreignChip(dstOwner), foreignChip(srcOwner)};
+  if (dstOwner && srcOwner && dstOwner != srcOwner) {
+    const Device* other = dstOwner == this ? srcOwner : dstOwner;
+    c.stageThroughHost = !copiesDirectTo(other->ordinal());
+  }
+  return c;
+}
+
 driver::Seq Device::submitLegacyAcross(std::initializer_list<Device*> others,
                                        driver::Command&& command) {
   std::vector<Device*> peers;

@@ -41,6 +41,12 @@ class Device {
   // Enqueues `command` on `stream` after the implicit synchronisation CUDA defines between the
   // legacy stream and blocking streams. Throws h20ErrorLaunchFailure if the device is faulted.
   driver::Seq submit(Stream& stream, driver::Command&& command);
+  // A copy run by this device from srcOwner's memory to dstOwner's (nullptr: host memory). Between
+  // two devices' memory it goes over the link when this device has peer access to the other one,
+  // else through host memory; devices other than this one are named in the command, so that the
+  // copy is skipped if one of them faults before it runs.
+  driver::CopyCommand copyCommand(const Device* dstOwner, const Device* srcOwner, void* dst,
+                                  const void* src, std::size_t count) const;
   // Submits `command` to this device's legacy stream as an operation of the legacy streams of this
   // device and of every device in `others` (nullptrs and this device are skipped): it runs after
   // all work submitted so far to any of those legacy streams, and so to their blocking streams,
