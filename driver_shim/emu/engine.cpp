@@ -451,6 +451,10 @@ bool Engine::runInline(const std::shared_ptr<Queue>& q, Seq seq) {
     }
     if (index < 0) return false;
     node = nodes_[static_cast<std::size_t>(q->node)].get();
+    // As the worker it stands in for, this thread serves higher-priority ready queues first: it
+    // leaves them to the workers and does not run its own queue ahead of them.
+    for (int l = 0; l < q->level; ++l)
+      if (!node->ready[static_cast<std::size_t>(l)].empty()) return false;
     auto& level = node->ready[static_cast<std::size_t>(q->level)];
     auto it = std::find(level.begin(), level.end(), q);
     if (it == level.end()) return false;  // not reached: `ready` says it is there
