@@ -16,6 +16,7 @@
 #include <h20/h20_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -131,9 +132,11 @@ struct WaitCommand {
   Seq seq = 0;
 };
 
-// Completes immediately, recording the completion time into *timestampNs (steady clock).
+// Completes immediately, storing the completion time into *timestampNs (steady clock, never 0;
+// a release store, before the marker counts as completed). The submitter keeps the slot alive
+// until the marker has run.
 struct MarkerCommand {
-  std::shared_ptr<std::uint64_t> timestampNs;  // may be null: no timing
+  std::atomic<std::uint64_t>* timestampNs = nullptr;  // may be null: no timing
 };
 
 using Command =

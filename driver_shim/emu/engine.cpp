@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <shared_mutex>
 #include <vector>
 
 #include <pthread.h>
@@ -33,8 +34,11 @@ namespace {
 // the next command of a launch/synchronise loop, short enough that idle costs nothing.
 constexpr auto kSpinTime = std::chrono::microseconds(50);
 constexpr auto kPauseTime = std::chrono::microseconds(10);
-// Commands a worker runs from one queue before letting other ready queues have a turn.
+// Commands a worker runs from one queue before letting other ready work (if any) have a turn.
 constexpr int kBatch = 64;
+// Polls of a waiting host thread before it runs work that an attached worker has not started
+// (each poll is a pause of tens of nanoseconds, or a yield after kPauseTime).
+constexpr int kPollsBeforeTakingAttached = 256;
 // Copies and fills at least this large are split over the workers.
 constexpr std::size_t kParallelCopyBytes = 4u << 20;
 constexpr std::size_t kCopyChunkBytes = 1u << 20;
@@ -166,95 +170,125 @@ class KernelRun final : public driver::KernelFaultSink {
 
 }  // namespace
 
-// The pending commands of a queue, in order, in chunks of kChunk entries: a chunk is allocated
-// once per kChunk submissions at most, and a drained one is kept for reuse, so a steady flow of
-// submissions allocates nothing (a std::deque of these large entries allocated a block every few
-// pushes). push_back never moves an entry, so the front entry stays put while a worker runs it
-// without the lock. Guarded by the queue's mutex.
-class Engine::EntryFifo {
+// The pending commands of a queue, in order: a singly linked list of chunks of kChunk entries,
+// written at its tail by the submitting host threads (one at a time, under the queue's submitMu)
+// and read at its head by the queue's one runner, without a lock shared by the two. An entry is
+// published by storing its sequence number into Queue::submitted (release) after it is written;
+// the runner reads only entries up to the submitted number it loaded (acquire). A drained chunk is
+// kept as a spare for the producer, so a steady flow of submissions allocates nothing. push never
+// moves an entry, so the front entry stays put while the runner runs it.
+class Engine::EntryRing {
  public:
-  EntryFifo() = default;
-  EntryFifo(const EntryFifo&) = delete;
-  EntryFifo& operator=(const EntryFifo&) = delete;
-  ~EntryFifo() {
+  EntryRing() : head_(new Chunk), tail_(head_) {}
+  EntryRing(const EntryRing&) = delete;
+  EntryRing& operator=(const EntryRing&) = delete;
+  ~EntryRing() {
     while (head_) {
-      Chunk* next = head_->next;
+      Chunk* next = head_->next.load(std::memory_order_relaxed);
       delete head_;
       head_ = next;
     }
-    delete spare_;
+    delete spare_.load(std::memory_order_relaxed);
   }
-  bool empty() const { return head_ == nullptr || (head_ == tail_ && begin_ == end_); }
-  Entry& front() { return head_->entries[begin_]; }
-  void push_back(Seq seq, Command&& command) {
-    if (!tail_ || end_ == kChunk) {
-      Chunk* c = spare_ ? spare_ : new Chunk;
-      spare_ = nullptr;
-      c->next = nullptr;
-      if (tail_) {
-        tail_->next = c;
-      } else {
-        head_ = c;
-        begin_ = 0;
-      }
+
+  // Producer end (serialised by the caller). The entry is not visible until published.
+  void push(Seq seq, Command&& command) {
+    if (end_ == kChunk) {
+      Chunk* c = spare_.exchange(nullptr, std::memory_order_acquire);
+      if (!c) c = new Chunk;
+      c->next.store(nullptr, std::memory_order_relaxed);
+      tail_->next.store(c, std::memory_order_release);
       tail_ = c;
       end_ = 0;
     }
     Entry& e = tail_->entries[end_++];
     e.seq = seq;
     e.command = std::move(command);
+    // The next slot's lines were last written by the runner (when it popped that slot a chunk
+    // ago): ask for them now, so that the next push does not wait for them at its publishing
+    // store (a full barrier).
+    if (end_ < kChunk) {
+      const char* next = reinterpret_cast<const char*>(&tail_->entries[end_]);
+      for (std::size_t off = 0; off < sizeof(Entry); off += 64)
+        __builtin_prefetch(next + off, 1);
+    }
+  }
+
+  // Consumer end (the queue's runner only), and only while an entry is published.
+  Entry& front() {
+    if (begin_ == kChunk) {
+      // The next entry is published, so the producer has moved on to the next chunk.
+      Chunk* drained = head_;
+      head_ = drained->next.load(std::memory_order_acquire);
+      begin_ = 0;
+      delete spare_.exchange(drained, std::memory_order_acq_rel);
+    }
+    return head_->entries[begin_];
   }
   void pop_front() {
     // What the command holds (staging buffers, a host function's captures) goes now.
     head_->entries[begin_].command = driver::MarkerCommand{};
-    if (++begin_ < (head_ == tail_ ? end_ : kChunk)) return;
-    Chunk* drained = head_;
-    if (head_ == tail_) {
-      head_ = tail_ = nullptr;
-    } else {
-      head_ = head_->next;
-    }
-    begin_ = 0;
-    if (spare_)
-      delete drained;
-    else
-      spare_ = drained;
+    ++begin_;
   }
 
  private:
   static constexpr int kChunk = 32;
   struct Chunk {
     Entry entries[kChunk];
-    Chunk* next = nullptr;
+    std::atomic<Chunk*> next{nullptr};
   };
-  Chunk* head_ = nullptr;
-  Chunk* tail_ = nullptr;
-  Chunk* spare_ = nullptr;
-  int begin_ = 0;  // first pending entry of head_
-  int end_ = 0;    // one past the last entry of tail_
+  // The two ends on cache lines of their own: each side writes its end on every command.
+  alignas(64) Chunk* head_;  // consumer: chunk of the front entry
+  int begin_ = 0;
+  alignas(64) Chunk* tail_;  // producer: chunk the next entry goes to
+  int end_ = 0;
+  std::atomic<Chunk*> spare_{nullptr};
 };
 
+// A queue's state. Submitters and the runner share no lock on the way of a command: submitters
+// serialise on submitMu (which the runner never takes), publish through `submitted`, and schedule
+// the queue only when `owner` says nobody has it; the runner publishes through `completed` and
+// takes `mu` only when a host thread sleeps on the queue or a queue waits for it. The protocol's
+// loads and stores of submitted, completed, owner, destroyed, hostWaiters and hasDependents are
+// sequentially consistent: each side stores its own word, then loads the other's, so at least
+// one of them sees the other (no lost wake-up, no queue left unscheduled).
+//
+// Who has the queue (`owner`): nobody (kFree); whoever took it from the ready list, or the Wait
+// it is parked on (kOwned); or a worker that drained it and stays on it for a while, polling
+// `submitted` (kAttached), so that a stream fed command by command is not scheduled again for
+// every command. Leaving kAttached is a compare-and-swap: by the attached worker, to run what
+// arrived (kOwned) or to let go (kFree); or by a waiting host thread that runs the work itself
+// when the worker does not get to it (see runInline).
 struct Engine::Queue {
   QueueId id = 0;
   int chip = 0;
   int node = 0;
   int level = 0;  // index into Node::ready
 
-  std::mutex mu;
-  std::condition_variable hostCv;
-  int hostWaiters = 0;
-  EntryFifo pending;
-  // Queues parked on a Wait for this queue: resumed once completed >= the sequence number.
-  std::vector<std::pair<Seq, std::shared_ptr<Queue>>> dependents;
-  Seq lastSeq = 0;
-  bool scheduled = false;
-  bool destroyed = false;
+  // Producers (host threads). (The ring keeps its two ends on separate cache lines.)
+  alignas(64) base::SpinLock submitMu;
+  Seq lastSeq = 0;  // guarded by submitMu
+  EntryRing pending;
+
+  // Read on every submit, written when the queue changes hands: a line of their own.
+  static constexpr int kFree = 0;
+  static constexpr int kOwned = 1, kAttached = 2;
+  alignas(64) std::atomic<int> owner{kFree};
+  std::atomic<bool> destroyed{false};
   // In its node's ready list, waiting for a worker (written under Engine::mu_; read without it
   // by waiting host threads, which then take mu_ to look again).
   std::atomic<bool> ready{false};
 
-  std::atomic<Seq> submitted{0};
-  std::atomic<Seq> completed{0};
+  alignas(64) std::atomic<Seq> submitted{0};
+  alignas(64) std::atomic<Seq> completed{0};
+
+  // Guards hostCv's sleepers and dependents.
+  alignas(64) std::mutex mu;
+  std::condition_variable hostCv;
+  std::atomic<int> hostWaiters{0};
+  std::atomic<bool> hasDependents{false};
+  // Queues parked on a Wait for this queue: resumed once completed >= the sequence number.
+  std::vector<std::pair<Seq, std::shared_ptr<Queue>>> dependents;
 };
 
 // A parallel loop that idle workers help with. Lives on its runner's stack.
@@ -344,13 +378,13 @@ QueueId Engine::createQueue(int chip, int priority, int node) {
   q->chip = chip;
   q->node = std::clamp(node, 0, static_cast<int>(nodes_.size()) - 1);
   q->level = std::clamp(priority, kPriorityHighest, kPriorityLowest) - kPriorityHighest;
-  std::unique_lock<std::shared_mutex> lock(mapMu_);
+  std::unique_lock<base::ReadMostlyLock> lock(mapMu_);
   queues_.emplace(q->id, q);
   return q->id;
 }
 
 std::shared_ptr<Engine::Queue> Engine::find(QueueId id) const {
-  std::shared_lock<std::shared_mutex> lock(mapMu_);
+  std::shared_lock<base::ReadMostlyLock> lock(mapMu_);
   auto it = queues_.find(id);
   return it == queues_.end() ? nullptr : it->second;
 }
@@ -358,38 +392,35 @@ std::shared_ptr<Engine::Queue> Engine::find(QueueId id) const {
 void Engine::destroyQueue(QueueId id) {
   auto q = find(id);
   if (!q) return;
-  bool idle;
-  {
-    std::lock_guard<std::mutex> lock(q->mu);
-    q->destroyed = true;
-    idle = !q->scheduled && q->pending.empty();
-  }
-  // A busy queue is removed by the worker that drains it. Until then its id stays queryable; once
+  q->destroyed.store(true);
+  // A busy queue is removed by its runner when drained (it loads `destroyed` after clearing
+  // `owner`; at least one of the two sees the other). Until then its id stays queryable; once
   // removed, an unknown id reads as "everything completed", which is then true.
-  if (idle) {
-    std::unique_lock<std::shared_mutex> lock(mapMu_);
-    queues_.erase(id);
-  }
+  if (q->owner.load() == Queue::kFree) eraseQueue(id);
+}
+
+void Engine::eraseQueue(QueueId id) {
+  std::unique_lock<base::ReadMostlyLock> lock(mapMu_);
+  queues_.erase(id);
 }
 
 Seq Engine::submit(QueueId id, Command&& command) {
   // The map lock is held throughout (so the queue stays alive) rather than copying its pointer:
   // a queue's owner is only taken when it must be scheduled.
-  std::shared_lock<std::shared_mutex> mapLock(mapMu_);
+  std::shared_lock<base::ReadMostlyLock> mapLock(mapMu_);
   auto it = queues_.find(id);
   if (it == queues_.end()) return 0;
   Queue& q = *it->second;
-  bool wake;
   Seq seq;
   {
-    std::lock_guard<std::mutex> lock(q.mu);
+    std::lock_guard<base::SpinLock> lock(q.submitMu);
     seq = ++q.lastSeq;
-    q.pending.push_back(seq, std::move(command));
-    q.submitted.store(seq, std::memory_order_release);
-    wake = !q.scheduled;
-    q.scheduled = true;
+    q.pending.push(seq, std::move(command));
+    q.submitted.store(seq);
   }
-  if (wake) {
+  // A queue that somebody has (running, ready, parked or attached) picks the entry up by itself.
+  int expected = Queue::kFree;
+  if (q.owner.load() == Queue::kFree && q.owner.compare_exchange_strong(expected, Queue::kOwned)) {
     std::shared_ptr<Queue> owner = it->second;
     mapLock.unlock();
     schedule(std::move(owner));
@@ -398,13 +429,13 @@ Seq Engine::submit(QueueId id, Command&& command) {
 }
 
 Seq Engine::completed(QueueId id) const {
-  std::shared_lock<std::shared_mutex> lock(mapMu_);
+  std::shared_lock<base::ReadMostlyLock> lock(mapMu_);
   auto it = queues_.find(id);
   return it != queues_.end() ? it->second->completed.load(std::memory_order_acquire) : ~Seq{0};
 }
 
 Seq Engine::submitted(QueueId id) const {
-  std::shared_lock<std::shared_mutex> lock(mapMu_);
+  std::shared_lock<base::ReadMostlyLock> lock(mapMu_);
   auto it = queues_.find(id);
   return it != queues_.end() ? it->second->submitted.load(std::memory_order_acquire) : 0;
 }
@@ -419,9 +450,15 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
   // this thread has one and would only spin or sleep. (Not on the engine's own threads, whose
   // index is already taken.)
   const bool mayRun = tlsWorker.engine != this;
+  // A queue with an attached worker is left to it for a while (it runs the work within
+  // nanoseconds when it has a core); after that this thread takes the work as well.
+  int polls = 0;
   auto ranOrDone = [&] {
     if (done()) return true;
-    if (mayRun && q->ready.load(std::memory_order_relaxed)) runInline(q, seq);
+    const bool takeAttached = ++polls > kPollsBeforeTakingAttached;
+    if (mayRun && (q->ready.load(std::memory_order_relaxed) ||
+                   (takeAttached && q->owner.load() == Queue::kAttached)))
+      runInline(q, seq, takeAttached);
     return done();
   };
   if (ranOrDone()) return;
@@ -430,19 +467,21 @@ void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
     if (spinUntil(ranOrDone)) return;
   }
   std::unique_lock<std::mutex> lock(q->mu);
-  ++q->hostWaiters;
-  q->hostCv.wait(lock, done);
-  --q->hostWaiters;
+  q->hostWaiters.fetch_add(1);  // before `done` is looked at again (the runner: the reverse)
+  q->hostCv.wait(lock, [&] { return q->completed.load() >= seq; });
+  q->hostWaiters.fetch_sub(1);
 }
 
-bool Engine::runInline(const std::shared_ptr<Queue>& q, Seq seq) {
+bool Engine::runInline(const std::shared_ptr<Queue>& q, Seq seq, bool takeAttached) {
   int index = -1;
   Node* node = nullptr;
   Wake lentWake;
   {
     // try_lock: a worker preempted while holding mu_ must not put this thread to sleep too.
     std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
-    if (!lock.owns_lock() || !q->ready.load(std::memory_order_relaxed)) return false;
+    if (!lock.owns_lock()) return false;
+    const bool ready = q->ready.load(std::memory_order_relaxed);
+    if (!ready && !(takeAttached && q->owner.load() == Queue::kAttached)) return false;
     // The index of a sleeping worker of the queue's node, so that kernels see one of the node's
     // workers, as they would with the worker itself.
     for (std::size_t w = 0; w < workerStates_.size() && index < 0; ++w) {
@@ -455,12 +494,20 @@ bool Engine::runInline(const std::shared_ptr<Queue>& q, Seq seq) {
     // leaves them to the workers and does not run its own queue ahead of them.
     for (int l = 0; l < q->level; ++l)
       if (!node->ready[static_cast<std::size_t>(l)].empty()) return false;
-    auto& level = node->ready[static_cast<std::size_t>(q->level)];
-    auto it = std::find(level.begin(), level.end(), q);
-    if (it == level.end()) return false;  // not reached: `ready` says it is there
-    level.erase(it);
-    q->ready.store(false, std::memory_order_relaxed);
-    workHint_.fetch_sub(1, std::memory_order_relaxed);
+    if (ready) {
+      auto& level = node->ready[static_cast<std::size_t>(q->level)];
+      auto it = std::find(level.begin(), level.end(), q);
+      if (it == level.end()) return false;  // not reached: `ready` says it is there
+      level.erase(it);
+      q->ready.store(false, std::memory_order_relaxed);
+      workHint_.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      // Taken from the worker attached to it, which finds it gone and leaves it.
+      int expected = Queue::kAttached;
+      if (q->completed.load() >= q->submitted.load() ||
+          !q->owner.compare_exchange_strong(expected, Queue::kOwned))
+        return false;
+    }
     workerStates_[static_cast<std::size_t>(index)].lent = true;
     ++node->lent;
     --node->sleeping;
@@ -502,11 +549,11 @@ bool Engine::runInline(const std::shared_ptr<Queue>& q, Seq seq) {
 Engine::Wake Engine::pickWaker(int node) {
   Node& home = *nodes_[static_cast<std::size_t>(node)];
   // A spinning worker of the node will find the work by itself.
-  if (home.spinning > 0) return {};
+  if (home.spinning > 0 || home.attached.load() > 0) return {};
   if (home.sleeping > 0) return {&home.cv, home.lent > 0};
   // Every worker of the node is busy: an idle worker elsewhere may take it.
   for (auto& other : nodes_)
-    if (other->spinning > 0) return {};
+    if (other->spinning > 0 || other->attached.load() > 0) return {};
   for (auto& other : nodes_)
     if (other->sleeping > 0) return {&other->cv, other->lent > 0};
   return {};
@@ -581,7 +628,7 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
       lock.unlock();
       wake();
       awake.store(sched_getcpu(), std::memory_order_relaxed);
-      runQueue(queue);
+      runQueue(queue, ~Seq{0}, node);
       queue.reset();
       lock.lock();
       continue;
@@ -590,7 +637,7 @@ void Engine::workerMain(int index, int node, std::vector<int> cpus) {
     // One spinning worker per node catches the next command at once; the others sleep, so that
     // their cores stay free for the host threads that submit and wait (see
     // stepAsideFromWorkers). A submit that finds no spinner wakes a sleeper.
-    if (home.spinning == 0) {
+    if (home.spinning == 0 && home.attached.load() == 0) {
       ++home.spinning;
       lock.unlock();
       const bool found = spinForWork();
@@ -651,63 +698,106 @@ void Engine::parallelFor(std::uint64_t total, std::uint64_t chunk,
   job.cv.wait(lock, [&] { return job.helpers.load(std::memory_order_acquire) == 0; });
 }
 
-void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until) {
-  for (int n = 0;; ++n) {
-    Entry* entry;
-    {
-      std::unique_lock<std::mutex> lock(q->mu);
-      if (q->pending.empty()) {
-        q->scheduled = false;
-        const bool remove = q->destroyed;
-        lock.unlock();
-        if (remove) {
-          std::unique_lock<std::shared_mutex> mapLock(mapMu_);
-          queues_.erase(q->id);
-        }
-        return;
-      }
-      if (n == kBatch || q->pending.front().seq > until) {
-        lock.unlock();
-        schedule(q);  // stays scheduled; other ready queues get a turn first
-        return;
-      }
-      // push_back never moves an entry, and only this worker pops, so the front entry stays put
-      // while it runs without the lock.
-      entry = &q->pending.front();
+Engine::Attach Engine::stayAttached(Queue& q, Seq done, int node) {
+  int expected = Queue::kOwned;
+  q.owner.store(Queue::kAttached);
+  Node& home = *nodes_[static_cast<std::size_t>(node)];
+  // Counted as the node's spinner: work scheduled meanwhile wakes nobody, this worker takes it.
+  home.attached.fetch_add(1);
+  Attach result = Attach::released;
+  spinUntil([&] {
+    const int state = q.owner.load();
+    if (state != Queue::kAttached) {
+      result = Attach::taken;
+      return true;
     }
+    if (q.submitted.load() != done) {
+      expected = Queue::kAttached;
+      result = q.owner.compare_exchange_strong(expected, Queue::kOwned) ? Attach::resumed
+                                                                        : Attach::taken;
+      return true;
+    }
+    return q.destroyed.load() || workHint_.load(std::memory_order_relaxed) > 0;
+  });
+  home.attached.fetch_sub(1);
+  if (result != Attach::released) return result;
+  expected = Queue::kAttached;
+  return q.owner.compare_exchange_strong(expected, Queue::kOwned) ? Attach::released
+                                                                  : Attach::taken;
+}
 
-    if (auto* w = std::get_if<driver::WaitCommand>(&entry->command)) {
-      auto target = w->queue == q->id ? nullptr : find(w->queue);
-      if (target) {
-        std::lock_guard<std::mutex> lock(target->mu);
-        if (target->completed.load(std::memory_order_relaxed) < w->seq) {
-          target->dependents.emplace_back(w->seq, q);
-          return;  // parked: resumed by the target's completion
+void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until, int attachNode) {
+  for (int n = 0;; ++n) {
+    // Only the runner stores `completed`.
+    const Seq done = q->completed.load(std::memory_order_relaxed);
+    if (q->submitted.load(std::memory_order_acquire) == done) {
+      if (attachNode >= 0 && !q->destroyed.load()) {
+        // Stay on the queue for the next command; runQueue still has it unless it was taken.
+        const Attach a = stayAttached(*q, done, attachNode);
+        if (a == Attach::taken) return;
+        if (a == Attach::resumed) {
+          n = 0;
+          continue;
         }
+        attachNode = -1;  // released: let go below, as a runner that does not attach
+      }
+      // Drained: give up ownership, then look again (a submit that still saw the queue owned
+      // relies on this look).
+      q->owner.store(Queue::kFree);
+      int expected = Queue::kFree;
+      if (q->submitted.load() != done && q->owner.compare_exchange_strong(expected, Queue::kOwned))
+        continue;
+      if (q->destroyed.load() && q->owner.load() == Queue::kFree) eraseQueue(q->id);
+      return;
+    }
+    if ((n >= kBatch && workHint_.load(std::memory_order_relaxed) > 0) || done + 1 > until) {
+      schedule(q);  // stays scheduled; other ready queues get a turn first
+      return;
+    }
+    Entry& entry = q->pending.front();
+
+    if (auto* w = std::get_if<driver::WaitCommand>(&entry.command)) {
+      auto target = w->queue == q->id ? nullptr : find(w->queue);
+      if (target && target->completed.load() < w->seq) {
+        std::lock_guard<std::mutex> lock(target->mu);
+        target->dependents.emplace_back(w->seq, q);
+        target->hasDependents.store(true);
+        // Parked, unless the target completed meanwhile (its runner looks at hasDependents after
+        // storing `completed`; at least one of the two sees the other).
+        if (target->completed.load() < w->seq) return;  // resumed by the target's completion
+        target->dependents.pop_back();
+        target->hasDependents.store(!target->dependents.empty());
       }
     } else {
-      execute(entry->command, q->chip);
+      execute(entry.command, q->chip);
     }
 
-    std::vector<std::shared_ptr<Queue>> resumed;
-    {
+    const Seq seq = entry.seq;
+    q->pending.pop_front();
+    q->completed.store(seq);
+    if (q->hostWaiters.load() > 0) {
+      // Taking the lock orders the notify after a waiter's last look at `completed`.
       std::lock_guard<std::mutex> lock(q->mu);
-      const Seq seq = entry->seq;
-      q->pending.pop_front();
-      q->completed.store(seq, std::memory_order_release);
-      if (q->hostWaiters > 0) q->hostCv.notify_all();
-      auto& deps = q->dependents;
-      for (auto it = deps.begin(); it != deps.end();) {
-        if (it->first <= seq) {
-          resumed.push_back(std::move(it->second));
-          it = deps.erase(it);
-        } else {
-          ++it;
-        }
-      }
+      q->hostCv.notify_all();
     }
-    for (auto& r : resumed)
-      schedule(std::move(r));
+    if (q->hasDependents.load()) {
+      std::vector<std::shared_ptr<Queue>> resumed;
+      {
+        std::lock_guard<std::mutex> lock(q->mu);
+        auto& deps = q->dependents;
+        for (auto it = deps.begin(); it != deps.end();) {
+          if (it->first <= seq) {
+            resumed.push_back(std::move(it->second));
+            it = deps.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        q->hasDependents.store(!deps.empty());
+      }
+      for (auto& r : resumed)
+        schedule(std::move(r));
+    }
   }
 }
 
@@ -724,7 +814,8 @@ void Engine::execute(Command& command, int chip) {
       [&](auto& c) {
         using T = std::decay_t<decltype(c)>;
         if constexpr (std::is_same_v<T, driver::MarkerCommand>) {
-          if (c.timestampNs) *c.timestampNs = nowNs();
+          if (c.timestampNs)
+            c.timestampNs->store(std::max<std::uint64_t>(nowNs(), 1), std::memory_order_release);
         } else if constexpr (std::is_same_v<T, driver::WaitCommand>) {
           // handled by runQueue
         } else if (skip) {
@@ -794,37 +885,39 @@ void Engine::runKernel(const driver::KernelCommand& k, int chip) {
   // Enough chunks for load balance across workers, few enough to keep the claim traffic low.
   const std::uint64_t chunk =
       std::max<std::uint64_t>(1, total / (static_cast<std::uint64_t>(threads_.size()) * 16));
-  const std::function<void(std::uint64_t, std::uint64_t, int)> body =
-      [&](std::uint64_t begin, std::uint64_t end, int worker) {
-        h20KernelContext ctx{};
-        ctx.gridDim = k.grid;
-        ctx.blockDim = k.block;
-        ctx.device = k.device;
-        ctx.workerIndex = worker;
-        ctx.internal = static_cast<driver::KernelFaultSink*>(&run);
-        ctx.sharedMemBytes = k.sharedMemBytes;
-        try {
-          ctx.sharedMem = tlsSharedMem.get(k.sharedMemBytes);
-        } catch (const std::bad_alloc&) {
-          run.report(h20ErrorLaunchFailure, "out of host memory for the block's shared memory");
-          return;
-        }
-        for (std::uint64_t b = begin; b < end; ++b) {
-          if (run.faulted()) return;  // the launch failed: its remaining blocks are not run
-          ctx.blockIdx.x = static_cast<unsigned>(b % gx);
-          ctx.blockIdx.y = static_cast<unsigned>((b / gx) % gy);
-          ctx.blockIdx.z = static_cast<unsigned>(b / (gx * gy));
-          try {
-            k.fn(&ctx, k.args.empty() ? nullptr : k.args.data());
-          } catch (const std::exception& e) {
-            run.report(h20ErrorLaunchFailure,
-                       fmt::format("kernel threw an exception: {}", e.what()).c_str());
-          } catch (...) {
-            run.report(h20ErrorLaunchFailure, "kernel threw an exception");
-          }
-        }
-      };
-  parallelFor(total, chunk, body);
+  auto body = [&](std::uint64_t begin, std::uint64_t end, int worker) {
+    h20KernelContext ctx{};
+    ctx.gridDim = k.grid;
+    ctx.blockDim = k.block;
+    ctx.device = k.device;
+    ctx.workerIndex = worker;
+    ctx.internal = static_cast<driver::KernelFaultSink*>(&run);
+    ctx.sharedMemBytes = k.sharedMemBytes;
+    try {
+      ctx.sharedMem = tlsSharedMem.get(k.sharedMemBytes);
+    } catch (const std::bad_alloc&) {
+      run.report(h20ErrorLaunchFailure, "out of host memory for the block's shared memory");
+      return;
+    }
+    for (std::uint64_t b = begin; b < end; ++b) {
+      if (run.faulted()) return;  // the launch failed: its remaining blocks are not run
+      ctx.blockIdx.x = static_cast<unsigned>(b % gx);
+      ctx.blockIdx.y = static_cast<unsigned>((b / gx) % gy);
+      ctx.blockIdx.z = static_cast<unsigned>(b / (gx * gy));
+      try {
+        k.fn(&ctx, k.args.empty() ? nullptr : k.args.data());
+      } catch (const std::exception& e) {
+        run.report(h20ErrorLaunchFailure,
+                   fmt::format("kernel threw an exception: {}", e.what()).c_str());
+      } catch (...) {
+        run.report(h20ErrorLaunchFailure, "kernel threw an exception");
+      }
+    }
+  };
+  if (total <= chunk)
+    body(0, total, tlsWorker.index);  // one chunk: no job for helpers, no std::function
+  else
+    parallelFor(total, chunk, body);
   if (run.faulted()) {
     faults_->raise(chip, {run.code(), fmt::format("kernel {} (launch #{} on stream {:#x} of device "
                                                   "{}) failed: {}",

@@ -20,6 +20,8 @@
 
 #include "driver.hpp"
 
+#include <h20_base/spin_lock.hpp>
+
 #include <sched.h>
 
 #include <atomic>
@@ -28,7 +30,6 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -84,9 +85,10 @@ class Engine {
     driver::Seq seq = 0;
     driver::Command command;
   };
-  class EntryFifo;
+  class EntryRing;
 
   std::shared_ptr<Queue> find(driver::QueueId id) const;
+  void eraseQueue(driver::QueueId id);
   void schedule(std::shared_ptr<Queue> queue);
   void workerMain(int index, int node, std::vector<int> cpus);
   // A wake-up to deliver after unlocking mu_: notify_all where a worker sleeping on the
@@ -109,10 +111,19 @@ class Engine {
   // follows may wait for this very thread) on this thread, under the index of a sleeping worker
   // of its node, lent for that time, so that kernel blocks still see a worker index nobody else
   // runs under. Returns false when it ran nothing.
-  bool runInline(const std::shared_ptr<Queue>& queue, driver::Seq seq);
+  // takeAttached: also take the queue from a worker attached to it (see Queue::owner).
+  bool runInline(const std::shared_ptr<Queue>& queue, driver::Seq seq, bool takeAttached);
   // Runs the queue's commands in order until it is empty, parked on a Wait, has run kBatch of
-  // them, or has completed `until` (then the rest is left to the workers).
-  void runQueue(const std::shared_ptr<Queue>& queue, driver::Seq until = ~driver::Seq{0});
+  // them, or has completed `until` (then the rest is left to the workers). A worker passes its
+  // node as attachNode: when the queue runs empty it stays attached to it for a while (see
+  // stayAttached) instead of letting go at once.
+  void runQueue(const std::shared_ptr<Queue>& queue, driver::Seq until = ~driver::Seq{0},
+                int attachNode = -1);
+  // The attached worker's poll of a drained queue: `resumed` (new work, the queue is the
+  // worker's again), `released` (nothing came, or other work or the queue's destruction calls;
+  // the queue is the worker's, to let go), or `taken` (a waiting host thread took it).
+  enum class Attach { resumed, released, taken };
+  Attach stayAttached(Queue& queue, driver::Seq done, int node);
   void execute(driver::Command& command, int chip);
   void runKernel(const driver::KernelCommand& kernel, int chip);
   // Runs body over [0, total) in chunks, on this worker and on idle helpers.
@@ -124,7 +135,8 @@ class Engine {
   FaultRegistry* faults_;
   std::vector<std::thread> threads_;
 
-  mutable std::shared_mutex mapMu_;
+  // Taken for reading on every submit; apart from the lines the workers write.
+  alignas(64) mutable base::ReadMostlyLock mapMu_;
   std::unordered_map<driver::QueueId, std::shared_ptr<Queue>> queues_;
   std::atomic<driver::QueueId> nextQueueId_{1};
 
@@ -136,6 +148,7 @@ class Engine {
     int sleeping = 0;  // not counting those lent to a host thread
     int spinning = 0;
     int lent = 0;
+    alignas(64) std::atomic<int> attached{0};  // workers polling a drained queue (stayAttached)
   };
   // Per worker, guarded by mu_: asleep on its node's condition variable, lent to a host thread
   // (see runInline; a lent worker stays asleep until its index is returned).
@@ -144,11 +157,12 @@ class Engine {
     bool asleep = false;
     bool lent = false;
   };
-  std::mutex mu_;
+  alignas(64) std::mutex mu_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<Job*> jobs_;
   std::vector<WorkerState> workerStates_;
-  std::atomic<int> workHint_{0};  // ready queues + open jobs; read without the lock by spinners
+  // Ready queues + open jobs; read without the lock by spinners.
+  alignas(64) std::atomic<int> workHint_{0};
   bool stop_ = false;
   // The CPU of each worker that is not asleep (-1 while it sleeps): where a waiting host thread
   // should not spin (see stepAsideFromWorkers in engine.cpp).

@@ -82,9 +82,9 @@ H20_API h20Error_t h20EventElapsedTime(float* ms, h20Event_t start, h20Event_t e
       if (!e->capture().recorded())
         fail(h20ErrorInvalidResourceHandle, "{} event has not been recorded", name);
     }
-    if (!a->completed() || !b->completed()) return h20ErrorNotReady;
-    const auto ta = *a->capture().timestampNs, tb = *b->capture().timestampNs;
-    *ms = static_cast<float>((static_cast<double>(tb) - static_cast<double>(ta)) / 1.0e6);
+    const auto ta = a->timestampNs(), tb = b->timestampNs();
+    if (!ta || !tb) return h20ErrorNotReady;
+    *ms = static_cast<float>((static_cast<double>(*tb) - static_cast<double>(*ta)) / 1.0e6);
     return h20Success;
   });
 }

@@ -1,32 +1,63 @@
 // event.hpp - an event: a marker recorded into a stream, queryable and timed.
 //
 // Recording enqueues a marker command; the event remembers the (queue, sequence number) of its
-// most recent record and, for timing events, the slot the marker writes its completion time to.
-// Re-recording replaces the capture; a pending capture that is replaced or whose event is
-// destroyed still completes harmlessly (the slot is shared).
+// most recent record (the capture) and the slot the marker writes its completion time to. The
+// slot also tells completion without asking the driver: the marker runs after everything before
+// it on its stream, and writes a time (never 0) as it runs.
+//
+// Slots come in blocks of kSlots. A record takes a slot whose marker has run (never the current
+// capture's), so that a record/query loop allocates nothing and shares no reference count with
+// the engine; only when every slot still waits for its marker does the event start a fresh block.
+// Re-recording replaces the capture; a pending capture that is replaced, or whose event is
+// destroyed, still completes harmlessly into its own slot: a block is freed only once every
+// marker on it has run (by the event, or by the Runtime for a destroyed event's blocks, see
+// Runtime::keepUntilRun). Events created with h20EventDisableTiming work the same way (the time
+// is then not read).
 #pragma once
 
 #include "driver.hpp"
 
+#include <h20_base/spin_lock.hpp>
+
+#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <optional>
+#include <vector>
 
 namespace h20::rt {
 
 class Device;
 class Stream;
 
+// A block of event slots: each holds the time its last marker ran at, 0 while one is pending.
+struct EventSlots {
+  static constexpr int kSlots = 4;
+  static constexpr std::uint64_t kFree = 1;  // before the first record
+  std::atomic<std::uint64_t> timeNs[kSlots];
+  EventSlots() {
+    for (auto& t : timeNs)
+      t.store(kFree, std::memory_order_relaxed);
+  }
+  bool allRun() const {
+    for (const auto& t : timeNs)
+      if (t.load(std::memory_order_acquire) == 0) return false;
+    return true;
+  }
+};
+
 class Event {
  public:
   struct Capture {
     driver::QueueId queue = 0;
     driver::Seq seq = 0;
-    std::shared_ptr<std::uint64_t> timestampNs;  // null for h20EventDisableTiming
     bool recorded() const { return seq != 0; }
   };
 
   Event(Device& device, unsigned flags) : device_(device), flags_(flags) {}
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
   Device& device() const { return device_; }
   unsigned flags() const { return flags_; }
   bool timing() const { return (flags_ & h20EventDisableTiming) == 0; }
@@ -35,13 +66,25 @@ class Event {
   Capture capture() const;
   // True if never recorded or the captured work has completed.
   bool completed() const;
+  // The steady-clock time the current capture's marker ran at; nullopt if never recorded or
+  // still pending.
+  std::optional<std::uint64_t> timestampNs() const;
   void wait() const;
 
  private:
+  static constexpr int kSlots = EventSlots::kSlots;
+  // The time of the current capture's slot (0: pending); call with mu_ held.
+  std::uint64_t currentTime() const;
+
   Device& device_;
   unsigned flags_;
-  mutable std::mutex mu_;
+  mutable base::SpinLock mu_;  // guards everything below
   Capture capture_;
+  std::unique_ptr<EventSlots> block_;  // where records take their slots
+  // Earlier blocks with markers still pending (or holding capture_'s slot), freed once run.
+  std::vector<std::unique_ptr<EventSlots>> retired_;
+  EventSlots* captured_ = nullptr;  // the block of capture_'s slot
+  int current_ = -1;                // capture_'s slot in captured_
 };
 
 }  // namespace h20::rt

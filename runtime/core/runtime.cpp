@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace h20::rt {
@@ -125,6 +126,16 @@ Runtime::~Runtime() {
   events_.removeIf([](const Event&) { return true; });
   devices_.clear();
   driver_.reset();
+  pendingSlots_.clear();  // no marker is left to write to them
+}
+
+void Runtime::keepUntilRun(std::unique_ptr<EventSlots> slots) {
+  std::lock_guard<std::mutex> lock(pendingSlotsMu_);
+  pendingSlots_.erase(
+      std::remove_if(pendingSlots_.begin(), pendingSlots_.end(),
+                     [](const std::unique_ptr<EventSlots>& b) { return b->allRun(); }),
+      pendingSlots_.end());
+  pendingSlots_.push_back(std::move(slots));
 }
 
 int& Runtime::currentOrdinal() {

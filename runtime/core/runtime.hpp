@@ -16,6 +16,8 @@
 #include "core/stream.hpp"
 #include "driver.hpp"
 
+#include <h20_base/spin_lock.hpp>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -41,17 +43,17 @@ class HandleTable {
   explicit HandleTable(HandleSpace& space) : space_(space) {}
   std::uintptr_t add(std::shared_ptr<T> object) {
     const std::uintptr_t id = space_.next();
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<base::ReadMostlyLock> lock(mu_);
     objects_.emplace(id, std::move(object));
     return id;
   }
   std::shared_ptr<T> find(std::uintptr_t id) const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::shared_lock<base::ReadMostlyLock> lock(mu_);
     auto it = objects_.find(id);
     return it == objects_.end() ? nullptr : it->second;
   }
   std::shared_ptr<T> remove(std::uintptr_t id) {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<base::ReadMostlyLock> lock(mu_);
     auto it = objects_.find(id);
     if (it == objects_.end()) return nullptr;
     auto object = std::move(it->second);
@@ -61,7 +63,7 @@ class HandleTable {
   template <class Pred>
   std::vector<std::shared_ptr<T>> removeIf(Pred pred) {
     std::vector<std::shared_ptr<T>> out;
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::unique_lock<base::ReadMostlyLock> lock(mu_);
     for (auto it = objects_.begin(); it != objects_.end();) {
       if (pred(*it->second)) {
         out.push_back(std::move(it->second));
@@ -75,7 +77,7 @@ class HandleTable {
 
  private:
   HandleSpace& space_;
-  mutable std::shared_mutex mu_;
+  mutable base::ReadMostlyLock mu_;
   std::unordered_map<std::uintptr_t, std::shared_ptr<T>> objects_;
 };
 
@@ -122,6 +124,10 @@ class Runtime {
   // h20DeviceReset: waits, then destroys the device's streams, events and allocations.
   void resetDevice(Device& device);
 
+  // Keeps a destroyed event's slots until every marker pending on them has run (checked whenever
+  // another block arrives; the rest go when the runtime does, after the driver has drained).
+  void keepUntilRun(std::unique_ptr<EventSlots> slots);
+
  private:
   std::unique_ptr<driver::Driver> driver_;
   std::vector<std::unique_ptr<Device>> devices_;
@@ -129,6 +135,8 @@ class Runtime {
   MemoryRegistry memory_;
   StagingPool staging_;  // outlives the driver: its queues hold staging buffers until destroyed
   HandleSpace handles_;
+  std::mutex pendingSlotsMu_;
+  std::vector<std::unique_ptr<EventSlots>> pendingSlots_;
   HandleTable<Stream> streams_{handles_};
   HandleTable<Event> events_{handles_};
 };
