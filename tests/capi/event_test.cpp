@@ -147,6 +147,65 @@ TEST_F(EventRecord, ReRecordingReplacesThePreviousCapture) {
   H20_EXPECT_OK(h20StreamDestroy(idle));
 }
 
+// An event re-recorded many times, alternately on a stream held by a gate (those captures stay
+// pending) and on an idle one (those complete): each capture answers for its own marker only.
+// More records are pending than an event has timestamp slots, so records take fresh slots; the
+// pending markers that finally run must not change the time of the capture that replaced them.
+TEST_F(EventRecord, EachCaptureOwnsItsTimestampWhileEarlierOnesArePending) {
+  h20Stream_t held = NewStream(), idle = NewStream();
+  h20Event_t start = NewEvent(), e = NewEvent();
+  H20_ASSERT_OK(h20EventRecord(start, idle));
+  H20_ASSERT_OK(h20EventSynchronize(start));
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(held));
+  float last = -1.0f;
+  for (int i = 0; i < 12; ++i) {
+    // Two held records for one idle one: the captures fall on every slot position.
+    H20_ASSERT_OK(h20EventRecord(e, held));
+    H20_ASSERT_OK(h20EventRecord(e, held));
+    EXPECT_EQ(h20ErrorNotReady, h20EventQuery(e)) << "record " << i << " on the held stream";
+    float ms = 0.0f;
+    EXPECT_EQ(h20ErrorNotReady, h20EventElapsedTime(&ms, start, e));
+    H20_ASSERT_OK(h20EventRecord(e, idle));
+    H20_ASSERT_OK(h20StreamSynchronize(idle));
+    EXPECT_EQ(h20Success, h20EventQuery(e)) << "record " << i << " on the idle stream";
+    H20_ASSERT_OK(h20EventElapsedTime(&ms, start, e));
+    EXPECT_GE(ms, last) << "record " << i;
+    last = ms;
+  }
+  gate.Open();
+  H20_ASSERT_OK(h20StreamSynchronize(held));
+  EXPECT_FALSE(gate.TimedOut());
+  float after = -1.0f;
+  H20_ASSERT_OK(h20EventElapsedTime(&after, start, e));
+  EXPECT_EQ(last, after) << "a replaced capture's marker changed the current capture's time";
+  H20_EXPECT_OK(h20EventDestroy(start));
+  H20_EXPECT_OK(h20EventDestroy(e));
+  H20_EXPECT_OK(h20StreamDestroy(held));
+  H20_EXPECT_OK(h20StreamDestroy(idle));
+}
+
+// A record/query loop on an idle stream (the slots are reused: their markers have run) keeps
+// answering for the latest capture.
+TEST_F(EventRecord, RecordQueryLoopCompletesEveryCapture) {
+  h20Stream_t s = NewStream();
+  h20Event_t e = NewEvent();
+  for (int i = 0; i < 2000; ++i) {
+    H20_ASSERT_OK(h20EventRecord(e, s));
+    if (i % 10 == 0) {
+      H20_ASSERT_OK(h20EventSynchronize(e));
+      ASSERT_EQ(h20Success, h20EventQuery(e)) << "record " << i;
+    } else {
+      const h20Error_t q = h20EventQuery(e);
+      ASSERT_TRUE(q == h20Success || q == h20ErrorNotReady) << h20GetErrorName(q);
+    }
+  }
+  H20_ASSERT_OK(h20StreamSynchronize(s));
+  H20_EXPECT_OK(h20EventQuery(e));
+  H20_EXPECT_OK(h20EventDestroy(e));
+  H20_EXPECT_OK(h20StreamDestroy(s));
+}
+
 TEST_F(EventRecord, OnLegacyAndPerThreadStreamsCapturesTheirWork) {
   for (h20Stream_t s : {static_cast<h20Stream_t>(nullptr), h20StreamPerThread}) {
     h20Event_t e = NewEvent();
@@ -301,6 +360,31 @@ TEST_F(EventDestroy, WithPendingCaptureSucceedsAndTheWorkCompletes) {
   H20_ASSERT_OK(h20StreamSynchronize(s));
   EXPECT_EQ(1, after.load());
   EXPECT_FALSE(gate.TimedOut());
+  H20_EXPECT_OK(h20StreamDestroy(s));
+}
+
+// Events whose markers are still pending when they are destroyed, some re-recorded several times
+// first (so that they hold more than one block of timestamp slots): the markers still run and
+// write into memory that is still theirs (AddressSanitizer checks it), and later events work.
+TEST_F(EventDestroy, ManyEventsWithPendingMarkersAreDestroyedSafely) {
+  h20Stream_t s = NewStream();
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(s));
+  for (int i = 0; i < 24; ++i) {
+    h20Event_t e = NewEvent(i % 3 == 0 ? h20EventDisableTiming : h20EventDefault);
+    for (int r = 0; r <= i % 7; ++r)
+      H20_ASSERT_OK(h20EventRecord(e, s));
+    EXPECT_EQ(h20ErrorNotReady, h20EventQuery(e));
+    H20_ASSERT_OK(h20EventDestroy(e));
+  }
+  gate.Open();
+  H20_ASSERT_OK(h20StreamSynchronize(s));
+  EXPECT_FALSE(gate.TimedOut());
+  h20Event_t later = NewEvent();
+  H20_ASSERT_OK(h20EventRecord(later, s));
+  H20_ASSERT_OK(h20EventSynchronize(later));
+  H20_EXPECT_OK(h20EventQuery(later));
+  H20_EXPECT_OK(h20EventDestroy(later));
   H20_EXPECT_OK(h20StreamDestroy(s));
 }
 

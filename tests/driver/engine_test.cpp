@@ -430,3 +430,75 @@ TEST(Engine, WaitingThreadRunsNothingPastTheCommandItWaitsFor) {
   }
   d->destroyQueue(q);
 }
+
+// A worker that drains a queue stays attached to it for a while (polling for the next command).
+// Destroying the queue meanwhile still removes it: its id soon reads as unknown (nothing
+// submitted, everything completed).
+TEST(Engine, DestroyingAQueueWhoseWorkerIsAttachedRemovesIt) {
+  NoFaults faults;
+  h20::emu::Engine engine(2, &faults);
+  for (int round = 0; round < 100; ++round) {
+    const QueueId q = engine.createQueue(0, 0);
+    engine.wait(q, engine.submit(q, host([] {})), true);
+    engine.destroyQueue(q);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (engine.submitted(q) != 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    ASSERT_EQ(engine.submitted(q), 0u) << "round " << round;
+    EXPECT_EQ(engine.completed(q), ~Seq{0});
+  }
+}
+
+// With a single worker attached to a drained queue, work for another queue must still run: the
+// attached worker counts as the one that is awake (nobody else is woken), so it has to leave the
+// drained queue for the new work. (The waiting thread cannot run the work itself: no worker is
+// asleep whose index it could take.)
+TEST(Engine, WorkOfAnotherQueueRunsWhileTheOnlyWorkerIsAttached) {
+  NoFaults faults;
+  h20::emu::Engine engine(1, &faults);
+  const QueueId a = engine.createQueue(0, 0), b = engine.createQueue(0, 0);
+  for (int round = 0; round < 200; ++round) {
+    engine.wait(a, engine.submit(a, host([] {})), true);  // the worker is now attached to a
+    std::atomic<bool> ran{false};
+    engine.wait(b, engine.submit(b, host([&] { ran.store(true); })), round % 2 == 0);
+    ASSERT_TRUE(ran.load()) << "round " << round;
+  }
+  engine.destroyQueue(a);
+  engine.destroyQueue(b);
+}
+
+// Host thread and workers confined to one CPU: an attached worker then often has no core when a
+// command arrives, and the waiting thread takes the command from it (after polling for a while).
+// Either way every command runs once, in order, as engine work.
+TEST(Engine, CommandsRunOnceInOrderWhenTheAttachedWorkerHasNoCore) {
+  std::thread confined([] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    NoFaults faults;
+    h20::emu::Engine engine(2, &faults);  // its workers inherit the one-CPU affinity
+    const QueueId q = engine.createQueue(0, 0);
+    std::vector<int> order;
+    int onWaiter = 0;
+    constexpr int kRounds = 2000;
+    for (int i = 0; i < kRounds; ++i) {
+      bool engineThread = false, waiterThread = false;
+      const std::thread::id waiter = std::this_thread::get_id();
+      const Seq s = engine.submit(q, host([&, i] {
+                                    order.push_back(i);
+                                    engineThread = engine.onWorkerThread();
+                                    waiterThread = std::this_thread::get_id() == waiter;
+                                  }));
+      engine.wait(q, s, true);
+      ASSERT_TRUE(engineThread) << "round " << i;
+      onWaiter += waiterThread;
+    }
+    ASSERT_EQ(order.size(), static_cast<std::size_t>(kRounds));
+    for (int i = 0; i < kRounds; ++i)
+      ASSERT_EQ(order[static_cast<std::size_t>(i)], i);
+    ::testing::Test::RecordProperty("ranOnTheWaitingThread", onWaiter);
+    engine.destroyQueue(q);
+  });
+  confined.join();
+}
