@@ -218,6 +218,9 @@ class Driver {
   virtual Seq submit(QueueId queue, Command&& command) = 0;
   virtual Seq completed(QueueId queue) const = 0;
   virtual Seq submitted(QueueId queue) const = 0;
+  // The counter submitted() reads, for a caller that reads it often without a call (an acquire
+  // load); valid until destroyQueue.
+  virtual const std::atomic<Seq>& submittedCounter(QueueId queue) const = 0;
   // Blocks the calling thread until `queue` has completed `seq`. spinFirst: poll briefly before
   // sleeping (lower latency), as CUDA's default synchronisation does.
   virtual void wait(QueueId queue, Seq seq, bool spinFirst) = 0;

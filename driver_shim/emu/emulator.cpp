@@ -198,6 +198,9 @@ class Emulator final : public Driver, public emu::FaultRegistry {
   }
   Seq completed(QueueId queue) const override { return engine_->completed(queue); }
   Seq submitted(QueueId queue) const override { return engine_->submitted(queue); }
+  const std::atomic<Seq>& submittedCounter(QueueId queue) const override {
+    return engine_->submittedCounter(queue);
+  }
   void wait(QueueId queue, Seq seq, bool spinFirst) override {
     engine_->wait(queue, seq, spinFirst);
   }

@@ -36,6 +36,8 @@ constexpr auto kSpinTime = std::chrono::microseconds(50);
 constexpr auto kPauseTime = std::chrono::microseconds(10);
 // Commands a worker runs from one queue before letting other ready work (if any) have a turn.
 constexpr int kBatch = 64;
+// Polls of a drained queue by its worker before it announces itself attached (see stayAttached).
+constexpr int kQuietPolls = 64;
 // Polls of a waiting host thread before it runs work that an attached worker has not started
 // (each poll is a pause of tens of nanoseconds, or a yield after kPauseTime).
 constexpr int kPollsBeforeTakingAttached = 256;
@@ -249,9 +251,11 @@ class Engine::EntryRing {
 // serialise on submitMu (which the runner never takes), publish through `submitted`, and schedule
 // the queue only when `owner` says nobody has it; the runner publishes through `completed` and
 // takes `mu` only when a host thread sleeps on the queue or a queue waits for it. The protocol's
-// loads and stores of submitted, completed, owner, destroyed, hostWaiters and hasDependents are
-// sequentially consistent: each side stores its own word, then loads the other's, so at least
-// one of them sees the other (no lost wake-up, no queue left unscheduled).
+// loads and stores of completed, owner, destroyed, hostWaiters and hasDependents are sequentially
+// consistent: each side stores its own word, then loads the other's, so at least one of them sees
+// the other (no lost wake-up, no queue left unscheduled). Between a submit's `submitted` and its
+// load of `owner` the same guarantee comes from submitMu instead (see the drained case in
+// runQueue), so that a submit has no full barrier after its stores.
 //
 // Who has the queue (`owner`): nobody (kFree); whoever took it from the ready list, or the Wait
 // it is parked on (kOwned); or a worker that drained it and stays on it for a while, polling
@@ -416,7 +420,7 @@ Seq Engine::submit(QueueId id, Command&& command) {
     std::lock_guard<base::SpinLock> lock(q.submitMu);
     seq = ++q.lastSeq;
     q.pending.push(seq, std::move(command));
-    q.submitted.store(seq);
+    q.submitted.store(seq, std::memory_order_release);
   }
   // A queue that somebody has (running, ready, parked or attached) picks the entry up by itself.
   int expected = Queue::kFree;
@@ -438,6 +442,13 @@ Seq Engine::submitted(QueueId id) const {
   std::shared_lock<base::ReadMostlyLock> lock(mapMu_);
   auto it = queues_.find(id);
   return it != queues_.end() ? it->second->submitted.load(std::memory_order_acquire) : 0;
+}
+
+const std::atomic<Seq>& Engine::submittedCounter(QueueId id) const {
+  static const std::atomic<Seq> none{0};
+  std::shared_lock<base::ReadMostlyLock> lock(mapMu_);
+  auto it = queues_.find(id);
+  return it != queues_.end() ? it->second->submitted : none;
 }
 
 void Engine::wait(QueueId id, Seq seq, bool spinFirst) {
@@ -699,6 +710,13 @@ void Engine::parallelFor(std::uint64_t total, std::uint64_t chunk,
 }
 
 Engine::Attach Engine::stayAttached(Queue& q, Seq done, int node) {
+  // First a few polls as the owner, without a word to anyone: a stream fed command after command
+  // usually has the next one here within them, and `owner` (which every submit reads) is then
+  // not written at all.
+  for (int i = 0; i < kQuietPolls; ++i) {
+    if (q.submitted.load(std::memory_order_acquire) != done) return Attach::resumed;
+    H20_CPU_RELAX();
+  }
   int expected = Queue::kOwned;
   q.owner.store(Queue::kAttached);
   Node& home = *nodes_[static_cast<std::size_t>(node)];
@@ -742,8 +760,13 @@ void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until, int attachNode
         attachNode = -1;  // released: let go below, as a runner that does not attach
       }
       // Drained: give up ownership, then look again (a submit that still saw the queue owned
-      // relies on this look).
+      // relies on this look). Passing through the submitters' lock in between orders the look
+      // after every submit whose load of `owner` came before the store: such a submit holds the
+      // lock from before that load until after its `submitted` store (the lock's acquisition is
+      // what orders its load, which needs no fence of its own). So the submit path has no full
+      // barrier after its stores; letting go, which is rare, pays for it.
       q->owner.store(Queue::kFree);
+      { std::lock_guard<base::SpinLock> sync(q->submitMu); }
       int expected = Queue::kFree;
       if (q->submitted.load() != done && q->owner.compare_exchange_strong(expected, Queue::kOwned))
         continue;

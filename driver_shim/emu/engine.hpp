@@ -71,6 +71,8 @@ class Engine {
   driver::Seq submit(driver::QueueId id, driver::Command&& command);
   driver::Seq completed(driver::QueueId id) const;
   driver::Seq submitted(driver::QueueId id) const;
+  // What submitted() reads; valid until destroyQueue (an unknown id gets a counter at 0).
+  const std::atomic<driver::Seq>& submittedCounter(driver::QueueId id) const;
   void wait(driver::QueueId id, driver::Seq seq, bool spinFirst);
 
   int workers() const { return static_cast<int>(threads_.size()); }

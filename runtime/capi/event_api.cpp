@@ -8,6 +8,7 @@ using h20::capi::requireOut;
 using h20::rt::Event;
 using h20::rt::fail;
 using h20::rt::Runtime;
+using h20::rt::Stream;
 
 namespace {
 
@@ -41,23 +42,27 @@ H20_API h20Error_t h20EventCreateWithFlags(h20Event_t* event, unsigned int flags
 
 H20_API h20Error_t h20EventRecord(h20Event_t event, h20Stream_t stream) {
   return guarded("h20EventRecord", [&](Runtime& rt) {
-    auto e = rt.event(event);
-    auto s = rt.stream(stream);
-    if (&s->device() != &e->device())
-      fail(h20ErrorInvalidResourceHandle,
-           "event {} belongs to device {} but stream {} to device {}",
-           static_cast<const void*>(event), e->device().ordinal(), static_cast<const void*>(stream),
-           s->device().ordinal());
-    e->record(*s);
-    return h20Success;
+    // Short and non-blocking: the event and the stream are used without counted references.
+    return rt.withEvent(event, [&](Event& e) {
+      return rt.withStream(stream, [&](Stream& s) {
+        if (&s.device() != &e.device())
+          fail(h20ErrorInvalidResourceHandle,
+               "event {} belongs to device {} but stream {} to device {}",
+               static_cast<const void*>(event), e.device().ordinal(),
+               static_cast<const void*>(stream), s.device().ordinal());
+        e.record(s);
+        return h20Success;
+      });
+    });
   });
 }
 
 H20_API h20Error_t h20EventQuery(h20Event_t event) {
   return guarded("h20EventQuery", [&](Runtime& rt) {
-    auto e = rt.event(event);
-    e->device().checkFault();
-    return e->completed() ? h20Success : h20ErrorNotReady;
+    return rt.withEvent(event, [&](Event& e) {
+      e.device().checkFault();
+      return e.completed() ? h20Success : h20ErrorNotReady;
+    });
   });
 }
 

@@ -86,7 +86,6 @@ driver::Seq Device::submit(Stream& stream, driver::Command&& command) {
       s->waitedByLegacy_ = std::max(s->waitedByLegacy_, last);
     }
     seq = driver_.submit(stream.queue(), std::move(command));
-    stream.noteSubmitted(seq);
   } else if (stream.blocking() &&
              legacy_->lastSeq() > stream.legacyWaited_.load(std::memory_order_relaxed)) {
     // A blocking stream waits for the work already submitted to the legacy stream. (When the
@@ -100,10 +99,8 @@ driver::Seq Device::submit(Stream& stream, driver::Command&& command) {
       stream.legacyWaited_.store(last, std::memory_order_relaxed);
     }
     seq = driver_.submit(stream.queue(), std::move(command));
-    stream.noteSubmitted(seq);
   } else {
     seq = driver_.submit(stream.queue(), std::move(command));
-    stream.noteSubmitted(seq);
   }
   return seq;
 }

@@ -27,7 +27,7 @@ void Event::record(Stream& stream) {
         const int s = (current_ + i) % kSlots;
         const bool isCurrent = block_.get() == captured_ && s == current_;
         // A slot with a time is free: its marker has run (the write this load acquires).
-        if (!isCurrent && block_->timeNs[s].load(std::memory_order_acquire) != 0) slot = s;
+        if (!isCurrent && block_->time(s).load(std::memory_order_acquire) != 0) slot = s;
       }
     }
     if (slot < 0) {
@@ -42,14 +42,14 @@ void Event::record(Stream& stream) {
       block_ = std::make_unique<EventSlots>();
       slot = 0;
     }
-    block_->timeNs[slot].store(0, std::memory_order_relaxed);
+    block_->time(slot).store(0, std::memory_order_relaxed);
     block = block_.get();
   }
   driver::Seq seq;
   try {
-    seq = stream.device().submit(stream, driver::MarkerCommand{&block->timeNs[slot]});
+    seq = stream.device().submit(stream, driver::MarkerCommand{&block->time(slot)});
   } catch (...) {
-    block->timeNs[slot].store(EventSlots::kFree, std::memory_order_relaxed);  // nothing writes it
+    block->time(slot).store(EventSlots::kFree, std::memory_order_relaxed);  // nothing writes it
     throw;
   }
   std::lock_guard<base::SpinLock> lock(mu_);
@@ -64,7 +64,7 @@ Event::Capture Event::capture() const {
 }
 
 std::uint64_t Event::currentTime() const {
-  return captured_->timeNs[current_].load(std::memory_order_acquire);
+  return captured_->time(current_).load(std::memory_order_acquire);
 }
 
 bool Event::completed() const {

@@ -34,16 +34,24 @@ class Stream;
 struct EventSlots {
   static constexpr int kSlots = 4;
   static constexpr std::uint64_t kFree = 1;  // before the first record
-  std::atomic<std::uint64_t> timeNs[kSlots];
   EventSlots() {
-    for (auto& t : timeNs)
-      t.store(kFree, std::memory_order_relaxed);
+    for (auto& s : slots)
+      s.timeNs.store(kFree, std::memory_order_relaxed);
   }
+  std::atomic<std::uint64_t>& time(int slot) { return slots[slot].timeNs; }
+  const std::atomic<std::uint64_t>& time(int slot) const { return slots[slot].timeNs; }
   bool allRun() const {
-    for (const auto& t : timeNs)
-      if (t.load(std::memory_order_acquire) == 0) return false;
+    for (const auto& s : slots)
+      if (s.timeNs.load(std::memory_order_acquire) == 0) return false;
     return true;
   }
+
+ private:
+  // A line each: the engine writes one slot while the host reads and takes others.
+  struct alignas(64) Slot {
+    std::atomic<std::uint64_t> timeNs;
+  };
+  Slot slots[kSlots];
 };
 
 class Event {

@@ -163,10 +163,18 @@ std::shared_ptr<Stream> Runtime::stream(h20Stream_t handle, const char* argName)
   }
   if (handle == h20StreamPerThread) return current().perThreadStream();
   auto s = streams_.find(reinterpret_cast<std::uintptr_t>(handle));
-  if (!s)
-    fail(h20ErrorInvalidResourceHandle, "{} {} is not a live stream (destroyed or never created)",
-         argName, static_cast<const void*>(handle));
+  if (!s) failUnknownStream(handle, argName);
   return s;
+}
+
+void Runtime::failUnknownStream(h20Stream_t handle, const char* argName) {
+  fail(h20ErrorInvalidResourceHandle, "{} {} is not a live stream (destroyed or never created)",
+       argName, static_cast<const void*>(handle));
+}
+
+void Runtime::failUnknownEvent(h20Event_t handle, const char* argName) {
+  fail(h20ErrorInvalidResourceHandle, "{} {} is not a live event (destroyed or never created)",
+       argName, static_cast<const void*>(handle));
 }
 
 h20Stream_t Runtime::addStream(std::shared_ptr<Stream> stream) {
@@ -188,9 +196,7 @@ void Runtime::destroyStream(h20Stream_t handle) {
 
 std::shared_ptr<Event> Runtime::event(h20Event_t handle, const char* argName) const {
   auto e = events_.find(reinterpret_cast<std::uintptr_t>(handle));
-  if (!e)
-    fail(h20ErrorInvalidResourceHandle, "{} {} is not a live event (destroyed or never created)",
-         argName, static_cast<const void*>(handle));
+  if (!e) failUnknownEvent(handle, argName);
   return e;
 }
 

@@ -52,6 +52,16 @@ class HandleTable {
     auto it = objects_.find(id);
     return it == objects_.end() ? nullptr : it->second;
   }
+  // Calls fn with the object (nullptr if none) while the table cannot remove it: no reference is
+  // counted, so a short call pays two atomic operations instead of four. fn must be short (it
+  // holds off h20*Destroy of this kind) and must not look up this table again (a waiting remover
+  // keeps new lookups out).
+  template <class Fn>
+  decltype(auto) with(std::uintptr_t id, Fn&& fn) const {
+    std::shared_lock<base::ReadMostlyLock> lock(mu_);
+    auto it = objects_.find(id);
+    return fn(it == objects_.end() ? nullptr : it->second.get());
+  }
   std::shared_ptr<T> remove(std::uintptr_t id) {
     std::unique_lock<base::ReadMostlyLock> lock(mu_);
     auto it = objects_.find(id);
@@ -105,10 +115,30 @@ class Runtime {
   // Streams: NULL and h20StreamLegacy are the current device's legacy stream,
   // h20StreamPerThread its per-thread stream. Throws h20ErrorInvalidResourceHandle.
   std::shared_ptr<Stream> stream(h20Stream_t handle, const char* argName = "stream") const;
+  // Calls fn(Stream&) for the handle, as stream() resolves it, without counting a reference (see
+  // HandleTable::with): for short, non-blocking calls that look up no other stream.
+  template <class Fn>
+  decltype(auto) withStream(h20Stream_t handle, Fn&& fn) const {
+    if (handle == nullptr || handle == h20StreamLegacy) return fn(current().legacy());
+    if (handle == h20StreamPerThread) return fn(*current().perThreadStream());
+    return streams_.with(reinterpret_cast<std::uintptr_t>(handle),
+                         [&](Stream* s) -> decltype(auto) {
+                           if (!s) failUnknownStream(handle, "stream");
+                           return fn(*s);
+                         });
+  }
   h20Stream_t addStream(std::shared_ptr<Stream> stream);
   void destroyStream(h20Stream_t handle);
 
   std::shared_ptr<Event> event(h20Event_t handle, const char* argName = "event") const;
+  // As withStream, for an event (fn must look up no other event).
+  template <class Fn>
+  decltype(auto) withEvent(h20Event_t handle, Fn&& fn) const {
+    return events_.with(reinterpret_cast<std::uintptr_t>(handle), [&](Event* e) -> decltype(auto) {
+      if (!e) failUnknownEvent(handle, "event");
+      return fn(*e);
+    });
+  }
   h20Event_t addEvent(std::shared_ptr<Event> event);
   void destroyEvent(h20Event_t handle);
 
@@ -120,6 +150,9 @@ class Runtime {
   int deviceOwningAddress(const void* ptr) const;
   // A device whose memory range overlaps [base, base+size) (no wrap-around), or -1.
   int deviceOverlapping(std::uintptr_t base, std::size_t size) const;
+
+  [[noreturn]] static void failUnknownStream(h20Stream_t handle, const char* argName);
+  [[noreturn]] static void failUnknownEvent(h20Event_t handle, const char* argName);
 
   // h20DeviceReset: waits, then destroys the device's streams, events and allocations.
   void resetDevice(Device& device);

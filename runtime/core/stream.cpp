@@ -10,7 +10,8 @@ Stream::Stream(Device& device, StreamKind kind, unsigned flags, int priority)
       kind_(kind),
       flags_(flags),
       priority_(priority),
-      queue_(device.driver().createQueue(device.chip(), priority)) {
+      queue_(device.driver().createQueue(device.chip(), priority)),
+      submitted_(&device.driver().submittedCounter(queue_)) {
   device_.streamCreated(this);
 }
 
@@ -21,13 +22,6 @@ Stream::~Stream() {
 
 bool Stream::blocking() const {
   return kind_ != StreamKind::legacy && (flags_ & h20StreamNonBlocking) == 0;
-}
-
-void Stream::noteSubmitted(driver::Seq seq) {
-  // Several threads may submit to one stream; keep the largest sequence number.
-  driver::Seq cur = last_.load(std::memory_order_relaxed);
-  while (cur < seq && !last_.compare_exchange_weak(cur, seq, std::memory_order_release)) {
-  }
 }
 
 bool Stream::idle() const {

@@ -36,8 +36,8 @@ class Stream {
   std::uintptr_t tag() const { return tag_; }
   void setTag(std::uintptr_t tag) { tag_ = tag; }
 
-  driver::Seq lastSeq() const { return last_.load(std::memory_order_acquire); }
-  void noteSubmitted(driver::Seq seq);
+  // What has been submitted to the stream's queue (the driver's own count, read without a call).
+  driver::Seq lastSeq() const { return submitted_->load(std::memory_order_acquire); }
   bool idle() const;
   // Waits for everything submitted so far; does not check faults (Device does).
   void wait(bool spinFirst) const;
@@ -50,7 +50,7 @@ class Stream {
   int priority_;
   driver::QueueId queue_;
   std::uintptr_t tag_ = 0;
-  std::atomic<driver::Seq> last_{0};
+  const std::atomic<driver::Seq>* submitted_;
   // Implicit-synchronisation bookkeeping, written under the device's submit mutex
   // (legacyWaited_ is also read without it, to skip the mutex when there is nothing to wait for).
   std::atomic<driver::Seq> legacyWaited_{0};  // legacy-stream seq this stream already waits for
