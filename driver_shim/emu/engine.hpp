@@ -6,13 +6,18 @@
 // of any number of chips run concurrently, one worker each. A kernel's blocks (and large copies)
 // are split into chunks that idle workers help to run, so one launch can use every core.
 //
-// One worker per NUMA node spins briefly when it runs out of work (a submit shortly after finds it
-// awake, avoiding a wake-up system call), the others sleep at once: an idle process uses no CPU.
+// Submitting takes no lock the runner takes (see Engine::Queue in engine.cpp): commands go through
+// a ring per queue, published by counters. A worker that drains a queue stays attached to it for a
+// while, polling for the next command, so that a stream fed command after command is neither
+// scheduled again nor woken for every command. Otherwise one worker per NUMA node spins briefly
+// when it runs out of work (a submit shortly after finds it awake, avoiding a wake-up system
+// call), the others sleep at once: an idle process uses no CPU.
 // Host threads that wait for a queue spin briefly too (first stepping off a core an awake worker
 // is on, see stepAsideFromWorkers in engine.cpp), then sleep on the queue's condition variable.
-// A waiting host thread that finds its queue ready but not yet taken by any worker runs the queue
-// itself, as a worker would (see Engine::runInline): on a host whose cores are busy with other
-// processes the worker that would take it may not get a core for a whole time slice.
+// A waiting host thread that finds its queue ready but not yet taken by any worker, or attached to
+// a worker that has not run the awaited command after a while, runs the queue itself, as a worker
+// would (see Engine::runInline): on a host whose cores are busy with other processes the worker
+// that would run it may not get a core for a whole time slice.
 //
 // The engine owns threads and queues; it does not know about memory, properties or the runtime.
 // Faults are reported to a FaultRegistry owned by the emulator. Thread-safe.
