@@ -32,13 +32,17 @@ void Event::record(Stream& stream) {
     }
     if (slot < 0) {
       // Every slot waits for its marker (or none exists yet): a fresh block. Retired blocks whose
-      // markers have all run go now, except the one capture_ still reads.
+      // markers have all run go, except the one capture_ still reads; looked at only when their
+      // number has doubled, so that a long queue of pending records costs O(1) each.
       if (block_) retired_.push_back(std::move(block_));
-      retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
-                                    [&](const std::unique_ptr<EventSlots>& b) {
-                                      return b.get() != captured_ && b->allRun();
-                                    }),
-                     retired_.end());
+      if (retired_.size() >= pruneAt_) {
+        retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                      [&](const std::unique_ptr<EventSlots>& b) {
+                                        return b.get() != captured_ && b->allRun();
+                                      }),
+                       retired_.end());
+        pruneAt_ = std::max<std::size_t>(kPruneMin, 2 * retired_.size());
+      }
       block_ = std::make_unique<EventSlots>();
       slot = 0;
     }

@@ -91,8 +91,10 @@ class Event {
   std::unique_ptr<EventSlots> block_;  // where records take their slots
   // Earlier blocks with markers still pending (or holding capture_'s slot), freed once run.
   std::vector<std::unique_ptr<EventSlots>> retired_;
-  EventSlots* captured_ = nullptr;  // the block of capture_'s slot
-  int current_ = -1;                // capture_'s slot in captured_
+  static constexpr std::size_t kPruneMin = 4;
+  std::size_t pruneAt_ = kPruneMin;  // retired_ is pruned when it reaches this size
+  EventSlots* captured_ = nullptr;   // the block of capture_'s slot
+  int current_ = -1;                 // capture_'s slot in captured_
 };
 
 }  // namespace h20::rt

@@ -131,10 +131,14 @@ Runtime::~Runtime() {
 
 void Runtime::keepUntilRun(std::unique_ptr<EventSlots> slots) {
   std::lock_guard<std::mutex> lock(pendingSlotsMu_);
-  pendingSlots_.erase(
-      std::remove_if(pendingSlots_.begin(), pendingSlots_.end(),
-                     [](const std::unique_ptr<EventSlots>& b) { return b->allRun(); }),
-      pendingSlots_.end());
+  // Pruned when their number has doubled: O(1) per block however many are pending.
+  if (pendingSlots_.size() >= pendingPruneAt_) {
+    pendingSlots_.erase(
+        std::remove_if(pendingSlots_.begin(), pendingSlots_.end(),
+                       [](const std::unique_ptr<EventSlots>& b) { return b->allRun(); }),
+        pendingSlots_.end());
+    pendingPruneAt_ = std::max<std::size_t>(16, 2 * pendingSlots_.size());
+  }
   pendingSlots_.push_back(std::move(slots));
 }
 

@@ -170,6 +170,7 @@ class Runtime {
   HandleSpace handles_;
   std::mutex pendingSlotsMu_;
   std::vector<std::unique_ptr<EventSlots>> pendingSlots_;
+  std::size_t pendingPruneAt_ = 16;
   HandleTable<Stream> streams_{handles_};
   HandleTable<Event> events_{handles_};
 };

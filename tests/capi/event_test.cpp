@@ -185,6 +185,29 @@ TEST_F(EventRecord, EachCaptureOwnsItsTimestampWhileEarlierOnesArePending) {
   H20_EXPECT_OK(h20StreamDestroy(idle));
 }
 
+// Many records of one event held behind a gate: each needs a slot no pending marker writes to, so
+// the event keeps starting blocks of slots; the blocks of finished markers are given back in
+// amortised constant time (a scan per record would make this loop quadratic), and every capture
+// completes once the gate opens.
+TEST_F(EventRecord, ManyRecordsBehindAHeldStreamAllComplete) {
+  h20Stream_t s = NewStream();
+  h20Event_t e = NewEvent();
+  BusyGate gate;
+  H20_ASSERT_OK(gate.Launch(s));
+  for (int i = 0; i < 50000; ++i)
+    ASSERT_EQ(h20Success, h20EventRecord(e, s)) << "record " << i;
+  EXPECT_EQ(h20ErrorNotReady, h20EventQuery(e));
+  gate.Open();
+  H20_ASSERT_OK(h20EventSynchronize(e));
+  H20_EXPECT_OK(h20EventQuery(e));
+  EXPECT_FALSE(gate.TimedOut());
+  for (int i = 0; i < 100; ++i)  // and the event records as usual afterwards
+    H20_ASSERT_OK(h20EventRecord(e, s));
+  H20_ASSERT_OK(h20EventSynchronize(e));
+  H20_EXPECT_OK(h20EventDestroy(e));
+  H20_EXPECT_OK(h20StreamDestroy(s));
+}
+
 // A record/query loop on an idle stream (the slots are reused: their markers have run) keeps
 // answering for the latest capture.
 TEST_F(EventRecord, RecordQueryLoopCompletesEveryCapture) {
