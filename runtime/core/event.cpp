@@ -17,38 +17,41 @@ Event::~Event() {
     if (!b->allRun()) device_.runtime().keepUntilRun(std::move(b));
 }
 
+EventSlots* Event::capturedBlock(std::uintptr_t word) {
+  return reinterpret_cast<EventSlots*>(word & ~kSlotMask);
+}
+
 void Event::record(Stream& stream) {
-  EventSlots* block;
+  // One critical section for the whole record: concurrent records of one event are rare, and the
+  // readers (query, elapsed time) do not take the lock.
+  std::lock_guard<base::SpinLock> lock(mu_);
+  const std::uintptr_t word = captured_.load(std::memory_order_relaxed);
   int slot = -1;
-  {
-    std::lock_guard<base::SpinLock> lock(mu_);
-    if (block_) {
-      for (int i = 1; i <= kSlots && slot < 0; ++i) {
-        const int s = (current_ + i) % kSlots;
-        const bool isCurrent = block_.get() == captured_ && s == current_;
-        // A slot with a time is free: its marker has run (the write this load acquires).
-        if (!isCurrent && block_->time(s).load(std::memory_order_acquire) != 0) slot = s;
-      }
+  if (block_) {
+    const int current = static_cast<int>(word & kSlotMask);
+    for (int i = 1; i <= kSlots && slot < 0; ++i) {
+      const int s = (current + i) % kSlots;
+      const bool isCurrent = capturedBlock(word) == block_.get() && s == current;
+      // A slot with a time is free: its marker has run (the write this load acquires).
+      if (!isCurrent && block_->time(s).load(std::memory_order_acquire) != 0) slot = s;
     }
-    if (slot < 0) {
-      // Every slot waits for its marker (or none exists yet): a fresh block. Retired blocks whose
-      // markers have all run go, except the one capture_ still reads; looked at only when their
-      // number has doubled, so that a long queue of pending records costs O(1) each.
-      if (block_) retired_.push_back(std::move(block_));
-      if (retired_.size() >= pruneAt_) {
-        retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
-                                      [&](const std::unique_ptr<EventSlots>& b) {
-                                        return b.get() != captured_ && b->allRun();
-                                      }),
-                       retired_.end());
-        pruneAt_ = std::max<std::size_t>(kPruneMin, 2 * retired_.size());
-      }
-      block_ = std::make_unique<EventSlots>();
-      slot = 0;
-    }
-    block_->time(slot).store(0, std::memory_order_relaxed);
-    block = block_.get();
   }
+  if (slot < 0) {
+    // Every slot waits for its marker (or none exists yet): another block. The oldest retired
+    // block is taken again once its markers have all run (blocks are never freed while the event
+    // lives, so a reader never sees one go), else a new one.
+    if (block_) retired_.push_back(std::move(block_));
+    if (retired_.size() > 1 && retired_.front().get() != capturedBlock(word) &&
+        retired_.front()->allRun()) {
+      block_ = std::move(retired_.front());
+      retired_.pop_front();
+    } else {
+      block_ = std::make_unique<EventSlots>();
+    }
+    slot = 0;
+  }
+  EventSlots* block = block_.get();
+  block->time(slot).store(0, std::memory_order_relaxed);
   driver::Seq seq;
   try {
     seq = stream.device().submit(stream, driver::MarkerCommand{&block->time(slot)});
@@ -56,10 +59,9 @@ void Event::record(Stream& stream) {
     block->time(slot).store(EventSlots::kFree, std::memory_order_relaxed);  // nothing writes it
     throw;
   }
-  std::lock_guard<base::SpinLock> lock(mu_);
   capture_ = {stream.queue(), seq};
-  captured_ = block;
-  current_ = slot;
+  captured_.store(reinterpret_cast<std::uintptr_t>(block) | static_cast<std::uintptr_t>(slot),
+                  std::memory_order_release);
 }
 
 Event::Capture Event::capture() const {
@@ -67,21 +69,17 @@ Event::Capture Event::capture() const {
   return capture_;
 }
 
-std::uint64_t Event::currentTime() const {
-  return captured_->time(current_).load(std::memory_order_acquire);
+std::optional<std::uint64_t> Event::timestampNs() const {
+  const std::uintptr_t word = captured_.load(std::memory_order_acquire);
+  if (word == 0) return std::nullopt;
+  const std::uint64_t t =
+      capturedBlock(word)->time(static_cast<int>(word & kSlotMask)).load(std::memory_order_acquire);
+  if (t == 0) return std::nullopt;
+  return t;
 }
 
 bool Event::completed() const {
-  std::lock_guard<base::SpinLock> lock(mu_);
-  return !capture_.recorded() || currentTime() != 0;
-}
-
-std::optional<std::uint64_t> Event::timestampNs() const {
-  std::lock_guard<base::SpinLock> lock(mu_);
-  if (!capture_.recorded()) return std::nullopt;
-  const std::uint64_t t = currentTime();
-  if (t == 0) return std::nullopt;
-  return t;
+  return captured_.load(std::memory_order_relaxed) == 0 || timestampNs().has_value();
 }
 
 void Event::wait() const {

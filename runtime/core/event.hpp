@@ -7,12 +7,13 @@
 //
 // Slots come in blocks of kSlots. A record takes a slot whose marker has run (never the current
 // capture's), so that a record/query loop allocates nothing and shares no reference count with
-// the engine; only when every slot still waits for its marker does the event start a fresh block.
-// Re-recording replaces the capture; a pending capture that is replaced, or whose event is
-// destroyed, still completes harmlessly into its own slot: a block is freed only once every
-// marker on it has run (by the event, or by the Runtime for a destroyed event's blocks, see
-// Runtime::keepUntilRun). Events created with h20EventDisableTiming work the same way (the time
-// is then not read).
+// the engine; only when every slot still waits for its marker does the event move to another
+// block (an earlier one whose markers have all run, else a new one). Re-recording replaces the
+// capture; a pending capture that is replaced, or whose event is destroyed, still completes
+// harmlessly into its own slot. An event frees its blocks only when it goes, then the Runtime
+// keeps those a marker will still write to until it has run (Runtime::keepUntilRun). Queries read
+// the current capture's slot without a lock. Events created with h20EventDisableTiming work the
+// same way (the time is then not read).
 #pragma once
 
 #include "driver.hpp"
@@ -21,9 +22,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
-#include <vector>
 
 namespace h20::rt {
 
@@ -81,20 +82,20 @@ class Event {
 
  private:
   static constexpr int kSlots = EventSlots::kSlots;
-  // The time of the current capture's slot (0: pending); call with mu_ held.
-  std::uint64_t currentTime() const;
+  static constexpr std::uintptr_t kSlotMask = 63;  // blocks are 64-byte aligned
+  static EventSlots* capturedBlock(std::uintptr_t word);
 
   Device& device_;
   unsigned flags_;
-  mutable base::SpinLock mu_;  // guards everything below
+  mutable base::SpinLock mu_;  // serialises records; guards everything below but captured_
   Capture capture_;
   std::unique_ptr<EventSlots> block_;  // where records take their slots
-  // Earlier blocks with markers still pending (or holding capture_'s slot), freed once run.
-  std::vector<std::unique_ptr<EventSlots>> retired_;
-  static constexpr std::size_t kPruneMin = 4;
-  std::size_t pruneAt_ = kPruneMin;  // retired_ is pruned when it reaches this size
-  EventSlots* captured_ = nullptr;   // the block of capture_'s slot
-  int current_ = -1;                 // capture_'s slot in captured_
+  // Earlier blocks, oldest first: taken again once their markers have all run, freed only with
+  // the event (so that a reader of captured_ never sees its block go).
+  std::deque<std::unique_ptr<EventSlots>> retired_;
+  // The current capture's block | its slot, 0 before the first record: what queries read, without
+  // the lock.
+  std::atomic<std::uintptr_t> captured_{0};
 };
 
 }  // namespace h20::rt
