@@ -207,8 +207,8 @@ class Engine::EntryRing {
     e.seq = seq;
     e.command = std::move(command);
     // The next slot's lines were last written by the runner (when it popped that slot a chunk
-    // ago): ask for them now, so that the next push does not wait for them at its publishing
-    // store (a full barrier).
+    // ago): ask for them now, so that the next push does not wait for them (its lock is an atomic
+    // exchange, a full barrier that waits for earlier stores).
     if (end_ < kChunk) {
       const char* next = reinterpret_cast<const char*>(&tail_->entries[end_]);
       for (std::size_t off = 0; off < sizeof(Entry); off += 64)
