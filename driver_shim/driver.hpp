@@ -187,6 +187,17 @@ struct Topology {
   }
 };
 
+// The bytes of an interprocess memory handle (h20IpcMemHandle_t), opaque to the runtime.
+using IpcHandleBytes = std::array<unsigned char, 64>;
+
+// Memory of another process mapped into this one by importMemory.
+struct ImportedMemory {
+  int chip = 0;
+  void* ptr = nullptr;
+  std::size_t bytes = 0;      // the size the exporter allocated
+  bool firstMapping = false;  // false: this process had it open already (a reference was added)
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
@@ -225,6 +236,15 @@ class Driver {
   // sleeping (lower latency), as CUDA's default synchronisation does.
   virtual void wait(QueueId queue, Seq seq, bool spinFirst) = 0;
 
+  // Interprocess memory. A backend that serves one process (the embedded emulator) returns
+  // h20ErrorNotSupported. exportMemory: ptr is the start of an allocate()d block of `chip`.
+  // importMemory maps the exported block (once per process: opening it again adds a reference
+  // and returns the same pointer); closeImport drops one reference, unmapping it with the last
+  // (*lastReference true).
+  virtual Status exportMemory(int chip, void* ptr, IpcHandleBytes* out) = 0;
+  virtual Status importMemory(const IpcHandleBytes& handle, ImportedMemory* out) = 0;
+  virtual Status closeImport(void* ptr, bool* lastReference) = 0;
+
   // Topology of the chips (links, host attachment).
   virtual const Topology& topology() const = 0;
 
@@ -247,5 +267,24 @@ struct EmuConfig {
 };
 
 std::unique_ptr<Driver> createEmulator(const EmuConfig& config, Status* status);
+
+// Configuration of the device daemon's client.
+struct DaemonConfig {
+  std::string socketPath;  // empty: the default per-user socket
+  int workerThreads = 0;   // this process's engine (execution stays in the client)
+};
+
+std::unique_ptr<Driver> createDaemonClient(const DaemonConfig& config, Status* status);
+
+// The backends, chosen by name in one place (H20_DRIVER): "emu" (default) and "daemon".
+struct DriverConfig {
+  std::string backend = "emu";
+  EmuConfig emu;
+  DaemonConfig daemon;
+};
+// The names createDriver accepts, for messages.
+const std::vector<std::string>& driverNames();
+// nullptr with *status set when the backend is unknown or cannot start.
+std::unique_ptr<Driver> createDriver(const DriverConfig& config, Status* status);
 
 }  // namespace h20::driver

@@ -169,12 +169,13 @@ H20_API h20Error_t h20DeviceSynchronize(void);
  * of that device (their handles become invalid) and clears its fault state. */
 H20_API h20Error_t h20DeviceReset(void);
 /* Free and total device memory of the current device, in bytes. On the emulated device free is
- * also capped by what is left of the host backing budget (H20_EMU_MEMORY_BUDGET), which all
- * devices share: an allocation on one device can lower the others' free bytes. */
+ * also capped by what is left of the host backing budget (H20_EMU_MEMORY_BUDGET, or h20d's
+ * --memory-budget), which all devices share: an allocation on one device can lower the others'
+ * free bytes. With the device daemon (H20_DRIVER=daemon) it counts every process's allocations. */
 H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes);
-/* H20 extension: bytes of `device`'s memory held by live allocations (h20Malloc and the
- * stream-ordered pool's reserve), for monitoring tools: unlike totalBytes - freeBytes it does not
- * count the emulator's backing-budget cap. */
+/* H20 extension: bytes of `device`'s memory held by this process's live allocations (h20Malloc
+ * and the stream-ordered pool's reserve), for monitoring tools: unlike totalBytes - freeBytes it
+ * does not count the emulator's backing-budget cap, nor other processes' memory. */
 H20_API h20Error_t h20DeviceGetMemoryUsed(size_t* usedBytes, int device);
 /* Stream priorities: numerically lower is higher priority, as in CUDA. */
 H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority);
@@ -259,7 +260,8 @@ typedef struct h20PointerAttributes {
 #define h20HostRegisterIoMemory 0x04u
 #define h20HostRegisterReadOnly 0x08u
 
-/* Allocates `size` bytes of device memory on the current device, aligned to 256 bytes.
+/* Allocates `size` bytes of device memory on the current device, aligned to 256 bytes (and
+ * reserved in blocks of 256 bytes in-process, of a page with the device daemon).
  * size 0 succeeds with *devPtr = NULL. Fails with h20ErrorMemoryAllocation when the device is
  * full or the emulator's host backing budget is exhausted. */
 H20_API h20Error_t h20Malloc(void** devPtr, size_t size);
@@ -397,6 +399,44 @@ H20_API h20Error_t h20EventSynchronize(h20Event_t event);
 H20_API h20Error_t h20EventElapsedTime(float* ms, h20Event_t start, h20Event_t end);
 /* Returns at once; a pending capture still completes. */
 H20_API h20Error_t h20EventDestroy(h20Event_t event);
+
+/* ---------------------------------------------------------------------------------------------
+ * Interprocess communication (CUDA's cudaIpc* semantics)
+ *
+ * Needs the device daemon (H20_DRIVER=daemon, see h20d): with the embedded emulator, which serves
+ * one process, these calls return h20ErrorNotSupported. A handle is 64 opaque bytes that carry a
+ * 128-bit random capability; send them to another process of the same user by any means (a pipe,
+ * a file, MPI). Handles of a daemon that has since restarted are refused.
+ * ------------------------------------------------------------------------------------------- */
+
+#define H20_IPC_HANDLE_SIZE 64
+typedef struct h20IpcMemHandle_st {
+  char reserved[H20_IPC_HANDLE_SIZE];
+} h20IpcMemHandle_t;
+typedef struct h20IpcEventHandle_st {
+  char reserved[H20_IPC_HANDLE_SIZE];
+} h20IpcEventHandle_t;
+
+/* h20IpcOpenMemHandle flags */
+#define h20IpcMemLazyEnablePeerAccess 0x01u
+
+/* Exports the device allocation that starts at devPtr (an h20Malloc pointer: not an offset into
+ * it, not stream-ordered or imported memory; else h20ErrorInvalidValue). The allocation stays
+ * importable until its owner frees it; memory already imported stays valid until every importer
+ * has closed it, even if the owner frees it or exits. */
+H20_API h20Error_t h20IpcGetMemHandle(h20IpcMemHandle_t* handle, void* devPtr);
+/* Maps memory exported by another process; *devPtr is valid in this process only. flags must be
+ * h20IpcMemLazyEnablePeerAccess: when the memory belongs to a device other than the current one
+ * and the two are linked, the current device's peer access to it is enabled as by
+ * h20DeviceEnablePeerAccess. Opening a handle that is open in this process already returns the
+ * same pointer and adds a reference. A handle exported by this process, a forged or stale one, or
+ * one whose owner has freed the memory: h20ErrorInvalidValue. The memory's device must be visible
+ * in this process (h20ErrorInvalidDevice otherwise). */
+H20_API h20Error_t h20IpcOpenMemHandle(void** devPtr, h20IpcMemHandle_t handle, unsigned int flags);
+/* Drops one reference to memory opened with h20IpcOpenMemHandle, waiting for the device's
+ * pending work first (as h20Free); the last one unmaps it. Any other pointer:
+ * h20ErrorInvalidValue. h20Free refuses imported memory. */
+H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr);
 
 /* ---------------------------------------------------------------------------------------------
  * Kernels

@@ -185,6 +185,10 @@ H20_API h20Error_t h20Free(void* devPtr) {
              devPtr, reinterpret_cast<std::uintptr_t>(devPtr) - inside->base, inside->base);
       fail(h20ErrorInvalidValue, "devPtr {} is not a live device allocation", devPtr);
     }
+    if (a->source == AllocSource::ipcImport)
+      fail(h20ErrorInvalidValue,
+           "devPtr {} was opened with h20IpcOpenMemHandle: close it with h20IpcCloseMemHandle",
+           devPtr);
     Device& d = rt.device(a->device);
     d.waitIdle();  // as cudaFree: work still using the memory finishes first
     if (!rt.memory().remove(a->base))

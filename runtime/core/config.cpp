@@ -3,6 +3,10 @@
 
 #include "core/error.hpp"
 
+#include <h20_base/byte_size.hpp>
+
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -41,40 +45,7 @@ int intVariable(const EnvLookup& env, const char* name, int lo, int hi, int fall
 }  // namespace
 
 std::optional<std::size_t> parseByteSize(const std::string& text) {
-  const std::string t = trim(text);
-  std::size_t digits = 0;
-  while (digits < t.size() && std::isdigit(static_cast<unsigned char>(t[digits])))
-    ++digits;
-  if (digits == 0) return std::nullopt;
-  std::uint64_t value = 0;
-  auto [p, ec] = std::from_chars(t.data(), t.data() + digits, value);
-  if (ec != std::errc()) return std::nullopt;
-  std::string unit = trim(t.substr(digits));
-  std::transform(unit.begin(), unit.end(), unit.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  std::uint64_t scale;
-  if (unit.empty() || unit == "b")
-    scale = 1;
-  else if (unit == "k" || unit == "kib")
-    scale = 1ull << 10;
-  else if (unit == "m" || unit == "mib")
-    scale = 1ull << 20;
-  else if (unit == "g" || unit == "gib")
-    scale = 1ull << 30;
-  else if (unit == "t" || unit == "tib")
-    scale = 1ull << 40;
-  else if (unit == "kb")
-    scale = 1000ull;
-  else if (unit == "mb")
-    scale = 1000ull * 1000;
-  else if (unit == "gb")
-    scale = 1000ull * 1000 * 1000;
-  else if (unit == "tb")
-    scale = 1000ull * 1000 * 1000 * 1000;
-  else
-    return std::nullopt;
-  if (value > UINT64_MAX / scale) return std::nullopt;
-  return static_cast<std::size_t>(value * scale);
+  return base::parseByteSize(text);
 }
 
 std::vector<int> parseVisibleDevices(const std::string& spec, int chipCount) {
@@ -115,18 +86,31 @@ RuntimeConfig parseConfig(const EnvLookup& env) {
       fail(h20ErrorInitializationError,
            "H20_LOG_LEVEL='{}' is not one of off, error, warning, info, debug", level);
   }
-  c.emu.chips = intVariable(env, "H20_EMU_DEVICES", 1, 64, 8);
-  c.emu.workerThreads = intVariable(env, "H20_EMU_WORKERS", 1, 1024, 0);
+  c.driver.emu.chips = intVariable(env, "H20_EMU_DEVICES", 1, 64, 8);
+  c.driver.emu.workerThreads = intVariable(env, "H20_EMU_WORKERS", 1, 1024, 0);
   if (const char* budget = env("H20_EMU_MEMORY_BUDGET")) {
     auto bytes = parseByteSize(budget);
     if (!bytes || *bytes == 0)
       fail(h20ErrorInitializationError,
            "H20_EMU_MEMORY_BUDGET='{}' is not a positive size (e.g. 8GiB, 512MiB, 1048576)",
            budget);
-    c.emu.backingBudgetBytes = *bytes;
+    c.driver.emu.backingBudgetBytes = *bytes;
   }
   if (const char* visible = env("H20_VISIBLE_DEVICES")) c.visibleDevices = visible;
-  if (const char* topology = env("H20_EMU_TOPOLOGY")) c.emu.topology = topology;
+  if (const char* topology = env("H20_EMU_TOPOLOGY")) c.driver.emu.topology = topology;
+  c.driver.daemon.workerThreads = c.driver.emu.workerThreads;
+  if (const char* backend = env("H20_DRIVER")) {
+    c.driver.backend = trim(backend);
+    const auto& names = driver::driverNames();
+    if (std::find(names.begin(), names.end(), c.driver.backend) == names.end())
+      fail(h20ErrorInitializationError, "H20_DRIVER='{}' is not one of: {}", backend,
+           fmt::join(names, ", "));
+  }
+  if (const char* socket = env("H20_DAEMON_SOCKET")) {
+    if (trim(socket).empty())
+      fail(h20ErrorInitializationError, "H20_DAEMON_SOCKET is set but empty");
+    c.driver.daemon.socketPath = socket;
+  }
   return c;
 }
 

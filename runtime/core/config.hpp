@@ -10,6 +10,12 @@
 //   H20_EMU_WORKERS        emulator worker threads (default: one per host core)
 //   H20_EMU_TOPOLOGY       switch | mesh | ring | pairs, or a JSON topology file (default switch)
 //   H20_LOG_LEVEL          off | error | warning | info | debug (default error)
+//   H20_DRIVER             emu (default: the embedded emulator, private to this process) or
+//                          daemon (the chips served by h20d to every process of the user)
+//   H20_DAEMON_SOCKET      h20d's socket (default $XDG_RUNTIME_DIR/h20/h20d.sock, else
+//                          /tmp/h20-<uid>/h20d.sock)
+// With H20_DRIVER=daemon the chip count, topology and memory budget are h20d's (its options);
+// H20_EMU_WORKERS still sizes this process's engine, H20_VISIBLE_DEVICES still selects chips.
 // A malformed value makes initialisation fail with a message naming the variable and value.
 #pragma once
 
@@ -24,7 +30,7 @@
 namespace h20::rt {
 
 struct RuntimeConfig {
-  driver::EmuConfig emu;
+  driver::DriverConfig driver;
   std::optional<std::string> visibleDevices;  // raw H20_VISIBLE_DEVICES, applied to the chip count
   LogLevel logLevel = LogLevel::error;
 };

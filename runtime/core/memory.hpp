@@ -17,7 +17,8 @@
 
 namespace h20::rt {
 
-enum class AllocSource { deviceMalloc, devicePool, hostAlloc, hostRegistered };
+// ipcImport: another process's device memory, opened with h20IpcOpenMemHandle.
+enum class AllocSource { deviceMalloc, devicePool, hostAlloc, hostRegistered, ipcImport };
 
 struct Allocation {
   std::uintptr_t base = 0;
@@ -28,7 +29,8 @@ struct Allocation {
   unsigned flags = 0;
 
   bool isDevice() const {
-    return source == AllocSource::deviceMalloc || source == AllocSource::devicePool;
+    return source == AllocSource::deviceMalloc || source == AllocSource::devicePool ||
+           source == AllocSource::ipcImport;
   }
   std::uintptr_t end() const { return base + size; }
 };

@@ -100,7 +100,7 @@ bool Runtime::aliveForThreadExit() {
 
 Runtime::Runtime(const RuntimeConfig& config) {
   driver::Status status;
-  driver_ = driver::createEmulator(config.emu, &status);
+  driver_ = driver::createDriver(config.driver, &status);
   if (!driver_) throw Error(h20ErrorInitializationError, status.message);
   std::vector<int> chips;
   if (config.visibleDevices) {
@@ -260,10 +260,15 @@ void Runtime::resetDevice(Device& device) {
   events_.removeIf([&](const Event& e) { return &e.device() == &device; });
   for (const Allocation& a : memory_.allocationsOf(ordinal)) {
     memory_.remove(a.base);
-    if (a.source == AllocSource::devicePool)
+    if (a.source == AllocSource::devicePool) {
       device.poolRelease(a);
-    else
+    } else if (a.source == AllocSource::ipcImport) {
+      // Every reference this process opened goes with the reset.
+      for (bool last = false; !last;)
+        if (!driver_->closeImport(reinterpret_cast<void*>(a.base), &last).ok()) break;
+    } else {
       driver_->free(device.chip(), reinterpret_cast<void*>(a.base));
+    }
   }
   device.waitIdle();  // streams destroyed above may still have had work in flight
   device.resetState();

@@ -1,0 +1,387 @@
+// client.cpp - the device daemon's client: a LocalDriver whose device memory is made by h20d.
+//
+// Each chip's address range is reserved in this process (PROT_NONE, nothing backed). An
+// allocation is a shared-memory object the daemon creates and sends over the socket; the client
+// maps it at the chip's base plus the offset the daemon chose. Offsets are unique on a chip
+// across all processes, so memory imported from another process lands at the same offset of this
+// process's range, and pointer ranges, attributes and peer rules work as with the embedded
+// emulator. Execution (queues, kernels, copies) stays in this process.
+//
+// Requests are synchronous, one at a time (mu_). When the daemon is gone, every call that needs it
+// returns h20ErrorDeviceUnavailable; memory already mapped stays usable until it is freed.
+#include "daemon/protocol.hpp"
+#include "daemon/transport.hpp"
+#include "driver.hpp"
+#include "emu/local_driver.hpp"
+
+#include <fmt/format.h>
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <unordered_map>
+
+namespace h20::driver {
+
+namespace {
+
+using daemon::Fd;
+using daemon::Frame;
+using daemon::MsgType;
+using daemon::Reader;
+using daemon::Writer;
+
+// How long a request waits for the daemon's answer before the daemon counts as unavailable.
+constexpr int kReplyTimeoutSeconds = 30;
+
+std::string processName() {
+  std::ifstream comm("/proc/self/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name;
+}
+
+class DaemonClient final : public emu::LocalDriver {
+ public:
+  explicit DaemonClient(const DaemonConfig& config)
+      : path_(config.socketPath.empty() ? daemon::defaultSocketPath() : config.socketPath) {
+    status_ = connect(config.workerThreads);
+  }
+  ~DaemonClient() override {
+    stop();
+    for (std::size_t c = 0; c < bases_.size(); ++c)
+      if (bases_[c]) munmap(bases_[c], chipBytes_);
+  }
+
+  Status init() const { return status_; }
+  std::string name() const override { return "h20-daemon"; }
+
+  Status allocate(int chip, std::size_t bytes, void** out) override {
+    Writer w;
+    w.i32(chip);
+    w.u64(bytes);
+    Frame reply;
+    Status s = call(MsgType::alloc, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    const std::uint64_t object = r.u64(), offset = r.u64(), size = r.u64();
+    if (!r.done() || !reply.fd || !fits(offset, size))
+      return lost("answered an allocation with a malformed reply");
+    void* p = map(chip, offset, size, reply.fd.get());
+    if (!p) {
+      const int err = errno;
+      release(MsgType::free, object);
+      return {h20ErrorMemoryAllocation, fmt::format("cannot map {} bytes of chip {}'s memory: {}",
+                                                    size, chip, std::strerror(err))};
+    }
+    {
+      std::lock_guard<std::mutex> lock(mapMu_);
+      maps_.emplace(reinterpret_cast<std::uintptr_t>(p), Mapping{chip, object, size, 0, 0});
+    }
+    used_[static_cast<std::size_t>(chip)].fetch_add(size);
+    *out = p;
+    return {};
+  }
+
+  Status free(int chip, void* ptr) override {
+    Mapping m;
+    {
+      std::lock_guard<std::mutex> lock(mapMu_);
+      auto it = maps_.find(reinterpret_cast<std::uintptr_t>(ptr));
+      if (it == maps_.end() || it->second.chip != chip || it->second.importId != 0)
+        return {h20ErrorInvalidValue,
+                fmt::format("{} is not the start of a live allocation on chip {}", ptr, chip)};
+      m = it->second;
+      maps_.erase(it);
+    }
+    // Unmapped before the daemon may hand the offset to anyone else.
+    unmap(ptr, m.size);
+    used_[static_cast<std::size_t>(chip)].fetch_sub(m.size);
+    // A daemon that is gone has released everything already: the free is complete either way.
+    release(MsgType::free, m.object);
+    return {};
+  }
+
+  void memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const override {
+    Writer w;
+    w.i32(chip);
+    Frame reply;
+    *totalBytes = chipBytes_;
+    *freeBytes = 0;
+    if (!call(MsgType::memInfo, w, &reply).ok()) return;
+    Reader r = bodyOf(reply);
+    const std::uint64_t f = r.u64(), t = r.u64();
+    if (r.done()) {
+      *freeBytes = f;
+      *totalBytes = t;
+    }
+  }
+
+  std::size_t memUsed(int chip) const override {
+    return used_[static_cast<std::size_t>(chip)].load();
+  }
+
+  AddressRange addressRange(int chip) const override {
+    const auto b = reinterpret_cast<std::uintptr_t>(bases_[static_cast<std::size_t>(chip)]);
+    return {b, b + chipBytes_};
+  }
+
+  Status exportMemory(int chip, void* ptr, IpcHandleBytes* out) override {
+    std::uint64_t object;
+    {
+      std::lock_guard<std::mutex> lock(mapMu_);
+      auto it = maps_.find(reinterpret_cast<std::uintptr_t>(ptr));
+      if (it == maps_.end() || it->second.importId != 0)
+        return {h20ErrorInvalidValue,
+                fmt::format("{} is not the start of an allocation of this process", ptr)};
+      object = it->second.object;
+    }
+    Writer w;
+    w.u64(object);
+    Frame reply;
+    Status s = call(MsgType::ipcExport, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    r.take(out->data(), out->size());
+    if (!r.done()) return lost("answered an export with a malformed reply");
+    return {};
+  }
+
+  Status importMemory(const IpcHandleBytes& handle, ImportedMemory* out) override {
+    daemon::IpcMemHandle h;
+    std::memcpy(&h, handle.data(), sizeof h);
+    {
+      // Open in this process already: one more reference to the same mapping.
+      std::lock_guard<std::mutex> lock(mapMu_);
+      for (auto& [addr, m] : maps_) {
+        if (m.importId != 0 && m.object == h.object && m.capability == h.capability) {
+          ++m.refs;
+          *out = ImportedMemory{m.chip, reinterpret_cast<void*>(addr), m.bytes, false};
+          return {};
+        }
+      }
+    }
+    Writer w;
+    w.put(handle.data(), handle.size());
+    Frame reply;
+    Status s = call(MsgType::ipcOpen, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    const std::uint64_t importId = r.u64();
+    const int chip = r.i32();
+    const std::uint64_t offset = r.u64(), size = r.u64(), bytes = r.u64();
+    if (!r.done() || !reply.fd || chip < 0 || chip >= chipCount() || !fits(offset, size) ||
+        bytes > size)
+      return lost("answered an IPC open with a malformed reply");
+    void* p = map(chip, offset, size, reply.fd.get());
+    if (!p) {
+      const int err = errno;
+      release(MsgType::ipcClose, importId);
+      return {h20ErrorMemoryAllocation,
+              fmt::format("cannot map {} bytes of imported memory: {}", size, std::strerror(err))};
+    }
+    {
+      std::lock_guard<std::mutex> lock(mapMu_);
+      Mapping m{chip, h.object, size, importId, 1};
+      m.bytes = bytes;
+      m.capability = h.capability;
+      maps_.emplace(reinterpret_cast<std::uintptr_t>(p), m);
+    }
+    *out = ImportedMemory{chip, p, bytes, true};
+    return {};
+  }
+
+  Status closeImport(void* ptr, bool* lastReference) override {
+    Mapping m;
+    {
+      std::lock_guard<std::mutex> lock(mapMu_);
+      auto it = maps_.find(reinterpret_cast<std::uintptr_t>(ptr));
+      if (it == maps_.end() || it->second.importId == 0)
+        return {h20ErrorInvalidValue,
+                fmt::format("{} is not memory opened with h20IpcOpenMemHandle", ptr)};
+      *lastReference = --it->second.refs == 0;
+      if (!*lastReference) return {};
+      m = it->second;
+      maps_.erase(it);
+    }
+    unmap(ptr, m.size);
+    release(MsgType::ipcClose, m.importId);
+    return {};
+  }
+
+ private:
+  struct Mapping {
+    int chip = 0;
+    std::uint64_t object = 0;
+    std::size_t size = 0;
+    std::uint64_t importId = 0;  // 0: this process's own allocation
+    int refs = 0;                // opens of an import
+    std::size_t bytes = 0;
+    daemon::Capability capability{};
+  };
+
+  Status connect(int workerThreads) {
+    std::string error;
+    sock_ = daemon::connectSocket(path_, &error);
+    if (!sock_)
+      return {h20ErrorInitializationError,
+              fmt::format("H20_DRIVER=daemon: no device daemon at '{}' ({}). Start it with "
+                          "`h20d --socket {}` (or unset H20_DAEMON_SOCKET for the default "
+                          "socket), or use the embedded device with H20_DRIVER=emu",
+                          path_, error, path_)};
+    timeval tv{kReplyTimeoutSeconds, 0};
+    setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(sock_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    Writer w;
+    w.u32(daemon::kProtocolVersion);
+    w.u32(static_cast<std::uint32_t>(getpid()));
+    w.str(processName());
+    Frame reply;
+    Status s = call(MsgType::hello, w, &reply);
+    if (!s.ok()) return {h20ErrorInitializationError, s.message};
+    Reader r = bodyOf(reply);
+    r.u32();  // the daemon's version (equal: it refuses others)
+    r.u64();  // its instance
+    const std::uint32_t page = r.u32();
+    chipBytes_ = r.u64();
+    Topology t;
+    t.name = r.str();
+    t.chips = static_cast<int>(r.u32());
+    if (!r.ok() || t.chips < 1 || t.chips > 64 || page == 0 || page % 4096 != 0 ||
+        chipBytes_ == 0 || chipBytes_ % page != 0 || chipBytes_ > (std::size_t{1} << 44))
+      return {h20ErrorInitializationError,
+              fmt::format("h20d at '{}' sent a malformed HELLO", path_)};
+    for (int i = 0; i < t.chips * t.chips; ++i) {
+      PeerLink l;
+      const std::uint8_t kind = r.u8();
+      l.kind = static_cast<LinkKind>(kind <= 3 ? kind : 3);
+      l.hops = r.i32();
+      l.bandwidth = r.f64();
+      l.latencyUs = r.f64();
+      t.links.push_back(l);
+    }
+    for (int c = 0; c < t.chips; ++c) {
+      ChipAttachment a;
+      a.numaNode = r.i32();
+      a.hostBandwidth = r.f64();
+      a.hostLatencyUs = r.f64();
+      const std::uint32_t cpus = r.u32();
+      for (std::uint32_t i = 0; i < cpus && r.ok(); ++i)
+        a.cpus.push_back(r.i32());
+      t.attachment.push_back(std::move(a));
+    }
+    if (!r.done())
+      return {h20ErrorInitializationError,
+              fmt::format("h20d at '{}' sent a malformed topology", path_)};
+    for (int c = 0; c < t.chips; ++c) {
+      void* p =
+          mmap(nullptr, chipBytes_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED)
+        return {h20ErrorInitializationError,
+                fmt::format("cannot reserve address space for chip {}", c)};
+      bases_.push_back(static_cast<char*>(p));
+    }
+    used_ = std::make_unique<std::atomic<std::size_t>[]>(static_cast<std::size_t>(t.chips));
+    start(std::move(t), workerThreads);
+    return {};
+  }
+
+  // One request and its reply. The reply's status is returned; its body is read with bodyOf.
+  Status call(MsgType type, const Writer& request, Frame* reply) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!sock_) return gone_;
+    const std::uint32_t tag = ++tag_;
+    std::string error;
+    if (!daemon::sendFrame(sock_.get(), static_cast<std::uint16_t>(type), tag, request.bytes(), -1,
+                           &error))
+      return lostLocked(error);
+    const daemon::RecvStatus st = daemon::receiveFrame(sock_.get(), true, reply, &error);
+    if (st == daemon::RecvStatus::closed) return lostLocked("it closed the connection");
+    if (st != daemon::RecvStatus::frame)
+      return lostLocked(error.empty() ? fmt::format("no answer within {} s", kReplyTimeoutSeconds)
+                                      : error);
+    if (reply->header.type != (static_cast<std::uint16_t>(type) | daemon::kReplyBit) ||
+        reply->header.tag != tag)
+      return lostLocked("it answered another request");
+    Reader r = reply->reader();
+    const std::int32_t code = r.i32();
+    std::string message = r.str();
+    if (!r.ok()) return lostLocked("it sent a reply without a status");
+    reply->payload.erase(reply->payload.begin(),
+                         reply->payload.end() - static_cast<std::ptrdiff_t>(r.left()));
+    if (code != h20Success) return {static_cast<h20Error_t>(code), std::move(message)};
+    return {};
+  }
+
+  // The reply's body (call() has taken the status off).
+  static Reader bodyOf(const Frame& reply) { return reply.reader(); }
+
+  // The connection is unusable: every later call fails with the same status.
+  Status lostLocked(const std::string& why) const {
+    sock_.reset();
+    gone_ = {h20ErrorDeviceUnavailable,
+             fmt::format("the device daemon at '{}' is unavailable ({}); memory already mapped "
+                         "stays readable until freed; restart h20d and this process",
+                         path_, why)};
+    return gone_;
+  }
+  Status lost(const std::string& why) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lostLocked(fmt::format("it {}", why));
+  }
+
+  // Tells the daemon to let go of an object or import; nothing to report when it is gone.
+  void release(MsgType type, std::uint64_t id) {
+    Writer w;
+    w.u64(id);
+    Frame reply;
+    call(type, w, &reply);
+  }
+
+  bool fits(std::uint64_t offset, std::uint64_t size) const {
+    return size > 0 && offset < chipBytes_ && size <= chipBytes_ - offset;
+  }
+
+  void* map(int chip, std::uint64_t offset, std::uint64_t size, int fd) {
+    void* want = bases_[static_cast<std::size_t>(chip)] + offset;
+    void* p = mmap(want, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+
+  // Puts the reservation back over [ptr, ptr + size).
+  static void unmap(void* ptr, std::size_t size) {
+    mmap(ptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  }
+
+  std::size_t chipMemory(int) const override { return chipBytes_; }
+
+  std::string path_;
+  Status status_;
+  mutable std::mutex mu_;  // one request at a time; guards sock_, tag_, gone_
+  mutable Fd sock_;
+  mutable std::uint32_t tag_ = 0;
+  mutable Status gone_;
+  std::size_t chipBytes_ = 0;
+  std::vector<char*> bases_;
+  std::unique_ptr<std::atomic<std::size_t>[]> used_;
+  std::mutex mapMu_;
+  std::unordered_map<std::uintptr_t, Mapping> maps_;
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> createDaemonClient(const DaemonConfig& config, Status* status) {
+  auto client = std::make_unique<DaemonClient>(config);
+  Status s = client->init();
+  if (status) *status = s;
+  if (!s.ok()) return nullptr;
+  return client;
+}
+
+}  // namespace h20::driver

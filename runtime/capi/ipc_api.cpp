@@ -1,0 +1,107 @@
+// ipc_api.cpp - interprocess memory handles (h20Ipc*). The driver does the work (the device
+// daemon exports, maps and reference-counts); this file checks arguments and keeps the allocation
+// registry in step, so that imported memory resolves like any device allocation.
+#include "capi/api_guard.hpp"
+
+#include <cstring>
+
+using h20::capi::guarded;
+using h20::capi::requireOut;
+using h20::rt::Allocation;
+using h20::rt::AllocSource;
+using h20::rt::Device;
+using h20::rt::fail;
+using h20::rt::Runtime;
+
+namespace {
+
+void check(const h20::driver::Status& s) {
+  if (!s.ok()) throw h20::rt::Error(s.code, s.message);
+}
+
+// The runtime device that maps `chip`, or throws h20ErrorInvalidDevice.
+Device& deviceOfChip(Runtime& rt, int chip) {
+  for (int d = 0; d < rt.deviceCount(); ++d)
+    if (rt.device(d).chip() == chip) return rt.device(d);
+  fail(h20ErrorInvalidDevice,
+       "the memory belongs to chip {}, which is not visible in this process (H20_VISIBLE_DEVICES)",
+       chip);
+}
+
+}  // namespace
+
+extern "C" {
+
+H20_API h20Error_t h20IpcGetMemHandle(h20IpcMemHandle_t* handle, void* devPtr) {
+  return guarded("h20IpcGetMemHandle", [&](Runtime& rt) {
+    requireOut(handle, "handle");
+    auto a = rt.memory().findStart(devPtr);
+    if (!a || a->source != AllocSource::deviceMalloc) {
+      if (auto inside = rt.memory().find(devPtr); inside && inside->isDevice())
+        fail(h20ErrorInvalidValue,
+             "devPtr {} is not the base of an h20Malloc allocation (it lies in {} allocation "
+             "{:#x})",
+             devPtr,
+             inside->source == AllocSource::devicePool  ? "the stream-ordered"
+             : inside->source == AllocSource::ipcImport ? "the imported"
+                                                        : "the",
+             inside->base);
+      fail(h20ErrorInvalidValue, "devPtr {} is not a live device allocation", devPtr);
+    }
+    Device& d = rt.device(a->device);
+    d.checkFault();
+    h20::driver::IpcHandleBytes bytes{};
+    check(rt.driver().exportMemory(d.chip(), devPtr, &bytes));
+    std::memcpy(handle->reserved, bytes.data(), bytes.size());
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20IpcOpenMemHandle(void** devPtr, h20IpcMemHandle_t handle,
+                                       unsigned int flags) {
+  return guarded("h20IpcOpenMemHandle", [&](Runtime& rt) {
+    requireOut(devPtr, "devPtr");
+    *devPtr = nullptr;
+    if (flags != h20IpcMemLazyEnablePeerAccess)
+      fail(h20ErrorInvalidValue, "flags {:#x} must be h20IpcMemLazyEnablePeerAccess", flags);
+    Device& current = rt.current();
+    current.checkFault();
+    h20::driver::IpcHandleBytes bytes{};
+    std::memcpy(bytes.data(), handle.reserved, bytes.size());
+    h20::driver::ImportedMemory m;
+    check(rt.driver().importMemory(bytes, &m));
+    Device* owner = nullptr;
+    try {
+      owner = &deviceOfChip(rt, m.chip);
+      owner->checkFault();
+    } catch (...) {
+      bool last;
+      rt.driver().closeImport(m.ptr, &last);
+      throw;
+    }
+    if (m.firstMapping)
+      rt.memory().add(Allocation{reinterpret_cast<std::uintptr_t>(m.ptr), m.bytes, m.bytes,
+                                 AllocSource::ipcImport, owner->ordinal(), 0});
+    if (owner != &current &&
+        rt.driver().topology().link(current.chip(), owner->chip()).accessSupported())
+      current.setPeer(owner->ordinal(), true);
+    *devPtr = m.ptr;
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr) {
+  return guarded("h20IpcCloseMemHandle", [&](Runtime& rt) {
+    auto a = rt.memory().findStart(devPtr);
+    if (!a || a->source != AllocSource::ipcImport)
+      fail(h20ErrorInvalidValue, "devPtr {} is not memory opened with h20IpcOpenMemHandle", devPtr);
+    Device& d = rt.device(a->device);
+    d.waitIdle();  // as h20Free: work still using the memory finishes first
+    bool last = false;
+    check(rt.driver().closeImport(devPtr, &last));
+    if (last) rt.memory().remove(a->base);
+    return h20Success;
+  });
+}
+
+}  // extern "C"
