@@ -180,6 +180,9 @@ TEST_F(DeviceProperties, NullOutPointerReturnsInvalidValue) {
 }
 
 TEST_F(MemGetInfo, TotalMatchesPropertiesAndFreeShrinksWithAllocation) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "under the shared daemon free memory moves with other test processes; "
+      "tests/daemon checks the accounting with a daemon of its own");
   size_t free0 = 0, total = 0;
   H20_ASSERT_OK(h20MemGetInfo(&free0, &total));
   EXPECT_EQ(h20test::Props(0).totalGlobalMem, total);
@@ -200,6 +203,9 @@ TEST_F(MemGetInfo, TotalMatchesPropertiesAndFreeShrinksWithAllocation) {
 }
 
 TEST_F(MemGetInfo, AllocationOnOneDeviceLeavesTheOthersAtLeastAsFree) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "under the shared daemon free memory moves with other test processes; "
+      "tests/daemon checks the accounting with a daemon of its own");
   // Device memory is per device; only the emulator's host backing budget, which all chips
   // share, may make another device's free bytes drop (by no more than the allocation).
   H20_REQUIRE_DEVICES(2);

@@ -96,6 +96,8 @@ TEST(EnvConfig, DefaultIsEightDevices) {
 }
 
 TEST(EnvConfig, EmuDevicesSetsTheChipCount) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_DEVICES sizes the in-process box (h20d --devices sizes the daemon's)");
   for (int n : {1, 3, 5}) {
     const ChildResult r = RunChild("ReportDevices", {{"H20_EMU_DEVICES", std::to_string(n)}});
     ASSERT_EQ(0, r.exitCode) << Describe(r);
@@ -128,6 +130,7 @@ TEST(EnvConfig, VisibleDevicesSelectsChipsInListOrder) {
 }
 
 TEST(EnvConfig, VisibleDevicesIsTruncatedAtTheFirstInvalidEntry) {
+  H20_SKIP_UNLESS_EMBEDDED("the cases build a 4-chip box with H20_EMU_DEVICES");
   const auto all = AllBusIds(4);
   ASSERT_EQ(4u, all.size());
   struct Case {
@@ -162,6 +165,9 @@ TEST(EnvConfig, VisibleDevicesEmptyOrInvalidFirstEntryMeansNoDevice) {
 }
 
 TEST(EnvConfig, MemoryBudgetFailsAllocationPastTheBudgetAndNamesIt) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_MEMORY_BUDGET is the in-process budget (h20d --memory-budget is tested in "
+      "tests/daemon)");
   const ChildResult r = RunChild("AllocateAgainstBudget", {{"H20_EMU_MEMORY_BUDGET", "64MiB"}});
   ASSERT_EQ(0, r.exitCode) << Describe(r);
   EXPECT_EQ("h20Success", r.Value("first")) << Describe(r);

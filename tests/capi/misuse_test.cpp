@@ -716,6 +716,7 @@ H20_CHILD_SCENARIO(MisusePeerUnsupported) {
 }
 
 TEST(MisusePeer, EnableWithoutALinkIsPeerAccessUnsupported) {
+  H20_SKIP_UNLESS_EMBEDDED("the case needs the pairs topology, chosen with H20_EMU_TOPOLOGY");
   const h20test::ChildResult r =
       h20test::RunChild("MisusePeerUnsupported", {{"H20_EMU_TOPOLOGY", "pairs"}});
   ASSERT_EQ(0, r.exitCode) << r.output;

@@ -2,6 +2,10 @@
 // the busy-kernel gate, small kernels and host functions, message checks and the C API fixture.
 #include "h20_test.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -21,6 +25,15 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds boun
 
 bool BecomesTrueWithin(const std::function<bool()>& pred, std::chrono::milliseconds window) {
   return WaitUntil(pred, window);
+}
+
+bool DaemonBackend() {
+  const char* d = std::getenv("H20_DRIVER");
+  return d && std::string(d) == "daemon";
+}
+
+std::size_t AllocationGranule() {
+  return DaemonBackend() ? static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 256;
 }
 
 int DeviceCount() {

@@ -35,6 +35,13 @@ inline void PrintTo(h20Error e, std::ostream* os) {
     EXPECT_EQ(h20Success, h20_expect_rc_) << #expr << ": " << h20GetLastErrorMessage(); \
   } while (0)
 
+// Skips a test that checks the embedded emulator itself (its environment variables, its
+// in-process configuration) when the suite runs against the device daemon, saying why.
+#define H20_SKIP_UNLESS_EMBEDDED(why)                                                \
+  do {                                                                               \
+    if (h20test::DaemonBackend()) GTEST_SKIP() << "embedded emulator only: " << why; \
+  } while (0)
+
 namespace h20test {
 
 using namespace std::chrono_literals;
@@ -50,6 +57,14 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds boun
 // as it becomes true. Correct runtimes keep pred false, so this just waits out the window; no test
 // asserts how long anything took.
 bool BecomesTrueWithin(const std::function<bool()>& pred, std::chrono::milliseconds window);
+
+// True when the tests run against the device daemon (H20_DRIVER=daemon), false for the embedded
+// emulator.
+bool DaemonBackend();
+
+// Device memory is handed out in blocks of this many bytes: 256 in-process, the page size with
+// the daemon (each allocation is a shared-memory object mapped by page).
+std::size_t AllocationGranule();
 
 // Number of visible devices (0 when the runtime reports an error).
 int DeviceCount();

@@ -48,6 +48,8 @@ H20_CHILD_SCENARIO(TopologyQueries) {
 }
 
 TEST(TopologyEnv, PairsPresetLinksOnlyWithinPairs) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   auto r = RunChild("TopologyQueries", {{"H20_EMU_TOPOLOGY", "pairs"}});
   ASSERT_EQ(r.exitCode, 0) << r.output;
   EXPECT_EQ(r.Value("rc"), "h20Success");
@@ -61,6 +63,8 @@ TEST(TopologyEnv, PairsPresetLinksOnlyWithinPairs) {
 }
 
 TEST(TopologyEnv, RingPresetReportsMultiHopPaths) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   auto r = RunChild("TopologyQueries", {{"H20_EMU_TOPOLOGY", "ring"}});
   ASSERT_EQ(r.exitCode, 0) << r.output;
   EXPECT_EQ(r.IntValue("can12"), 1);
@@ -71,6 +75,8 @@ TEST(TopologyEnv, RingPresetReportsMultiHopPaths) {
 }
 
 TEST(TopologyEnv, FileTopologyIsApplied) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   auto r = RunChild(
       "TopologyQueries",
       {{"H20_EMU_TOPOLOGY", H20_TEST_TOPOLOGY_DIR "/two_islands.json"}, {"H20_EMU_DEVICES", "4"}});
@@ -85,6 +91,8 @@ TEST(TopologyEnv, FileTopologyIsApplied) {
 }
 
 TEST(TopologyEnv, BrokenFileFailsInitialisationNamingFileAndEntry) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   const std::string path = H20_TEST_TOPOLOGY_DIR "/link_to_missing_chip.json";
   auto r = RunChild("TopologyQueries", {{"H20_EMU_TOPOLOGY", path}});
   ASSERT_EQ(r.exitCode, 0) << r.output;
@@ -96,6 +104,8 @@ TEST(TopologyEnv, BrokenFileFailsInitialisationNamingFileAndEntry) {
 }
 
 TEST(TopologyEnv, UnknownPresetFailsInitialisation) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   auto r = RunChild("TopologyQueries", {{"H20_EMU_TOPOLOGY", "torus"}});
   ASSERT_EQ(r.exitCode, 0) << r.output;
   EXPECT_EQ(r.Value("rc"), "h20ErrorInitializationError");
@@ -116,6 +126,8 @@ H20_CHILD_SCENARIO(LinkBandwidth) {
 }
 
 TEST(TopologyEnv, FastestFileLinkReportsIntMaxMBps) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   auto r =
       RunChild("LinkBandwidth", {{"H20_EMU_TOPOLOGY", H20_TEST_TOPOLOGY_DIR "/fastest_link.json"}});
   ASSERT_EQ(r.exitCode, 0) << r.output;
@@ -127,6 +139,8 @@ TEST(TopologyEnv, FastestFileLinkReportsIntMaxMBps) {
 // Values that used to wrap (chips) or be reported as a negative bandwidth fail initialisation,
 // naming the file, the key and the value.
 TEST(TopologyEnv, OutOfRangeNumbersFailInitialisationNamingKeyAndValue) {
+  H20_SKIP_UNLESS_EMBEDDED(
+      "H20_EMU_TOPOLOGY configures the in-process box (h20d --topology the daemon's)");
   struct Bad {
     const char* file;
     const char* needle;

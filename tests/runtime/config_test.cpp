@@ -29,8 +29,8 @@ h20Error_t parseError(std::map<std::string, std::string> vars, std::string* mess
 
 TEST(Config, DefaultsModelAnEightChipBox) {
   RuntimeConfig c = parse({});
-  EXPECT_EQ(c.emu.chips, 8);
-  EXPECT_EQ(c.emu.backingBudgetBytes, 0u);
+  EXPECT_EQ(c.driver.emu.chips, 8);
+  EXPECT_EQ(c.driver.emu.backingBudgetBytes, 0u);
   EXPECT_FALSE(c.visibleDevices.has_value());
   EXPECT_EQ(c.logLevel, LogLevel::error);
 }
@@ -41,9 +41,9 @@ TEST(Config, ParsesEveryVariable) {
                            {"H20_EMU_WORKERS", "3"},
                            {"H20_LOG_LEVEL", "Debug"},
                            {"H20_VISIBLE_DEVICES", "2,1"}});
-  EXPECT_EQ(c.emu.chips, 4);
-  EXPECT_EQ(c.emu.backingBudgetBytes, 512u << 20);
-  EXPECT_EQ(c.emu.workerThreads, 3);
+  EXPECT_EQ(c.driver.emu.chips, 4);
+  EXPECT_EQ(c.driver.emu.backingBudgetBytes, 512u << 20);
+  EXPECT_EQ(c.driver.emu.workerThreads, 3);
   EXPECT_EQ(c.logLevel, LogLevel::debug);
   EXPECT_EQ(*c.visibleDevices, "2,1");
 }
