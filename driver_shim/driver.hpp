@@ -139,8 +139,58 @@ struct MarkerCommand {
   std::atomic<std::uint64_t>* timestampNs = nullptr;  // may be null: no timing
 };
 
-using Command =
-    std::variant<KernelCommand, CopyCommand, FillCommand, HostCommand, WaitCommand, MarkerCommand>;
+// The state of an interprocess event, in memory that every process using the event maps. Each
+// record takes the next number (recorded); the command that completes it raises `completed` to
+// that number (never lowers it) and bumps `wake`, the futex word waiters sleep on. When a process
+// exits with a record it made still pending, the daemon completes the event for the others and
+// marks the records it gave up on (abandonedAbove, abandonedUpTo]: waits that end that way fail.
+struct SharedEventState {
+  std::atomic<std::uint64_t> recorded{0};
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint32_t> wake{0};
+  std::atomic<std::uint32_t> sleepers{0};  // threads in futex wait on `wake`
+  std::atomic<std::uint64_t> recorder{0};  // session of the latest record (daemon bookkeeping)
+  std::atomic<std::uint64_t> abandonedAbove{0};
+  std::atomic<std::uint64_t> abandonedUpTo{0};
+  // True when record `value` was given up by a process that exited.
+  bool abandoned(std::uint64_t value) const {
+    return value > abandonedAbove.load(std::memory_order_acquire) &&
+           value <= abandonedUpTo.load(std::memory_order_acquire);
+  }
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free &&
+                  std::atomic<std::uint32_t>::is_always_lock_free,
+              "shared event words must be lock-free to work across processes");
+
+// Raises state.completed to `value` (never lowers it) and wakes every waiter, in any process.
+void signalSharedEvent(SharedEventState& state, std::uint64_t value);
+
+// A mapped interprocess event; unmapped (and released with the daemon) when the last reference
+// goes. Commands that use it hold a reference until they have run.
+class SharedEvent {
+ public:
+  virtual ~SharedEvent() = default;
+  virtual SharedEventState& state() const = 0;
+  // Who records: written to state().recorder with each record, so that the daemon can tell which
+  // pending records an exiting process leaves behind.
+  std::uint64_t recorderId = 0;
+};
+
+// Completes record `value` of a shared event (after everything before it on the queue).
+struct SignalCommand {
+  std::shared_ptr<SharedEvent> event;
+  std::uint64_t value = 0;
+};
+
+// Blocks the queue until record `value` of a shared event has completed. A record abandoned by
+// an exited process faults the queue's chip instead (its work is skipped, as after any fault).
+struct WaitSharedCommand {
+  std::shared_ptr<SharedEvent> event;
+  std::uint64_t value = 0;
+};
+
+using Command = std::variant<KernelCommand, CopyCommand, FillCommand, HostCommand, WaitCommand,
+                             MarkerCommand, SignalCommand, WaitSharedCommand>;
 
 // A fault raised during execution, sticky for its chip until resetChip.
 struct Fault {
@@ -244,6 +294,15 @@ class Driver {
   virtual Status exportMemory(int chip, void* ptr, IpcHandleBytes* out) = 0;
   virtual Status importMemory(const IpcHandleBytes& handle, ImportedMemory* out) = 0;
   virtual Status closeImport(void* ptr, bool* lastReference) = 0;
+
+  // Interprocess events (h20ErrorNotSupported where memory is): createSharedEvent makes one for
+  // `chip`; exportEvent gives its handle; importEvent maps another process's (with its chip).
+  virtual Status createSharedEvent(int chip, std::shared_ptr<SharedEvent>* out) = 0;
+  virtual Status exportEvent(const SharedEvent& event, IpcHandleBytes* out) = 0;
+  virtual Status importEvent(const IpcHandleBytes& handle, std::shared_ptr<SharedEvent>* out,
+                             int* chip) = 0;
+  // Blocks the calling thread until record `value` of the event has completed.
+  virtual void waitShared(const SharedEventState& state, std::uint64_t value, bool spinFirst) = 0;
 
   // Topology of the chips (links, host attachment).
   virtual const Topology& topology() const = 0;

@@ -156,6 +156,11 @@ class DaemonClient final : public emu::LocalDriver {
   Status importMemory(const IpcHandleBytes& handle, ImportedMemory* out) override {
     daemon::IpcMemHandle h;
     std::memcpy(&h, handle.data(), sizeof h);
+    if (h.magic != daemon::kMemHandleMagic)
+      return {h20ErrorInvalidValue,
+              h.magic == daemon::kEventHandleMagic
+                  ? "the handle is an event handle (open it with h20IpcOpenEventHandle)"
+                  : "the bytes are not an IPC memory handle"};
     {
       // Open in this process already: one more reference to the same mapping.
       std::lock_guard<std::mutex> lock(mapMu_);
@@ -215,7 +220,92 @@ class DaemonClient final : public emu::LocalDriver {
     return {};
   }
 
+  Status createSharedEvent(int chip, std::shared_ptr<SharedEvent>* out) override {
+    Writer w;
+    w.i32(chip);
+    Frame reply;
+    Status s = call(MsgType::eventCreate, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    const std::uint64_t object = r.u64();
+    if (!r.done() || !reply.fd) return lost("answered an event creation with a malformed reply");
+    return mapEvent(reply.fd.get(), MsgType::free, object, out);
+  }
+
+  Status exportEvent(const SharedEvent& event, IpcHandleBytes* out) override {
+    const auto* e = dynamic_cast<const Event*>(&event);
+    if (!e || e->releaseType != MsgType::free)
+      return {h20ErrorInvalidValue,
+              "only an event created by this process can be exported (this one was imported)"};
+    Writer w;
+    w.u64(e->id);
+    Frame reply;
+    Status s = call(MsgType::ipcExport, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    r.take(out->data(), out->size());
+    if (!r.done()) return lost("answered an export with a malformed reply");
+    return {};
+  }
+
+  Status importEvent(const IpcHandleBytes& handle, std::shared_ptr<SharedEvent>* out,
+                     int* chip) override {
+    daemon::IpcMemHandle h;
+    std::memcpy(&h, handle.data(), sizeof h);
+    if (h.magic != daemon::kEventHandleMagic)
+      return {h20ErrorInvalidValue,
+              h.magic == daemon::kMemHandleMagic
+                  ? "the handle is a memory handle (open it with h20IpcOpenMemHandle)"
+                  : "the bytes are not an IPC event handle"};
+    Writer w;
+    w.put(handle.data(), handle.size());
+    Frame reply;
+    Status s = call(MsgType::ipcOpen, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    const std::uint64_t importId = r.u64();
+    const int c = r.i32();
+    r.u64();  // offset: none for an event
+    r.u64();  // size: a page
+    r.u64();  // bytes: none
+    if (!r.done() || !reply.fd || c < 0 || c >= chipCount())
+      return lost("answered an IPC event open with a malformed reply");
+    *chip = c;
+    return mapEvent(reply.fd.get(), MsgType::ipcClose, importId, out);
+  }
+
  private:
+  // An interprocess event mapped from the daemon's page; released (destroyed or closed) with the
+  // last reference.
+  struct Event final : SharedEvent {
+    Event(DaemonClient& c, void* p, MsgType t, std::uint64_t i)
+        : client(c), page(p), releaseType(t), id(i) {}
+    ~Event() override {
+      munmap(page, client.pageSize_);
+      client.release(releaseType, id);
+    }
+    SharedEventState& state() const override { return *static_cast<SharedEventState*>(page); }
+    DaemonClient& client;
+    void* page;
+    MsgType releaseType;  // free: this process's own event; ipcClose: an imported one
+    std::uint64_t id;
+  };
+
+  Status mapEvent(int fd, MsgType releaseType, std::uint64_t id,
+                  std::shared_ptr<SharedEvent>* out) {
+    void* p = mmap(nullptr, pageSize_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      release(releaseType, id);
+      return {h20ErrorMemoryAllocation,
+              fmt::format("cannot map an interprocess event: {}", std::strerror(err))};
+    }
+    auto e = std::make_shared<Event>(*this, p, releaseType, id);
+    e->recorderId = session_;
+    *out = std::move(e);
+    return {};
+  }
+
   struct Mapping {
     int chip = 0;
     std::uint64_t object = 0;
@@ -248,6 +338,7 @@ class DaemonClient final : public emu::LocalDriver {
     Reader r = bodyOf(reply);
     r.u32();  // the daemon's version (equal: it refuses others)
     r.u64();  // its instance
+    session_ = r.u64();
     const std::uint32_t page = r.u32();
     chipBytes_ = r.u64();
     Topology t;
@@ -287,6 +378,7 @@ class DaemonClient final : public emu::LocalDriver {
                 fmt::format("cannot reserve address space for chip {}", c)};
       bases_.push_back(static_cast<char*>(p));
     }
+    pageSize_ = page;
     used_ = std::make_unique<std::atomic<std::size_t>[]>(static_cast<std::size_t>(t.chips));
     start(std::move(t), workerThreads);
     return {};
@@ -368,6 +460,8 @@ class DaemonClient final : public emu::LocalDriver {
   mutable std::uint32_t tag_ = 0;
   mutable Status gone_;
   std::size_t chipBytes_ = 0;
+  std::size_t pageSize_ = 4096;
+  std::uint64_t session_ = 0;
   std::vector<char*> bases_;
   std::unique_ptr<std::atomic<std::size_t>[]> used_;
   std::mutex mapMu_;

@@ -41,10 +41,16 @@ enum class MsgType : std::uint16_t {
   memInfo = 4,    // i32 chip -> u64 free, u64 total
   ipcExport = 5,  // u64 object -> IpcMemHandle bytes
   ipcOpen = 6,  // IpcMemHandle bytes -> u64 import, i32 chip, u64 offset, u64 size, u64 bytes (+fd)
-  ipcClose = 7,   // u64 import -> (nothing)
-  processes = 8,  // (nothing) -> u32 n, n x {u32 pid, str name, i32 chip, u64 bytes}
+  ipcClose = 7,     // u64 import -> (nothing)
+  processes = 8,    // (nothing) -> u32 n, n x {u32 pid, str name, i32 chip, u64 bytes}
+  eventCreate = 9,  // i32 chip -> u64 object (+ fd of its SharedEventState page)
 };
-inline constexpr std::uint16_t kMaxMsgType = 8;
+inline constexpr std::uint16_t kMaxMsgType = 9;
+// Objects: device memory, or an interprocess event (one page holding a SharedEventState). Both
+// are freed with `free`, exported with `ipcExport` and opened with `ipcOpen`; the handle's magic
+// says which, and the daemon refuses a handle whose magic is not its object's.
+inline constexpr std::uint32_t kMemHandleMagic = 0x4d435049;    // "IPCM"
+inline constexpr std::uint32_t kEventHandleMagic = 0x45435049;  // "IPCE"
 
 struct FrameHeader {
   std::uint32_t magic = kFrameMagic;
@@ -58,15 +64,15 @@ static_assert(sizeof(FrameHeader) == 16);
 // A 128-bit random capability: whoever holds it may open the object it names.
 using Capability = std::array<std::uint8_t, 16>;
 
-// The 64 bytes of an h20IpcMemHandle_t (the public type is opaque).
+// The 64 bytes of an h20IpcMemHandle_t or h20IpcEventHandle_t (the public types are opaque).
 struct IpcMemHandle {
-  std::uint32_t magic = 0x4d435049;  // "IPCM"
+  std::uint32_t magic = kMemHandleMagic;
   std::uint32_t protocol = kProtocolVersion;
   std::uint64_t daemonInstance = 0;  // random per daemon start: handles of a dead daemon fail
   std::uint64_t object = 0;
   std::int32_t chip = 0;
   std::uint32_t ownerPid = 0;
-  std::uint64_t bytes = 0;  // the size the exporter allocated
+  std::uint64_t bytes = 0;  // the size the exporter allocated (0 for an event)
   Capability capability{};
   std::uint8_t reserved[8]{};
 };

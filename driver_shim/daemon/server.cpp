@@ -11,6 +11,7 @@
 #include "emu/arena.hpp"
 #include "emu/host_memory.hpp"
 #include "emu/local_driver.hpp"
+#include "emu/shared_wait.hpp"
 #include "emu/topology.hpp"
 
 #include <fmt/chrono.h>
@@ -34,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <new>
 #include <optional>
 #include <unordered_map>
 
@@ -118,6 +120,10 @@ class SlotTable {
 };
 
 struct MemObject {
+  // An interprocess event: one page holding a driver::SharedEventState, mapped by the daemon too
+  // (at `state`) so that it can complete the records of a process that exits.
+  bool event = false;
+  driver::SharedEventState* state = nullptr;
   int chip = 0;
   std::size_t offset = 0;
   std::size_t size = 0;   // granted (page multiple)
@@ -203,6 +209,9 @@ struct Server::State {
   Writer ipcOpen(Session& s, Reader& r, std::shared_ptr<Fd>* fd);
   Writer ipcClose(Session& s, Reader& r);
   Writer processes(Session& s, Reader& r);
+  Writer eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd);
+  void abandonPendingRecords(const Session& s, std::uint64_t objectId);
+  MemObject* ownedObject(Session& s, std::uint64_t id);
   int checkChip(std::int32_t chip) const {
     if (chip < 0 || chip >= topology.chips)
       throw Error{h20ErrorInvalidDevice,
@@ -462,6 +471,9 @@ void Server::State::handle(Session& s, const Frame& f) {
       case MsgType::processes:
         body = processes(s, r);
         break;
+      case MsgType::eventCreate:
+        body = eventCreate(s, r, &fd);
+        break;
     }
     reply(s, f.header, body, fd ? fd->get() : -1);
   } catch (const Error& e) {
@@ -503,6 +515,7 @@ Writer Server::State::hello(Session& s, Reader& r) {
   Writer w;
   w.u32(kProtocolVersion);
   w.u64(instance);
+  w.u64(s.id);
   w.u32(static_cast<std::uint32_t>(pageSize));
   w.u64(emu::kChipMemory);
   w.str(topology.name);
@@ -581,13 +594,61 @@ Writer Server::State::alloc(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
 Writer Server::State::free(Session& s, Reader& r) {
   const std::uint64_t id = r.u64();
   requireDone(r, "FREE");
-  auto it = std::find(s.owned.begin(), s.owned.end(), id);
-  if (it == s.owned.end())
-    throw Error{h20ErrorInvalidValue,
-                fmt::format("object {:#x} is not a live allocation of this process", id)};
-  s.owned.erase(it);
+  ownedObject(s, id);
+  s.owned.erase(std::find(s.owned.begin(), s.owned.end(), id));
   release(id);
   return {};
+}
+
+MemObject* Server::State::ownedObject(Session& s, std::uint64_t id) {
+  MemObject* o = objects.find(id);
+  if (!o || o->owner != s.id)
+    throw Error{h20ErrorInvalidValue,
+                fmt::format("object {:#x} is not a live allocation or event of this process", id)};
+  return o;
+}
+
+Writer Server::State::eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
+  const int chip = r.i32();
+  requireDone(r, "EVENT_CREATE");
+  checkChip(chip);
+  auto memfd = std::make_shared<Fd>(::memfd_create("h20-event", MFD_CLOEXEC));
+  void* page = MAP_FAILED;
+  if (*memfd && ::ftruncate(memfd->get(), static_cast<off_t>(pageSize)) == 0)
+    page = mmap(nullptr, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, memfd->get(), 0);
+  if (page == MAP_FAILED)
+    throw Error{h20ErrorMemoryAllocation,
+                fmt::format("h20d cannot create an interprocess event: {}", std::strerror(errno))};
+  MemObject o;
+  o.event = true;
+  o.state = new (page) driver::SharedEventState();
+  o.chip = chip;
+  o.size = pageSize;
+  o.memfd = memfd;
+  o.owner = s.id;
+  const std::uint64_t id = objects.add(std::move(o));
+  s.owned.push_back(id);
+  *fd = memfd;
+  Writer w;
+  w.u64(id);
+  return w;
+}
+
+// A session that leaves with records of an event still pending (it made the latest record and
+// its work never completed) would make every waiter in other processes wait forever: the records
+// are completed for them, marked abandoned, so that their waits fail instead.
+void Server::State::abandonPendingRecords(const Session& s, std::uint64_t id) {
+  MemObject* o = objects.find(id);
+  if (!o || !o->event) return;
+  driver::SharedEventState& st = *o->state;
+  const std::uint64_t recorded = st.recorded.load();
+  const std::uint64_t completed = st.completed.load();
+  if (completed >= recorded || st.recorder.load() != s.id) return;
+  st.abandonedAbove.store(completed);
+  st.abandonedUpTo.store(recorded);
+  driver::signalSharedEvent(st, recorded);
+  log(LogLevel::warning, "session {} (pid {}) exited with event records {}..{} pending: abandoned",
+      s.id, s.pid, completed + 1, recorded);
 }
 
 // The owner let go of an object: it goes unless another session still imports it.
@@ -598,8 +659,12 @@ void Server::State::release(std::uint64_t id) {
   if (o->capability) capabilities.erase(*o->capability);
   o->capability.reset();
   if (o->importers > 0) return;
-  chips[static_cast<std::size_t>(o->chip)]->free(o->offset);
-  budgetUsed -= o->size;
+  if (o->event) {
+    munmap(o->state, pageSize);
+  } else {
+    chips[static_cast<std::size_t>(o->chip)]->free(o->offset);
+    budgetUsed -= o->size;
+  }
   objects.remove(id);
 }
 
@@ -625,15 +690,13 @@ Writer Server::State::memInfo(Session& s, Reader& r) {
 Writer Server::State::ipcExport(Session& s, Reader& r) {
   const std::uint64_t id = r.u64();
   requireDone(r, "IPC_EXPORT");
-  MemObject* o = objects.find(id);
-  if (!o || o->owner != s.id)
-    throw Error{h20ErrorInvalidValue,
-                fmt::format("object {:#x} is not a live allocation of this process", id)};
+  MemObject* o = ownedObject(s, id);
   if (!o->capability) {
     o->capability = randomCapability();
     capabilities.emplace(*o->capability, id);
   }
   IpcMemHandle h;
+  h.magic = o->event ? kEventHandleMagic : kMemHandleMagic;
   h.daemonInstance = instance;
   h.object = id;
   h.chip = o->chip;
@@ -649,17 +712,18 @@ Writer Server::State::ipcOpen(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
   IpcMemHandle h;
   r.take(&h, sizeof h);
   requireDone(r, "IPC_OPEN");
-  if (h.magic != IpcMemHandle{}.magic)
-    throw Error{h20ErrorInvalidValue, "the handle is not an IPC memory handle"};
+  if (h.magic != kMemHandleMagic && h.magic != kEventHandleMagic)
+    throw Error{h20ErrorInvalidValue, "the bytes are not an IPC handle"};
   if (h.daemonInstance != instance)
     throw Error{h20ErrorInvalidValue,
                 "the handle was made by another h20d (the daemon was restarted since it was "
                 "exported)"};
   auto c = capabilities.find(h.capability);
   MemObject* o = c == capabilities.end() ? nullptr : objects.find(c->second);
-  if (!o || c->second != h.object)
+  if (!o || c->second != h.object || o->event != (h.magic == kEventHandleMagic))
     throw Error{h20ErrorInvalidValue,
-                "the handle names no exported allocation (forged, or freed by its owner)"};
+                fmt::format("the handle names no exported {} (forged, or freed by its owner)",
+                            h.magic == kEventHandleMagic ? "event" : "allocation")};
   if (o->owner == s.id)
     throw Error{h20ErrorInvalidValue,
                 "the handle was exported by this process: use the allocation's own pointer"};
@@ -697,7 +761,7 @@ Writer Server::State::processes(Session&, Reader& r) {
     if (!s->greeted) continue;
     std::map<int, std::uint64_t> perChip;
     for (std::uint64_t o : s->owned)
-      if (const MemObject* m = objects.find(o)) perChip[m->chip] += m->size;
+      if (const MemObject* m = objects.find(o); m && !m->event) perChip[m->chip] += m->size;
     for (const auto& [chip, bytes] : perChip)
       rows.emplace_back(static_cast<std::uint32_t>(s->pid), s->name, chip, bytes);
   }
@@ -717,8 +781,12 @@ void Server::State::closeSession(std::uint64_t id, const std::string& why) {
   std::unique_ptr<Session> s = std::move(it->second);
   sessions.erase(it);
   std::size_t bytes = 0;
+  for (std::uint64_t o : s->owned)
+    abandonPendingRecords(*s, o);
+  for (const auto& [importId, o] : s->imports)
+    abandonPendingRecords(*s, o);
   for (std::uint64_t o : s->owned) {
-    if (const MemObject* m = objects.find(o)) bytes += m->size;
+    if (const MemObject* m = objects.find(o); m && !m->event) bytes += m->size;
     release(o);
   }
   for (const auto& [importId, o] : s->imports)

@@ -114,6 +114,13 @@ class Emulator final : public emu::LocalDriver {
   Status exportMemory(int, void*, IpcHandleBytes*) override { return notInterprocess(); }
   Status importMemory(const IpcHandleBytes&, ImportedMemory*) override { return notInterprocess(); }
   Status closeImport(void*, bool*) override { return notInterprocess(); }
+  Status createSharedEvent(int, std::shared_ptr<SharedEvent>*) override {
+    return notInterprocess();
+  }
+  Status exportEvent(const SharedEvent&, IpcHandleBytes*) override { return notInterprocess(); }
+  Status importEvent(const IpcHandleBytes&, std::shared_ptr<SharedEvent>*, int*) override {
+    return notInterprocess();
+  }
 
   AddressRange addressRange(int chip) const override {
     const auto& arena = *arenas_[static_cast<std::size_t>(chip)];
@@ -136,8 +143,8 @@ class Emulator final : public emu::LocalDriver {
 
 Status Emulator::notInterprocess() {
   return {h20ErrorNotSupported,
-          "interprocess memory needs the device daemon: the embedded emulator serves one process "
-          "(start h20d and set H20_DRIVER=daemon)"};
+          "interprocess memory and events need the device daemon: the embedded emulator serves "
+          "one process (start h20d and set H20_DRIVER=daemon)"};
 }
 
 }  // namespace

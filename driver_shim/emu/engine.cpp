@@ -1,6 +1,8 @@
 // engine.cpp - queues, workers and parallel kernel execution (see engine.hpp).
 #include "emu/engine.hpp"
 
+#include "emu/shared_wait.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -358,6 +360,12 @@ Engine::Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults) : f
 
 Engine::~Engine() {
   {
+    std::lock_guard<std::mutex> lock(extMu_);
+    extStop_ = true;
+  }
+  extCv_.notify_all();
+  if (extThread_.joinable()) extThread_.join();
+  {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
@@ -365,6 +373,54 @@ Engine::~Engine() {
     n->cv.notify_all();
   for (auto& t : threads_)
     t.join();
+}
+
+void Engine::parkExternal(std::shared_ptr<Queue> queue, std::shared_ptr<driver::SharedEvent> event,
+                          std::uint64_t value) {
+  {
+    std::lock_guard<std::mutex> lock(extMu_);
+    extWaits_.push_back({std::move(queue), std::move(event), value});
+    if (!extThread_.joinable()) extThread_ = std::thread([this] { externalWaitMain(); });
+  }
+  extCv_.notify_one();
+}
+
+// The thread that watches queues parked on interprocess events. Another process completes them,
+// so no in-process completion can resume them: one parked queue is waited for on the event's
+// futex (woken at once by the completing process), several are polled.
+void Engine::externalWaitMain() {
+  std::unique_lock<std::mutex> lock(extMu_);
+  while (!extStop_) {
+    if (extWaits_.empty()) {
+      extCv_.wait(lock);
+      continue;
+    }
+    std::vector<std::shared_ptr<Queue>> resumed;
+    for (auto it = extWaits_.begin(); it != extWaits_.end();) {
+      if (sharedDone(it->event->state(), it->value)) {
+        resumed.push_back(std::move(it->queue));
+        it = extWaits_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!resumed.empty()) {
+      lock.unlock();
+      for (auto& q : resumed)
+        schedule(std::move(q));
+      lock.lock();
+      continue;
+    }
+    if (extWaits_.size() == 1) {
+      const auto event = extWaits_.front().event;
+      const std::uint64_t value = extWaits_.front().value;
+      lock.unlock();
+      waitShared(event->state(), value, false, std::chrono::milliseconds(2));
+      lock.lock();
+    } else {
+      extCv_.wait_for(lock, std::chrono::microseconds(200));
+    }
+  }
 }
 
 int Engine::workersOfNode(int node) const {
@@ -791,6 +847,18 @@ void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until, int attachNode
         target->dependents.pop_back();
         target->hasDependents.store(!target->dependents.empty());
       }
+    } else if (auto* x = std::get_if<driver::WaitSharedCommand>(&entry.command)) {
+      if (!sharedDone(x->event->state(), x->value)) {
+        parkExternal(q, x->event, x->value);  // resumed by externalWaitMain
+        return;
+      }
+      if (x->event->state().abandoned(x->value))
+        faults_->raise(q->chip,
+                       {h20ErrorLaunchFailure,
+                        fmt::format("the process that recorded interprocess event record {} "
+                                    "exited before the recorded work completed",
+                                    x->value)});
+      x->event.reset();
     } else {
       execute(entry.command, q->chip);
     }
@@ -839,7 +907,12 @@ void Engine::execute(Command& command, int chip) {
         if constexpr (std::is_same_v<T, driver::MarkerCommand>) {
           if (c.timestampNs)
             c.timestampNs->store(std::max<std::uint64_t>(nowNs(), 1), std::memory_order_release);
-        } else if constexpr (std::is_same_v<T, driver::WaitCommand>) {
+        } else if constexpr (std::is_same_v<T, driver::SignalCommand>) {
+          // Runs even on a faulted chip: other processes must not wait forever.
+          driver::signalSharedEvent(c.event->state(), c.value);
+          c.event.reset();
+        } else if constexpr (std::is_same_v<T, driver::WaitCommand> ||
+                             std::is_same_v<T, driver::WaitSharedCommand>) {
           // handled by runQueue
         } else if (skip) {
           return;

@@ -139,8 +139,25 @@ class Engine {
   void help(Job* job);
   bool spinForWork();
 
+  // Queues parked on a WaitShared command (an interprocess event), watched by extThread_ (started
+  // on first use) until the event completes.
+  void parkExternal(std::shared_ptr<Queue> queue, std::shared_ptr<driver::SharedEvent> event,
+                    std::uint64_t value);
+  void externalWaitMain();
+
   FaultRegistry* faults_;
   std::vector<std::thread> threads_;
+
+  struct ExternalWait {
+    std::shared_ptr<Queue> queue;
+    std::shared_ptr<driver::SharedEvent> event;
+    std::uint64_t value = 0;
+  };
+  std::mutex extMu_;
+  std::condition_variable extCv_;
+  std::vector<ExternalWait> extWaits_;
+  bool extStop_ = false;
+  std::thread extThread_;
 
   // Taken for reading on every submit; apart from the lines the workers write.
   alignas(64) mutable base::ReadMostlyLock mapMu_;

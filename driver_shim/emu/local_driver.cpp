@@ -5,6 +5,8 @@
 // of the host CPU.
 #include "emu/local_driver.hpp"
 
+#include "emu/shared_wait.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -89,6 +91,11 @@ driver::Status LocalDriver::allocateHost(int chip, std::size_t bytes, void** out
 
 driver::QueueId LocalDriver::createQueue(int chip, int priority) {
   return engine_->createQueue(chip, priority, nodeGroup(chip));
+}
+
+void LocalDriver::waitShared(const driver::SharedEventState& state, std::uint64_t value,
+                             bool spinFirst) {
+  emu::waitShared(state, value, spinFirst);
 }
 
 std::optional<driver::Fault> LocalDriver::fault(int chip) const {

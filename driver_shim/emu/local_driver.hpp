@@ -53,6 +53,9 @@ class LocalDriver : public driver::Driver, public FaultRegistry {
     engine_->wait(queue, seq, spinFirst);
   }
 
+  void waitShared(const driver::SharedEventState& state, std::uint64_t value,
+                  bool spinFirst) override;
+
   const driver::Topology& topology() const override { return topology_; }
 
   // This process's faults (a kernel or host function that failed here). A backend whose chips

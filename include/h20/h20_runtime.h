@@ -381,7 +381,7 @@ H20_API h20Error_t h20LaunchHostFunc(h20Stream_t stream, h20HostFn_t fn, void* u
 #define h20EventDefault 0x00u
 #define h20EventBlockingSync 0x01u  /* h20EventSynchronize sleeps instead of spinning first     */
 #define h20EventDisableTiming 0x02u /* no timestamp: cheaper; h20EventElapsedTime refuses it */
-#define h20EventInterprocess 0x04u  /* h20ErrorNotSupported on the embedded device  */
+#define h20EventInterprocess 0x04u  /* needs h20EventDisableTiming and the device daemon */
 
 H20_API h20Error_t h20EventCreate(h20Event_t* event);
 H20_API h20Error_t h20EventCreateWithFlags(h20Event_t* event, unsigned int flags);
@@ -437,6 +437,19 @@ H20_API h20Error_t h20IpcOpenMemHandle(void** devPtr, h20IpcMemHandle_t handle, 
  * pending work first (as h20Free); the last one unmaps it. Any other pointer:
  * h20ErrorInvalidValue. h20Free refuses imported memory. */
 H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr);
+/* Exports an event created with h20EventInterprocess | h20EventDisableTiming (any other event:
+ * h20ErrorInvalidResourceHandle). An event opened from another process's handle cannot be
+ * exported again (h20ErrorInvalidValue). */
+H20_API h20Error_t h20IpcGetEventHandle(h20IpcEventHandle_t* handle, h20Event_t event);
+/* Opens another process's interprocess event as an event of this process, on the event's device
+ * (which must be visible: h20ErrorInvalidDevice otherwise), with h20EventInterprocess |
+ * h20EventDisableTiming. It shares the exporter's state: h20EventRecord in any process makes a
+ * new latest record; h20EventQuery, h20EventSynchronize and h20StreamWaitEvent see the latest
+ * record, whichever process made it. Destroy it with h20EventDestroy. A forged or stale handle, or
+ * a memory handle: h20ErrorInvalidValue. When the process that made the latest record exits
+ * before its work completed, the record is abandoned: waits for it end, and report
+ * h20ErrorLaunchFailure (a stream that waited on it becomes faulted) instead of waiting forever. */
+H20_API h20Error_t h20IpcOpenEventHandle(h20Event_t* event, h20IpcEventHandle_t handle);
 
 /* ---------------------------------------------------------------------------------------------
  * Kernels

@@ -17,13 +17,15 @@ h20Error_t createEvent(const char* api, h20Event_t* event, unsigned flags) {
     requireOut(event, "event");
     const unsigned known = h20EventBlockingSync | h20EventDisableTiming | h20EventInterprocess;
     if (flags & ~known) fail(h20ErrorInvalidValue, "flags {:#x} has unknown bits", flags);
+    std::shared_ptr<h20::driver::SharedEvent> shared;
     if (flags & h20EventInterprocess) {
-      // CUDA requires h20EventDisableTiming with it; either way the embedded device has no IPC.
+      // As CUDA: interprocess events keep no time.
       if (!(flags & h20EventDisableTiming))
         fail(h20ErrorInvalidValue, "h20EventInterprocess requires h20EventDisableTiming");
-      fail(h20ErrorNotSupported, "interprocess events are not supported on the embedded device");
+      auto status = rt.driver().createSharedEvent(rt.current().chip(), &shared);
+      if (!status.ok()) throw h20::rt::Error(status.code, status.message);
     }
-    *event = rt.addEvent(std::make_shared<Event>(rt.current(), flags));
+    *event = rt.addEvent(std::make_shared<Event>(rt.current(), flags, std::move(shared)));
     return h20Success;
   });
 }
@@ -61,7 +63,9 @@ H20_API h20Error_t h20EventQuery(h20Event_t event) {
   return guarded("h20EventQuery", [&](Runtime& rt) {
     return rt.withEvent(event, [&](Event& e) {
       e.device().checkFault();
-      return e.completed() ? h20Success : h20ErrorNotReady;
+      if (!e.completed()) return h20ErrorNotReady;
+      e.checkNotAbandoned(e.latestRecord());
+      return h20Success;
     });
   });
 }

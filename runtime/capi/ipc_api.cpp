@@ -1,6 +1,6 @@
-// ipc_api.cpp - interprocess memory handles (h20Ipc*). The driver does the work (the device
-// daemon exports, maps and reference-counts); this file checks arguments and keeps the allocation
-// registry in step, so that imported memory resolves like any device allocation.
+// ipc_api.cpp - interprocess memory and event handles (h20Ipc*). The driver does the work (the
+// device daemon exports, maps and reference-counts); this file checks arguments and keeps the
+// allocation registry in step, so that imported memory resolves like any device allocation.
 #include "capi/api_guard.hpp"
 
 #include <cstring>
@@ -100,6 +100,40 @@ H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr) {
     bool last = false;
     check(rt.driver().closeImport(devPtr, &last));
     if (last) rt.memory().remove(a->base);
+    return h20Success;
+  });
+}
+
+}  // extern "C"
+
+extern "C" {
+
+H20_API h20Error_t h20IpcGetEventHandle(h20IpcEventHandle_t* handle, h20Event_t event) {
+  return guarded("h20IpcGetEventHandle", [&](Runtime& rt) {
+    requireOut(handle, "handle");
+    auto e = rt.event(event);
+    if (!e->shared())
+      fail(h20ErrorInvalidResourceHandle,
+           "event {} was not created with h20EventInterprocess | h20EventDisableTiming",
+           static_cast<const void*>(event));
+    h20::driver::IpcHandleBytes bytes{};
+    check(rt.driver().exportEvent(*e->shared(), &bytes));
+    std::memcpy(handle->reserved, bytes.data(), bytes.size());
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20IpcOpenEventHandle(h20Event_t* event, h20IpcEventHandle_t handle) {
+  return guarded("h20IpcOpenEventHandle", [&](Runtime& rt) {
+    requireOut(event, "event");
+    h20::driver::IpcHandleBytes bytes{};
+    std::memcpy(bytes.data(), handle.reserved, bytes.size());
+    std::shared_ptr<h20::driver::SharedEvent> shared;
+    int chip = -1;
+    check(rt.driver().importEvent(bytes, &shared, &chip));
+    Device& d = deviceOfChip(rt, chip);  // on failure `shared` goes, closing the import
+    *event = rt.addEvent(std::make_shared<h20::rt::Event>(
+        d, h20EventInterprocess | h20EventDisableTiming, std::move(shared)));
     return h20Success;
   });
 }

@@ -100,6 +100,15 @@ H20_API h20Error_t h20StreamWaitEvent(h20Stream_t stream, h20Event_t event, unsi
     auto s = rt.stream(stream);
     auto e = rt.event(event);
     if (flags != 0) fail(h20ErrorInvalidValue, "flags {:#x} must be 0", flags);
+    if (const auto& shared = e->shared()) {
+      // The latest record, by any process: completed ones order nothing.
+      const std::uint64_t record = e->latestRecord();
+      if (shared->state().completed.load(std::memory_order_acquire) < record)
+        s->device().submit(*s, h20::driver::WaitSharedCommand{shared, record});
+      else
+        e->checkNotAbandoned(record);
+      return h20Success;
+    }
     const auto c = e->capture();
     // A wait for a capture that has completed (or was never recorded) orders nothing.
     if (c.recorded() && rt.driver().completed(c.queue) < c.seq)

@@ -2,6 +2,7 @@
 #include "core/event.hpp"
 
 #include "core/device.hpp"
+#include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "core/stream.hpp"
 
@@ -21,7 +22,32 @@ EventSlots* Event::capturedBlock(std::uintptr_t word) {
   return reinterpret_cast<EventSlots*>(word & ~kSlotMask);
 }
 
+std::uint64_t Event::latestRecord() const {
+  return shared_ ? shared_->state().recorded.load(std::memory_order_acquire) : 0;
+}
+
+void Event::checkNotAbandoned(std::uint64_t record) const {
+  if (shared_ && shared_->state().abandoned(record))
+    fail(h20ErrorLaunchFailure,
+         "record {} of interprocess event was abandoned: the process that recorded it exited "
+         "before the recorded work completed",
+         record);
+}
+
 void Event::record(Stream& stream) {
+  if (shared_) {
+    driver::SharedEventState& st = shared_->state();
+    const std::uint64_t record = st.recorded.fetch_add(1, std::memory_order_acq_rel) + 1;
+    st.recorder.store(shared_->recorderId, std::memory_order_release);
+    try {
+      stream.device().submit(stream, driver::SignalCommand{shared_, record});
+    } catch (...) {
+      // Nothing will complete it: waiters in other processes must not wait for it forever.
+      driver::signalSharedEvent(st, record);
+      throw;
+    }
+    return;
+  }
   // One critical section for the whole record: concurrent records of one event are rare, and the
   // readers (query, elapsed time) do not take the lock.
   std::lock_guard<base::SpinLock> lock(mu_);
@@ -79,10 +105,17 @@ std::optional<std::uint64_t> Event::timestampNs() const {
 }
 
 bool Event::completed() const {
+  if (shared_) return shared_->state().completed.load(std::memory_order_acquire) >= latestRecord();
   return captured_.load(std::memory_order_relaxed) == 0 || timestampNs().has_value();
 }
 
 void Event::wait() const {
+  if (shared_) {
+    const std::uint64_t record = latestRecord();
+    device_.driver().waitShared(shared_->state(), record, (flags_ & h20EventBlockingSync) == 0);
+    checkNotAbandoned(record);
+    return;
+  }
   const Capture c = capture();
   if (c.recorded()) device_.driver().wait(c.queue, c.seq, (flags_ & h20EventBlockingSync) == 0);
 }

@@ -14,6 +14,11 @@
 // keeps those a marker will still write to until it has run (Runtime::keepUntilRun). Queries read
 // the current capture's slot without a lock. Events created with h20EventDisableTiming work the
 // same way (the time is then not read).
+//
+// An interprocess event (h20EventInterprocess, or opened with h20IpcOpenEventHandle) keeps its
+// state in memory shared with other processes (driver::SharedEventState) instead: a record takes
+// the next record number and enqueues the command that completes it; queries, host waits and
+// stream waits compare the completed number with the latest record, whichever process made it.
 #pragma once
 
 #include "driver.hpp"
@@ -63,13 +68,20 @@ class Event {
     bool recorded() const { return seq != 0; }
   };
 
-  Event(Device& device, unsigned flags) : device_(device), flags_(flags) {}
+  Event(Device& device, unsigned flags, std::shared_ptr<driver::SharedEvent> shared = nullptr)
+      : device_(device), flags_(flags), shared_(std::move(shared)) {}
   ~Event();
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
   Device& device() const { return device_; }
   unsigned flags() const { return flags_; }
   bool timing() const { return (flags_ & h20EventDisableTiming) == 0; }
+  // The interprocess state, or nullptr for an event of this process only.
+  const std::shared_ptr<driver::SharedEvent>& shared() const { return shared_; }
+  // For an interprocess event: the latest record number (0: never recorded), and a throw of
+  // h20ErrorLaunchFailure when that record was abandoned by a process that exited.
+  std::uint64_t latestRecord() const;
+  void checkNotAbandoned(std::uint64_t record) const;
 
   void record(Stream& stream);
   Capture capture() const;
@@ -87,6 +99,7 @@ class Event {
 
   Device& device_;
   unsigned flags_;
+  std::shared_ptr<driver::SharedEvent> shared_;
   mutable base::SpinLock mu_;  // serialises records; guards everything below but captured_
   Capture capture_;
   std::unique_ptr<EventSlots> block_;  // where records take their slots

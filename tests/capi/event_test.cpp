@@ -61,6 +61,7 @@ TEST_F(Event, CreateWithUnknownFlagsReturnsInvalidValue) {
 }
 
 TEST_F(Event, InterprocessIsNotSupported) {
+  H20_SKIP_UNLESS_EMBEDDED("the device daemon supports interprocess events (tests/daemon)");
   h20Event_t e = nullptr;
   EXPECT_EQ(h20ErrorNotSupported,
             h20EventCreateWithFlags(&e, h20EventInterprocess | h20EventDisableTiming));

@@ -81,7 +81,8 @@ struct Row {
   const char* name;
   std::function<h20Error_t(Ctx&)> call;
   h20Error_t expected;
-  int devices = 1;  // devices the row needs
+  int devices = 1;            // devices the row needs
+  bool embeddedOnly = false;  // a misuse only of the embedded emulator (no device daemon)
 };
 
 // gtest prints a failing parameter by its name.
@@ -260,7 +261,27 @@ const std::vector<Row>& Rows() {
     {"EventCreateWithFlags_NullOut", [](Ctx&) { return h20EventCreateWithFlags(nullptr, 0); }, h20ErrorInvalidValue},
     {"EventCreateWithFlags_UnknownFlags", [](Ctx&) { h20Event_t e; return h20EventCreateWithFlags(&e, 0x10); }, h20ErrorInvalidValue},
     {"EventCreateWithFlags_InterprocessWithTiming", [](Ctx&) { h20Event_t e; return h20EventCreateWithFlags(&e, h20EventInterprocess); }, h20ErrorInvalidValue},
-    {"EventCreateWithFlags_Interprocess", [](Ctx&) { h20Event_t e; return h20EventCreateWithFlags(&e, h20EventInterprocess | h20EventDisableTiming); }, h20ErrorNotSupported},
+    {"EventCreateWithFlags_Interprocess", [](Ctx&) { h20Event_t e; return h20EventCreateWithFlags(&e, h20EventInterprocess | h20EventDisableTiming); }, h20ErrorNotSupported, 1, true},
+    // ---- interprocess handles ----
+    {"IpcGetMemHandle_NullOut", [](Ctx& c) { return h20IpcGetMemHandle(nullptr, c.d0); }, h20ErrorInvalidValue},
+    {"IpcGetMemHandle_Interior", [](Ctx& c) { h20IpcMemHandle_t h; return h20IpcGetMemHandle(&h, c.d0 + 256); }, h20ErrorInvalidValue},
+    {"IpcGetMemHandle_Pool", [](Ctx& c) { h20IpcMemHandle_t h; return h20IpcGetMemHandle(&h, c.pool); }, h20ErrorInvalidValue},
+    {"IpcGetMemHandle_Pinned", [](Ctx& c) { h20IpcMemHandle_t h; return h20IpcGetMemHandle(&h, c.pinned); }, h20ErrorInvalidValue},
+    {"IpcGetMemHandle_Freed", [](Ctx& c) { h20IpcMemHandle_t h; return h20IpcGetMemHandle(&h, c.freedDev); }, h20ErrorInvalidValue},
+    {"IpcGetMemHandle_Device", [](Ctx& c) { h20IpcMemHandle_t h; return h20IpcGetMemHandle(&h, c.d0); }, h20ErrorNotSupported, 1, true},
+    {"IpcOpenMemHandle_NullOut", [](Ctx&) { h20IpcMemHandle_t h{}; return h20IpcOpenMemHandle(nullptr, h, h20IpcMemLazyEnablePeerAccess); }, h20ErrorInvalidValue},
+    {"IpcOpenMemHandle_Flags0", [](Ctx&) { void* p; h20IpcMemHandle_t h{}; return h20IpcOpenMemHandle(&p, h, 0); }, h20ErrorInvalidValue},
+    {"IpcOpenMemHandle_UnknownFlags", [](Ctx&) { void* p; h20IpcMemHandle_t h{}; return h20IpcOpenMemHandle(&p, h, 0x3); }, h20ErrorInvalidValue},
+    {"IpcOpenMemHandle_Zeroed", [](Ctx&) { void* p; h20IpcMemHandle_t h{}; return h20IpcOpenMemHandle(&p, h, h20IpcMemLazyEnablePeerAccess); }, h20ErrorNotSupported, 1, true},
+    {"IpcCloseMemHandle_Device", [](Ctx& c) { return h20IpcCloseMemHandle(c.d0); }, h20ErrorInvalidValue},
+    {"IpcCloseMemHandle_Null", [](Ctx&) { return h20IpcCloseMemHandle(nullptr); }, h20ErrorInvalidValue},
+    {"IpcCloseMemHandle_Pageable", [](Ctx& c) { return h20IpcCloseMemHandle(c.pageable.data()); }, h20ErrorInvalidValue},
+    {"IpcGetEventHandle_NullOut", [](Ctx& c) { return h20IpcGetEventHandle(nullptr, c.e); }, h20ErrorInvalidValue},
+    {"IpcGetEventHandle_NotInterprocess", [](Ctx& c) { h20IpcEventHandle_t h; return h20IpcGetEventHandle(&h, c.eNoTiming); }, h20ErrorInvalidResourceHandle},
+    {"IpcGetEventHandle_Destroyed", [](Ctx& c) { h20IpcEventHandle_t h; return h20IpcGetEventHandle(&h, c.deadEvent); }, h20ErrorInvalidResourceHandle},
+    {"IpcGetEventHandle_StreamHandle", [](Ctx& c) { h20IpcEventHandle_t h; return h20IpcGetEventHandle(&h, c.StreamAsEvent()); }, h20ErrorInvalidResourceHandle},
+    {"IpcOpenEventHandle_NullOut", [](Ctx&) { h20IpcEventHandle_t h{}; return h20IpcOpenEventHandle(nullptr, h); }, h20ErrorInvalidValue},
+    {"IpcOpenEventHandle_Zeroed", [](Ctx&) { h20Event_t e; h20IpcEventHandle_t h{}; return h20IpcOpenEventHandle(&e, h); }, h20ErrorNotSupported, 1, true},
     {"EventRecord_Destroyed", [](Ctx& c) { return h20EventRecord(c.deadEvent, c.s); }, h20ErrorInvalidResourceHandle},
     {"EventRecord_Null", [](Ctx& c) { return h20EventRecord(nullptr, c.s); }, h20ErrorInvalidResourceHandle},
     {"EventRecord_StreamAsEvent", [](Ctx& c) { return h20EventRecord(c.StreamAsEvent(), c.s); }, h20ErrorInvalidResourceHandle},
@@ -442,6 +463,7 @@ class Misuse : public ::testing::TestWithParam<Row> {
 TEST_P(Misuse, ReturnsTheDocumentedCodeWritesNothingAndLeavesTheRuntimeUsable) {
   ASSERT_TRUE(ready_);
   const Row& row = GetParam();
+  if (row.embeddedOnly) H20_SKIP_UNLESS_EMBEDDED("the device daemon supports the call");
   const h20Error_t rc = row.call(c_);
   const std::string message = h20GetLastErrorMessage();
   EXPECT_EQ(row.expected, rc) << row.name << ": " << message;
