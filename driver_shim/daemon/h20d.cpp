@@ -47,7 +47,12 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", level, "off, error, warning, info or debug")
       ->check(CLI::IsMember({"off", "error", "warning", "info", "debug"}))
       ->default_val("info");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here with status 0; every bad option with 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   if (!budget.empty()) {
     const auto bytes = h20::base::parseByteSize(budget);

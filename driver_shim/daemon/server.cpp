@@ -151,7 +151,8 @@ struct Server::State {
     uid_t uid = 0;
     std::string name;
     bool greeted = false;
-    std::vector<std::uint64_t> owned;                          // object ids
+    std::string refusal;               // not empty: a user this daemon does not serve
+    std::vector<std::uint64_t> owned;  // object ids
     std::unordered_map<std::uint64_t, std::uint64_t> imports;  // import id -> object id
     std::uint64_t nextImport = 1;
   };
@@ -369,19 +370,15 @@ void Server::State::accept() {
           std::strerror(errno));
       continue;
     }
+    auto session = std::make_unique<Session>();
     if (cred.uid != geteuid() && cred.uid != 0) {
-      const std::string why =
+      // Told why in answer to its first frame (a reply to a frame it has not sent could be lost
+      // with the connection), then cut off.
+      session->refusal =
           fmt::format("h20d (uid {}) serves only its own user and root; uid {} (pid {}) refused",
                       geteuid(), cred.uid, cred.pid);
-      log(LogLevel::warning, "refused a connection: {}", why);
-      Writer w;
-      writeStatus(w, h20ErrorDeviceUnavailable, why);
-      std::string ignored;
-      sendFrame(conn.get(), static_cast<std::uint16_t>(MsgType::hello) | kReplyBit, 0, w.bytes(),
-                -1, &ignored);
-      continue;
+      log(LogLevel::warning, "refused a connection: {}", session->refusal);
     }
-    auto session = std::make_unique<Session>();
     session->id = nextSession++;
     session->pid = cred.pid;
     session->uid = cred.uid;
@@ -438,6 +435,12 @@ void Server::State::replyError(Session& s, const FrameHeader& request, const Err
 
 void Server::State::handle(Session& s, const Frame& f) {
   const std::uint16_t type = f.header.type;
+  if (!s.refusal.empty()) {
+    const std::uint64_t id = s.id;
+    const std::string why = s.refusal;
+    replyError(s, f.header, Error{h20ErrorDeviceUnavailable, why});
+    return closeSession(id, why);
+  }
   if (type == 0 || type > kMaxMsgType)
     return closeSession(s.id, fmt::format("sent a frame of unknown type {}", type));
   if (!s.greeted && type != static_cast<std::uint16_t>(MsgType::hello))
