@@ -304,6 +304,19 @@ class Driver {
   // Blocks the calling thread until record `value` of the event has completed.
   virtual void waitShared(const SharedEventState& state, std::uint64_t value, bool spinFirst) = 0;
 
+  // Processes and compute modes (h20ComputeMode values). processes(): every process holding
+  // memory on any chip (a backend serving one process lists itself). setComputeMode is
+  // h20ErrorNotSupported where the backend serves one process.
+  struct ProcessUse {
+    int pid = 0;
+    std::string name;
+    int chip = 0;
+    std::size_t bytes = 0;
+  };
+  virtual Status processes(std::vector<ProcessUse>* out) const = 0;
+  virtual Status computeMode(int chip, int* mode) const = 0;
+  virtual Status setComputeMode(int chip, int mode) = 0;
+
   // Topology of the chips (links, host attachment).
   virtual const Topology& topology() const = 0;
 

@@ -40,13 +40,6 @@ using daemon::Writer;
 // How long a request waits for the daemon's answer before the daemon counts as unavailable.
 constexpr int kReplyTimeoutSeconds = 30;
 
-std::string processName() {
-  std::ifstream comm("/proc/self/comm");
-  std::string name;
-  std::getline(comm, name);
-  return name;
-}
-
 class DaemonClient final : public emu::LocalDriver {
  public:
   explicit DaemonClient(const DaemonConfig& config)
@@ -220,6 +213,45 @@ class DaemonClient final : public emu::LocalDriver {
     return {};
   }
 
+  Status processes(std::vector<ProcessUse>* out) const override {
+    Frame reply;
+    Status s = call(MsgType::processes, Writer{}, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    out->clear();
+    const std::uint32_t n = r.u32();
+    for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+      ProcessUse u;
+      u.pid = static_cast<int>(r.u32());
+      u.name = r.str();
+      u.chip = r.i32();
+      u.bytes = r.u64();
+      out->push_back(std::move(u));
+    }
+    if (!r.done()) return lostConst("answered a process list with a malformed reply");
+    return {};
+  }
+
+  Status computeMode(int chip, int* mode) const override {
+    Writer w;
+    w.i32(chip);
+    Frame reply;
+    Status s = call(MsgType::computeMode, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    *mode = r.i32();
+    if (!r.done()) return lostConst("answered a compute mode query with a malformed reply");
+    return {};
+  }
+
+  Status setComputeMode(int chip, int mode) override {
+    Writer w;
+    w.i32(chip);
+    w.i32(mode);
+    Frame reply;
+    return call(MsgType::setComputeMode, w, &reply);
+  }
+
   Status createSharedEvent(int chip, std::shared_ptr<SharedEvent>* out) override {
     Writer w;
     w.i32(chip);
@@ -331,7 +363,7 @@ class DaemonClient final : public emu::LocalDriver {
     Writer w;
     w.u32(daemon::kProtocolVersion);
     w.u32(static_cast<std::uint32_t>(getpid()));
-    w.str(processName());
+    w.str(emu::processName());
     Frame reply;
     Status s = call(MsgType::hello, w, &reply);
     if (!s.ok()) return {h20ErrorInitializationError, s.message};
@@ -423,7 +455,8 @@ class DaemonClient final : public emu::LocalDriver {
                          path_, why)};
     return gone_;
   }
-  Status lost(const std::string& why) {
+  Status lost(const std::string& why) { return lostConst(why); }
+  Status lostConst(const std::string& why) const {
     std::lock_guard<std::mutex> lock(mu_);
     return lostLocked(fmt::format("it {}", why));
   }

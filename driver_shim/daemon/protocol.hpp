@@ -43,9 +43,11 @@ enum class MsgType : std::uint16_t {
   ipcOpen = 6,  // IpcMemHandle bytes -> u64 import, i32 chip, u64 offset, u64 size, u64 bytes (+fd)
   ipcClose = 7,     // u64 import -> (nothing)
   processes = 8,    // (nothing) -> u32 n, n x {u32 pid, str name, i32 chip, u64 bytes}
-  eventCreate = 9,  // i32 chip -> u64 object (+ fd of its SharedEventState page)
+  eventCreate = 9,      // i32 chip -> u64 object (+ fd of its SharedEventState page)
+  computeMode = 10,     // i32 chip -> i32 mode
+  setComputeMode = 11,  // i32 chip, i32 mode -> (nothing)
 };
-inline constexpr std::uint16_t kMaxMsgType = 9;
+inline constexpr std::uint16_t kMaxMsgType = 11;
 // Objects: device memory, or an interprocess event (one page holding a SharedEventState). Both
 // are freed with `free`, exported with `ipcExport` and opened with `ipcOpen`; the handle's magic
 // says which, and the daemon refuses a handle whose magic is not its object's.

@@ -37,6 +37,7 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 namespace h20::daemon {
@@ -169,6 +170,13 @@ struct Server::State {
   std::size_t budgetUsed = 0;
   std::size_t pageSize = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   std::vector<std::unique_ptr<emu::OffsetAllocator>> chips;
+  // Per chip: the compute mode (h20ComputeMode) and the sessions using the chip (from their
+  // first allocation, event or import on it until they leave).
+  struct ChipUse {
+    int mode = h20ComputeModeDefault;
+    std::set<std::uint64_t> users;
+  };
+  std::vector<ChipUse> chipUse;
   SlotTable<MemObject> objects;
   std::unordered_map<Capability, std::uint64_t, CapabilityHash> capabilities;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions;
@@ -211,6 +219,10 @@ struct Server::State {
   Writer ipcClose(Session& s, Reader& r);
   Writer processes(Session& s, Reader& r);
   Writer eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd);
+  Writer computeMode(Session& s, Reader& r);
+  Writer setComputeMode(Session& s, Reader& r);
+  // Records that `s` uses `chip`, or throws h20ErrorDeviceUnavailable when its mode forbids it.
+  void use(const Session& s, int chip);
   void abandonPendingRecords(const Session& s, std::uint64_t objectId);
   MemObject* ownedObject(Session& s, std::uint64_t id);
   int checkChip(std::int32_t chip) const {
@@ -262,6 +274,7 @@ bool Server::State::start(std::string* error) {
   budget = config.memoryBudget ? config.memoryBudget : hostPhysicalMemory() / 2;
   for (int c = 0; c < config.chips; ++c)
     chips.push_back(std::make_unique<emu::OffsetAllocator>(emu::kChipMemory, pageSize));
+  chipUse.resize(static_cast<std::size_t>(config.chips));
   socketPath = config.socketPath.empty() ? defaultSocketPath() : config.socketPath;
   const auto slash = socketPath.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : socketPath.substr(0, slash);
@@ -477,6 +490,12 @@ void Server::State::handle(Session& s, const Frame& f) {
       case MsgType::eventCreate:
         body = eventCreate(s, r, &fd);
         break;
+      case MsgType::computeMode:
+        body = computeMode(s, r);
+        break;
+      case MsgType::setComputeMode:
+        body = setComputeMode(s, r);
+        break;
     }
     reply(s, f.header, body, fd ? fd->get() : -1);
   } catch (const Error& e) {
@@ -545,6 +564,7 @@ Writer Server::State::alloc(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
   const std::uint64_t bytes = r.u64();
   requireDone(r, "ALLOC");
   checkChip(chip);
+  use(s, chip);
   auto& allocator = *chips[static_cast<std::size_t>(chip)];
   if (bytes == 0 || bytes > allocator.capacity())
     throw Error{h20ErrorMemoryAllocation,
@@ -603,6 +623,65 @@ Writer Server::State::free(Session& s, Reader& r) {
   return {};
 }
 
+namespace {
+const char* modeName(int mode) {
+  switch (mode) {
+    case h20ComputeModeDefault:
+      return "DEFAULT";
+    case h20ComputeModeProhibited:
+      return "PROHIBITED";
+    case h20ComputeModeExclusiveProcess:
+      return "EXCLUSIVE_PROCESS";
+  }
+  return "?";
+}
+}  // namespace
+
+void Server::State::use(const Session& s, int chip) {
+  ChipUse& u = chipUse[static_cast<std::size_t>(chip)];
+  if (u.users.count(s.id)) return;
+  if (u.mode == h20ComputeModeProhibited)
+    throw Error{h20ErrorDeviceUnavailable,
+                fmt::format("chip {} is in compute mode PROHIBITED: no process may use it "
+                            "(h20-smi -i {} -c DEFAULT allows it again)",
+                            chip, chip)};
+  if (u.mode == h20ComputeModeExclusiveProcess && !u.users.empty()) {
+    const Session* holder = nullptr;
+    if (auto it = sessions.find(*u.users.begin()); it != sessions.end()) holder = it->second.get();
+    throw Error{h20ErrorDeviceUnavailable,
+                fmt::format("chip {} is in compute mode EXCLUSIVE_PROCESS and used by pid {} ({})",
+                            chip, holder ? holder->pid : 0, holder ? holder->name : "?")};
+  }
+  u.users.insert(s.id);
+}
+
+Writer Server::State::computeMode(Session&, Reader& r) {
+  const int chip = r.i32();
+  requireDone(r, "COMPUTE_MODE");
+  checkChip(chip);
+  Writer w;
+  w.i32(chipUse[static_cast<std::size_t>(chip)].mode);
+  return w;
+}
+
+Writer Server::State::setComputeMode(Session& s, Reader& r) {
+  const int chip = r.i32();
+  const int mode = r.i32();
+  requireDone(r, "SET_COMPUTE_MODE");
+  checkChip(chip);
+  if (mode != h20ComputeModeDefault && mode != h20ComputeModeProhibited &&
+      mode != h20ComputeModeExclusiveProcess)
+    throw Error{h20ErrorInvalidValue,
+                fmt::format("compute mode {} is not DEFAULT (0), PROHIBITED (2) or "
+                            "EXCLUSIVE_PROCESS (3)",
+                            mode)};
+  int& current = chipUse[static_cast<std::size_t>(chip)].mode;
+  log(LogLevel::info, "session {} (pid {}) set chip {}'s compute mode from {} to {}", s.id, s.pid,
+      chip, modeName(current), modeName(mode));
+  current = mode;
+  return {};
+}
+
 MemObject* Server::State::ownedObject(Session& s, std::uint64_t id) {
   MemObject* o = objects.find(id);
   if (!o || o->owner != s.id)
@@ -615,6 +694,7 @@ Writer Server::State::eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd
   const int chip = r.i32();
   requireDone(r, "EVENT_CREATE");
   checkChip(chip);
+  use(s, chip);
   auto memfd = std::make_shared<Fd>(::memfd_create("h20-event", MFD_CLOEXEC));
   void* page = MAP_FAILED;
   if (*memfd && ::ftruncate(memfd->get(), static_cast<off_t>(pageSize)) == 0)
@@ -730,6 +810,7 @@ Writer Server::State::ipcOpen(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
   if (o->owner == s.id)
     throw Error{h20ErrorInvalidValue,
                 "the handle was exported by this process: use the allocation's own pointer"};
+  use(s, o->chip);
   ++o->importers;
   const std::uint64_t importId = s.nextImport++;
   s.imports.emplace(importId, c->second);
@@ -794,6 +875,8 @@ void Server::State::closeSession(std::uint64_t id, const std::string& why) {
   }
   for (const auto& [importId, o] : s->imports)
     dropImport(o);
+  for (ChipUse& u : chipUse)
+    u.users.erase(s->id);
   log(s->greeted ? LogLevel::info : LogLevel::warning,
       "session {} (pid {}{}{}) {}; released {} allocations ({} bytes) and {} imports", s->id,
       s->pid, s->name.empty() ? "" : ", ", s->name, why, s->owned.size(), bytes, s->imports.size());

@@ -114,6 +114,22 @@ class Emulator final : public emu::LocalDriver {
   Status exportMemory(int, void*, IpcHandleBytes*) override { return notInterprocess(); }
   Status importMemory(const IpcHandleBytes&, ImportedMemory*) override { return notInterprocess(); }
   Status closeImport(void*, bool*) override { return notInterprocess(); }
+  Status processes(std::vector<ProcessUse>* out) const override {
+    out->clear();
+    for (int c = 0; c < chipCount(); ++c)
+      if (const std::size_t used = memUsed(c))
+        out->push_back({static_cast<int>(getpid()), emu::processName(), c, used});
+    return {};
+  }
+  Status computeMode(int, int* mode) const override {
+    *mode = h20ComputeModeDefault;
+    return {};
+  }
+  Status setComputeMode(int, int) override {
+    return {h20ErrorNotSupported,
+            "compute modes need the device daemon: the embedded emulator serves one process "
+            "(start h20d and set H20_DRIVER=daemon)"};
+  }
   Status createSharedEvent(int, std::shared_ptr<SharedEvent>*) override {
     return notInterprocess();
   }

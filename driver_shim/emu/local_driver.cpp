@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <thread>
 
 namespace h20::emu {
@@ -19,6 +20,13 @@ namespace {
 // PCI bus numbers of the eight accelerator slots of a typical two-socket 8-GPU server.
 constexpr int kBusIds[] = {0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb};
 }  // namespace
+
+std::string processName() {
+  std::ifstream comm("/proc/self/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name;
+}
 
 h20DeviceProp chipProperties(int chip, std::size_t memoryBytes, const driver::ChipAttachment& at,
                              int workerThreads) {

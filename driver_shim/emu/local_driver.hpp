@@ -24,6 +24,9 @@ inline constexpr std::size_t kChipMemory = std::size_t{96} << 30;
 inline constexpr int kDriverVersion =
     1000 * H20_VERSION_MAJOR + 10 * H20_VERSION_MINOR + H20_VERSION_PATCH;
 
+// This process's name (its /proc/self/comm), for process lists.
+std::string processName();
+
 // The properties of chip `chip` of an emulated box (name, limits, clocks, PCI location, ...).
 h20DeviceProp chipProperties(int chip, std::size_t memoryBytes, const driver::ChipAttachment& at,
                              int workerThreads);

@@ -152,8 +152,39 @@ typedef struct h20DeviceProp {
   int streamPriorityHighest;
   int emulated;          /* 1 on the software-emulated device                          */
   int hostWorkerThreads; /* emulator: host threads that run this chip's engines        */
-  int reserved[32];
+  int computeMode;       /* h20ComputeMode: which processes may use the device         */
+  int reserved[31];
 } h20DeviceProp;
+
+/* Compute modes (CUDA's values). A process uses a device from its first allocation or
+ * interprocess event on it until it exits. Only the device daemon serves several processes: with
+ * the embedded emulator every device is h20ComputeModeDefault. */
+typedef enum h20ComputeMode {
+  h20ComputeModeDefault = 0,         /* any number of processes                                */
+  h20ComputeModeProhibited = 2,      /* no process: h20ErrorDeviceUnavailable                   */
+  h20ComputeModeExclusiveProcess = 3 /* one process at a time: others h20ErrorDeviceUnavailable */
+} h20ComputeMode;
+
+/* Device attributes for h20DeviceGetAttribute (CUDA's values). */
+typedef enum h20DeviceAttr {
+  h20DevAttrMaxThreadsPerBlock = 1,
+  h20DevAttrWarpSize = 10,
+  h20DevAttrMultiProcessorCount = 16,
+  h20DevAttrComputeMode = 20,
+  h20DevAttrConcurrentKernels = 31,
+  h20DevAttrPciBusId = 33,
+  h20DevAttrPciDeviceId = 34,
+  h20DevAttrComputeCapabilityMajor = 75,
+  h20DevAttrComputeCapabilityMinor = 76
+} h20DeviceAttr;
+
+/* One process using a device (h20DeviceGetProcesses). */
+typedef struct h20ProcessInfo {
+  int pid;
+  int device;        /* runtime ordinal in the calling process */
+  size_t usedMemory; /* bytes of the device's memory the process allocated */
+  char name[64];     /* the process's name (its /proc comm)                 */
+} h20ProcessInfo;
 
 /* Number of visible devices. Returns h20ErrorNoDevice (and *count = 0) when none is visible,
  * h20ErrorInitializationError when the configuration (environment) is invalid. */
@@ -179,6 +210,17 @@ H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes);
 H20_API h20Error_t h20DeviceGetMemoryUsed(size_t* usedBytes, int device);
 /* Stream priorities: numerically lower is higher priority, as in CUDA. */
 H20_API h20Error_t h20DeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority);
+/* The value of one attribute of `device`. An unknown attr: h20ErrorInvalidValue. */
+H20_API h20Error_t h20DeviceGetAttribute(int* value, h20DeviceAttr attr, int device);
+/* H20 extension (nvidia-smi -c): sets `device`'s compute mode for every process of the device
+ * daemon; processes already using the device keep it. With the embedded emulator:
+ * h20ErrorNotSupported. A mode that is not an h20ComputeMode: h20ErrorInvalidValue. */
+H20_API h20Error_t h20DeviceSetComputeMode(int device, int mode);
+/* H20 extension (nvidia-smi's process table): the processes that hold memory on `device`.
+ * Writes at most `capacity` entries (infos may be NULL when capacity is 0) and the total number
+ * to *count. With the embedded emulator the list is this process, when it holds memory there. */
+H20_API h20Error_t h20DeviceGetProcesses(int device, h20ProcessInfo* infos, int capacity,
+                                         int* count);
 
 /* ---------------------------------------------------------------------------------------------
  * Multi-chip topology and peer access

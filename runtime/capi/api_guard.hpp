@@ -48,6 +48,11 @@ h20Error_t guarded(const char* api, Body&& body) noexcept {
 
 using base::rawEnum;
 
+// Turns a failed driver status into the error the entry point returns.
+inline void check(const driver::Status& status) {
+  if (!status.ok()) throw rt::Error(status.code, status.message);
+}
+
 // Argument checks shared by the entry points.
 template <class T>
 void requireOut(T* ptr, const char* name) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+using h20::capi::check;
 using h20::capi::guarded;
 using h20::capi::requireOut;
 using h20::rt::Event;
@@ -23,7 +24,7 @@ h20Error_t createEvent(const char* api, h20Event_t* event, unsigned flags) {
       if (!(flags & h20EventDisableTiming))
         fail(h20ErrorInvalidValue, "h20EventInterprocess requires h20EventDisableTiming");
       auto status = rt.driver().createSharedEvent(rt.current().chip(), &shared);
-      if (!status.ok()) throw h20::rt::Error(status.code, status.message);
+      check(status);
     }
     *event = rt.addEvent(std::make_shared<Event>(rt.current(), flags, std::move(shared)));
     return h20Success;

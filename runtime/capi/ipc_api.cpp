@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+using h20::capi::check;
 using h20::capi::guarded;
 using h20::capi::requireOut;
 using h20::rt::Allocation;
@@ -14,10 +15,6 @@ using h20::rt::fail;
 using h20::rt::Runtime;
 
 namespace {
-
-void check(const h20::driver::Status& s) {
-  if (!s.ok()) throw h20::rt::Error(s.code, s.message);
-}
 
 // The runtime device that maps `chip`, or throws h20ErrorInvalidDevice.
 Device& deviceOfChip(Runtime& rt, int chip) {

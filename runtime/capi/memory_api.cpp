@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+using h20::capi::check;
 using h20::capi::guarded;
 using h20::capi::requireOut;
 using h20::rt::Allocation;
@@ -165,7 +166,7 @@ H20_API h20Error_t h20Malloc(void** devPtr, size_t size) {
     if (size == 0) return h20Success;
     void* p = nullptr;
     auto status = rt.driver().allocate(d.chip(), size, &p);
-    if (!status.ok()) throw h20::rt::Error(status.code, status.message);
+    check(status);
     // The driver accepted the size, so it is at most the device's capacity: no overflow here.
     const std::size_t block = (size + 255) / 256 * 256;
     rt.memory().add(Allocation{reinterpret_cast<std::uintptr_t>(p), size, block,
@@ -197,7 +198,7 @@ H20_API h20Error_t h20Free(void* devPtr) {
       d.poolRelease(*a);
     } else {
       auto status = rt.driver().free(d.chip(), devPtr);
-      if (!status.ok()) throw h20::rt::Error(status.code, status.message);
+      check(status);
     }
     return h20Success;
   });
@@ -213,7 +214,7 @@ H20_API h20Error_t h20HostAlloc(void** pHost, size_t size, unsigned int flags) {
     Device& d = rt.current();
     void* p = nullptr;
     auto status = rt.driver().allocateHost(d.chip(), size, &p);
-    if (!status.ok()) throw h20::rt::Error(status.code, status.message);
+    check(status);
     rt.memory().add(Allocation{reinterpret_cast<std::uintptr_t>(p), size, size,
                                AllocSource::hostAlloc, d.ordinal(), flags});
     *pHost = p;

@@ -5,6 +5,8 @@
 // device's streams, events and allocations). Environment-driven configuration is in env_test.cpp.
 #include "h20_test.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <climits>
@@ -379,3 +381,51 @@ TEST_F(DeviceReset, LeavesOtherDevicesAlone) {
 }
 
 }  // namespace
+
+TEST(DeviceAttribute, EveryAttributeMatchesTheProperties) {
+  const h20DeviceProp p = h20test::Props(0);
+  const std::pair<h20DeviceAttr, int> expected[] = {
+      {h20DevAttrMaxThreadsPerBlock, p.maxThreadsPerBlock},
+      {h20DevAttrWarpSize, p.warpSize},
+      {h20DevAttrMultiProcessorCount, p.multiProcessorCount},
+      {h20DevAttrComputeMode, p.computeMode},
+      {h20DevAttrConcurrentKernels, p.concurrentKernels},
+      {h20DevAttrPciBusId, p.pciBusID},
+      {h20DevAttrPciDeviceId, p.pciDeviceID},
+      {h20DevAttrComputeCapabilityMajor, p.major},
+      {h20DevAttrComputeCapabilityMinor, p.minor}};
+  for (const auto& [attr, value] : expected) {
+    int v = -12345;
+    H20_EXPECT_OK(h20DeviceGetAttribute(&v, attr, 0));
+    EXPECT_EQ(value, v) << "attr " << attr;
+  }
+  EXPECT_EQ(h20ComputeModeDefault, p.computeMode);
+}
+
+TEST(DeviceProcesses, ThisProcessIsListedWithItsMemoryOnlyWhileItHoldsSome) {
+  size_t used = 0;
+  H20_ASSERT_OK(h20DeviceGetMemoryUsed(&used, 1));
+  void* p = nullptr;
+  H20_ASSERT_OK(h20SetDevice(1));
+  H20_ASSERT_OK(h20Malloc(&p, 3u << 20));
+  int count = -1;
+  h20ProcessInfo infos[16];
+  H20_ASSERT_OK(h20DeviceGetProcesses(1, infos, 16, &count));
+  const h20ProcessInfo* self = nullptr;
+  for (int i = 0; i < count && i < 16; ++i)
+    if (infos[i].pid == getpid()) self = &infos[i];
+  ASSERT_NE(nullptr, self) << count << " processes listed";
+  EXPECT_EQ(1, self->device);
+  EXPECT_EQ(used + (3u << 20), self->usedMemory);
+  EXPECT_STRNE("", self->name);
+  int onlyCount = -1;
+  H20_EXPECT_OK(h20DeviceGetProcesses(1, nullptr, 0, &onlyCount));
+  EXPECT_EQ(count, onlyCount);
+  H20_ASSERT_OK(h20Free(p));
+  H20_ASSERT_OK(h20SetDevice(0));
+  if (used == 0) {
+    H20_ASSERT_OK(h20DeviceGetProcesses(1, infos, 16, &count));
+    for (int i = 0; i < count; ++i)
+      EXPECT_NE(getpid(), infos[i].pid);
+  }
+}

@@ -25,3 +25,7 @@ const char* h20test_ErrorString(int code) {
 void h20test_ReportFault(const h20KernelContext* ctx, int code, const char* message) {
   h20KernelReportFault(ctx, (h20Error_t)code, message);
 }
+
+h20Error_t h20test_DeviceAttribute(int* value, int attr, int device) {
+  return h20DeviceGetAttribute(value, (h20DeviceAttr)attr, device);
+}

@@ -14,6 +14,7 @@ h20Error_t h20test_MemcpyKind(void* dst, const void* src, size_t count, int kind
 h20Error_t h20test_MemcpyAsyncKind(void* dst, const void* src, size_t count, int kind,
                                    h20Stream_t stream);
 h20Error_t h20test_P2PAttribute(int* value, int attr, int srcDevice, int dstDevice);
+h20Error_t h20test_DeviceAttribute(int* value, int attr, int device);
 const char* h20test_ErrorName(int code);
 const char* h20test_ErrorString(int code);
 void h20test_ReportFault(const h20KernelContext* ctx, int code, const char* message);

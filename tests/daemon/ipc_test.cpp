@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <thread>
@@ -328,6 +329,28 @@ H20_CHILD_SCENARIO(EventWaiter) {
   return 0;
 }
 
+// Sets device 0's compute mode to MODE (when given) and reports the mode the attribute and the
+// properties show, and the processes holding memory there.
+H20_CHILD_SCENARIO(ComputeMode) {
+  if (std::getenv("MODE")) Emit("set", h20DeviceSetComputeMode(0, Env("MODE", 0)));
+  int mode = -1;
+  Emit("attr", h20DeviceGetAttribute(&mode, h20DevAttrComputeMode, 0));
+  Emit("mode", mode);
+  h20DeviceProp prop{};
+  h20GetDeviceProperties(&prop, 0);
+  Emit("propmode", prop.computeMode);
+  int count = 0;
+  h20ProcessInfo infos[8];
+  Emit("procs", h20DeviceGetProcesses(0, infos, 8, &count));
+  Emit("count", count);
+  for (int i = 0; i < count && i < 8; ++i) {
+    Emit("pid" + std::to_string(i), infos[i].pid);
+    Emit("name" + std::to_string(i), infos[i].name);
+    Emit("bytes" + std::to_string(i), static_cast<long long>(infos[i].usedMemory));
+  }
+  return 0;
+}
+
 // ---- tests -------------------------------------------------------------------------------------
 
 namespace {
@@ -553,4 +576,67 @@ TEST_F(DaemonIpc, AnotherUserIsRefusedByTheSocketFolderAndByItsCredentials) {
   // The daemon's own user is still served.
   r = h20test::RunChild("InitReport", Env());
   EXPECT_EQ(h20Success, r.IntValue("count")) << r.output;
+}
+
+TEST_F(DaemonIpc, ExclusiveProcessModeRefusesASecondProcessNamingTheHolder) {
+  Child first("Holder", Env({{"MIB", "16"}}));
+  ASSERT_EQ(h20Success, Int(first.Await("malloc"))) << first.Output();
+  auto r = h20test::RunChild("ComputeMode", Env({{"MODE", "3"}}));
+  EXPECT_EQ(h20Success, r.IntValue("set")) << r.output;
+  EXPECT_EQ(h20ComputeModeExclusiveProcess, r.IntValue("mode"));
+  EXPECT_EQ(h20ComputeModeExclusiveProcess, r.IntValue("propmode"));
+  ASSERT_EQ(1, r.IntValue("count")) << r.output;
+  EXPECT_EQ(static_cast<int>(first.pid()), r.IntValue("pid0"));
+  std::ifstream comm("/proc/" + std::to_string(first.pid()) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  EXPECT_EQ(name, r.Value("name0"));
+  EXPECT_EQ(16 << 20, r.IntValue("bytes0"));
+
+  Child second("Holder", Env({{"MIB", "16"}}));
+  EXPECT_EQ(h20ErrorDeviceUnavailable, Int(second.Await("malloc"))) << second.Output();
+  const auto message = second.Await("message");
+  ASSERT_TRUE(message);
+  EXPECT_NE(std::string::npos, message->find("EXCLUSIVE_PROCESS")) << *message;
+  EXPECT_NE(std::string::npos, message->find("pid " + std::to_string(first.pid()))) << *message;
+  second.Send("exit");
+  EXPECT_EQ(0, second.Wait());
+  // Once the holder has gone, the next process gets the chip.
+  first.Send("exit");
+  EXPECT_EQ(0, first.Wait());
+  Child third("Holder", Env({{"MIB", "16"}}));
+  EXPECT_EQ(h20Success, Int(third.Await("malloc"))) << third.Output();
+  third.Send("exit");
+  EXPECT_EQ(0, third.Wait());
+}
+
+TEST_F(DaemonIpc, ProhibitedModeRefusesEveryProcessUntilSetBackToDefault) {
+  auto r = h20test::RunChild("ComputeMode", Env({{"MODE", "2"}}));
+  EXPECT_EQ(h20Success, r.IntValue("set")) << r.output;
+  EXPECT_EQ(h20ComputeModeProhibited, r.IntValue("mode"));
+  {
+    Child c("Holder", Env());
+    EXPECT_EQ(h20ErrorDeviceUnavailable, Int(c.Await("malloc"))) << c.Output();
+    const auto message = c.Await("message");
+    ASSERT_TRUE(message);
+    EXPECT_NE(std::string::npos, message->find("PROHIBITED")) << *message;
+    c.Send("exit");
+    EXPECT_EQ(0, c.Wait());
+  }
+  r = h20test::RunChild("ComputeMode", Env({{"MODE", "0"}}));
+  EXPECT_EQ(h20ComputeModeDefault, r.IntValue("mode")) << r.output;
+  EXPECT_EQ(0, r.IntValue("count"));
+  Child c("Holder", Env());
+  EXPECT_EQ(h20Success, Int(c.Await("malloc"))) << c.Output();
+  c.Send("exit");
+  EXPECT_EQ(0, c.Wait());
+  EXPECT_NE(std::string::npos, daemon_->log().find("to PROHIBITED")) << daemon_->log();
+}
+
+TEST_F(DaemonIpc, UnknownComputeModeIsInvalidValueAndChangesNothing) {
+  for (const char* mode : {"1", "4", "-1", "2147483647"}) {
+    auto r = h20test::RunChild("ComputeMode", Env({{"MODE", mode}}));
+    EXPECT_EQ(h20ErrorInvalidValue, r.IntValue("set")) << mode << r.output;
+    EXPECT_EQ(h20ComputeModeDefault, r.IntValue("mode"));
+  }
 }
