@@ -48,6 +48,8 @@ class DaemonClient final : public emu::LocalDriver {
   }
   ~DaemonClient() override {
     stop();
+    if (chipStatus_)
+      munmap(const_cast<daemon::StatusPage*>(chipStatus_), sizeof(daemon::StatusPage));
     for (std::size_t c = 0; c < bases_.size(); ++c)
       if (bases_[c]) munmap(bases_[c], chipBytes_);
   }
@@ -252,6 +254,25 @@ class DaemonClient final : public emu::LocalDriver {
     return call(MsgType::setComputeMode, w, &reply);
   }
 
+  // Faults: this process's own (LocalDriver), or a chip-level one raised through the daemon since
+  // this process connected or last reset the chip.
+  bool faulted(int chip) const override { return LocalDriver::faulted(chip) || chipFaulted(chip); }
+  std::optional<Fault> fault(int chip) const override {
+    if (auto own = LocalDriver::fault(chip)) return own;
+    if (!chipFaulted(chip)) return std::nullopt;
+    const daemon::ChipStatus& st = chipStatus_->chips[chip];
+    char message[sizeof st.message];
+    std::memcpy(message, st.message, sizeof message);
+    message[sizeof message - 1] = '\0';
+    const int code = st.code.load(std::memory_order_relaxed);
+    return Fault{code == h20ErrorIllegalAddress ? h20ErrorIllegalAddress : h20ErrorLaunchFailure,
+                 message};
+  }
+  void resetChip(int chip) override {
+    LocalDriver::resetChip(chip);
+    seenFaults_[chip].store(chipStatus_->chips[chip].faults.load(std::memory_order_acquire));
+  }
+
   Status createSharedEvent(int chip, std::shared_ptr<SharedEvent>* out) override {
     Writer w;
     w.i32(chip);
@@ -307,6 +328,11 @@ class DaemonClient final : public emu::LocalDriver {
   }
 
  private:
+  bool chipFaulted(int chip) const {
+    return chipStatus_->chips[chip].faults.load(std::memory_order_acquire) >
+           seenFaults_[chip].load(std::memory_order_relaxed);
+  }
+
   // An interprocess event mapped from the daemon's page; released (destroyed or closed) with the
   // last reference.
   struct Event final : SharedEvent {
@@ -367,6 +393,15 @@ class DaemonClient final : public emu::LocalDriver {
     Frame reply;
     Status s = call(MsgType::hello, w, &reply);
     if (!s.ok()) return {h20ErrorInitializationError, s.message};
+    if (!reply.fd)
+      return {h20ErrorInitializationError,
+              fmt::format("h20d at '{}' sent no status page with its HELLO", path_)};
+    void* statusPage =
+        mmap(nullptr, sizeof(daemon::StatusPage), PROT_READ, MAP_SHARED, reply.fd.get(), 0);
+    if (statusPage == MAP_FAILED)
+      return {h20ErrorInitializationError,
+              fmt::format("cannot map h20d's status page: {}", std::strerror(errno))};
+    chipStatus_ = static_cast<const daemon::StatusPage*>(statusPage);
     Reader r = bodyOf(reply);
     r.u32();  // the daemon's version (equal: it refuses others)
     r.u64();  // its instance
@@ -411,6 +446,9 @@ class DaemonClient final : public emu::LocalDriver {
       bases_.push_back(static_cast<char*>(p));
     }
     pageSize_ = page;
+    seenFaults_ = std::make_unique<std::atomic<std::uint64_t>[]>(static_cast<std::size_t>(t.chips));
+    for (int c = 0; c < t.chips; ++c)
+      seenFaults_[c].store(chipStatus_->chips[c].faults.load(std::memory_order_acquire));
     used_ = std::make_unique<std::atomic<std::size_t>[]>(static_cast<std::size_t>(t.chips));
     start(std::move(t), workerThreads);
     return {};
@@ -495,6 +533,8 @@ class DaemonClient final : public emu::LocalDriver {
   std::size_t chipBytes_ = 0;
   std::size_t pageSize_ = 4096;
   std::uint64_t session_ = 0;
+  const daemon::StatusPage* chipStatus_ = nullptr;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> seenFaults_;
   std::vector<char*> bases_;
   std::unique_ptr<std::atomic<std::size_t>[]> used_;
   std::mutex mapMu_;

@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   app.add_option("--memory-budget", budget,
                  "Host memory that may back device memory, for all clients together (e.g. 8GiB; "
                  "default: half of the host's memory)");
+  app.add_flag("--allow-fault-injection", config.allowFaultInjection,
+               "Let clients raise chip-level faults (for tests of fault handling)");
   app.add_option("--log-level", level, "off, error, warning, info or debug")
       ->check(CLI::IsMember({"off", "error", "warning", "info", "debug"}))
       ->default_val("info");

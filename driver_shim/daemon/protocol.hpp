@@ -18,6 +18,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -41,13 +42,28 @@ enum class MsgType : std::uint16_t {
   memInfo = 4,    // i32 chip -> u64 free, u64 total
   ipcExport = 5,  // u64 object -> IpcMemHandle bytes
   ipcOpen = 6,  // IpcMemHandle bytes -> u64 import, i32 chip, u64 offset, u64 size, u64 bytes (+fd)
-  ipcClose = 7,     // u64 import -> (nothing)
-  processes = 8,    // (nothing) -> u32 n, n x {u32 pid, str name, i32 chip, u64 bytes}
+  ipcClose = 7,         // u64 import -> (nothing)
+  processes = 8,        // (nothing) -> u32 n, n x {u32 pid, str name, i32 chip, u64 bytes}
   eventCreate = 9,      // i32 chip -> u64 object (+ fd of its SharedEventState page)
   computeMode = 10,     // i32 chip -> i32 mode
   setComputeMode = 11,  // i32 chip, i32 mode -> (nothing)
+  raiseFault = 12,  // i32 chip, i32 code, str message -> (nothing); h20d --allow-fault-injection
 };
-inline constexpr std::uint16_t kMaxMsgType = 11;
+inline constexpr std::uint16_t kMaxMsgType = 12;
+
+// Chip-level state every client maps read-only (its descriptor comes with the HELLO reply): a
+// fault of a chip (raised in the daemon) reaches every process using it. A process has seen the
+// faults up to the count it had when it connected or last reset the chip.
+struct ChipStatus {
+  std::atomic<std::uint64_t> faults{0};  // faults raised so far; written after code and message
+  std::atomic<std::int32_t> code{0};
+  char message[244]{};
+};
+struct StatusPage {
+  static constexpr int kChips = 64;
+  ChipStatus chips[kChips];
+};
+static_assert(sizeof(ChipStatus) == 256);
 // Objects: device memory, or an interprocess event (one page holding a SharedEventState). Both
 // are freed with `free`, exported with `ipcExport` and opened with `ipcOpen`; the handle's magic
 // says which, and the daemon refuses a handle whose magic is not its object's.

@@ -177,6 +177,8 @@ struct Server::State {
     std::set<std::uint64_t> users;
   };
   std::vector<ChipUse> chipUse;
+  Fd statusFd;
+  StatusPage* status = nullptr;
   SlotTable<MemObject> objects;
   std::unordered_map<Capability, std::uint64_t, CapabilityHash> capabilities;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions;
@@ -220,6 +222,7 @@ struct Server::State {
   Writer processes(Session& s, Reader& r);
   Writer eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd);
   Writer computeMode(Session& s, Reader& r);
+  Writer raiseFault(Session& s, Reader& r);
   Writer setComputeMode(Session& s, Reader& r);
   // Records that `s` uses `chip`, or throws h20ErrorDeviceUnavailable when its mode forbids it.
   void use(const Session& s, int chip);
@@ -275,6 +278,15 @@ bool Server::State::start(std::string* error) {
   for (int c = 0; c < config.chips; ++c)
     chips.push_back(std::make_unique<emu::OffsetAllocator>(emu::kChipMemory, pageSize));
   chipUse.resize(static_cast<std::size_t>(config.chips));
+  statusFd = Fd(::memfd_create("h20-status", MFD_CLOEXEC));
+  void* page = MAP_FAILED;
+  if (statusFd && ::ftruncate(statusFd.get(), sizeof(StatusPage)) == 0)
+    page = mmap(nullptr, sizeof(StatusPage), PROT_READ | PROT_WRITE, MAP_SHARED, statusFd.get(), 0);
+  if (page == MAP_FAILED) {
+    *error = fmt::format("cannot create the chips' status page: {}", std::strerror(errno));
+    return false;
+  }
+  status = new (page) StatusPage();
   socketPath = config.socketPath.empty() ? defaultSocketPath() : config.socketPath;
   const auto slash = socketPath.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : socketPath.substr(0, slash);
@@ -465,6 +477,7 @@ void Server::State::handle(Session& s, const Frame& f) {
     switch (static_cast<MsgType>(type)) {
       case MsgType::hello:
         body = hello(s, r);
+        fd = std::shared_ptr<Fd>(std::shared_ptr<Fd>{}, &statusFd);  // not owned: lives on
         break;
       case MsgType::alloc:
         body = alloc(s, r, &fd);
@@ -495,6 +508,9 @@ void Server::State::handle(Session& s, const Frame& f) {
         break;
       case MsgType::setComputeMode:
         body = setComputeMode(s, r);
+        break;
+      case MsgType::raiseFault:
+        body = raiseFault(s, r);
         break;
     }
     reply(s, f.header, body, fd ? fd->get() : -1);
@@ -653,6 +669,29 @@ void Server::State::use(const Session& s, int chip) {
                             chip, holder ? holder->pid : 0, holder ? holder->name : "?")};
   }
   u.users.insert(s.id);
+}
+
+Writer Server::State::raiseFault(Session& s, Reader& r) {
+  const int chip = r.i32();
+  const int code = r.i32();
+  std::string message = r.str();
+  requireDone(r, "RAISE_FAULT");
+  if (!config.allowFaultInjection)
+    throw Error{h20ErrorNotPermitted,
+                "fault injection is off (start h20d with "
+                "--allow-fault-injection)"};
+  checkChip(chip);
+  if (code != h20ErrorLaunchFailure && code != h20ErrorIllegalAddress)
+    throw Error{
+        h20ErrorInvalidValue,
+        fmt::format("fault code {} is not h20ErrorLaunchFailure or h20ErrorIllegalAddress", code)};
+  ChipStatus& st = status->chips[chip];
+  message = fmt::format("chip {} fault raised through h20d by pid {}: {}", chip, s.pid, message);
+  std::snprintf(st.message, sizeof st.message, "%s", message.c_str());
+  st.code.store(code, std::memory_order_relaxed);
+  st.faults.fetch_add(1, std::memory_order_release);
+  log(LogLevel::warning, "{}", message);
+  return {};
 }
 
 Writer Server::State::computeMode(Session&, Reader& r) {
@@ -888,6 +927,10 @@ void Server::State::closeSession(std::uint64_t id, const std::string& why) {
 void Server::State::shutdown() {
   while (!sessions.empty())
     closeSession(sessions.begin()->first, "was disconnected: h20d is shutting down");
+  if (status) {
+    munmap(status, sizeof(StatusPage));
+    status = nullptr;
+  }
   if (listener) {
     boost::system::error_code ignored;
     listener->close(ignored);

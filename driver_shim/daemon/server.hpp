@@ -22,6 +22,8 @@ struct ServerConfig {
   std::string topology = "switch";
   std::size_t memoryBudget = 0;  // host memory that may back device memory; 0: half of the host's
   LogLevel logLevel = LogLevel::info;
+  // Accept RAISE_FAULT requests (tests): a chip-level fault for every process on the chip.
+  bool allowFaultInjection = false;
 };
 
 class Server {

@@ -351,6 +351,26 @@ H20_CHILD_SCENARIO(ComputeMode) {
   return 0;
 }
 
+// Uses device DEVICE (H20_VISIBLE_DEVICES picks the chip); on each "check" line reports what a
+// synchronisation returns; on "reset" resets the device and allocates again.
+H20_CHILD_SCENARIO(FaultWatcher) {
+  void* d = nullptr;
+  Emit("malloc", h20Malloc(&d, 4096));
+  Emit("ready", 1);
+  for (std::string line; (line = ReadLine()) != "exit" && !line.empty();) {
+    if (line == "check") {
+      Emit("sync", h20DeviceSynchronize());
+      Emit("message", h20GetLastErrorMessage());
+      Emit("memset", h20Memset(d, 1, 4096));
+    } else if (line == "reset") {
+      Emit("reset", h20DeviceReset());
+      Emit("afterreset", h20DeviceSynchronize());
+      Emit("mallocagain", h20Malloc(&d, 4096));
+    }
+  }
+  return 0;
+}
+
 // ---- tests -------------------------------------------------------------------------------------
 
 namespace {

@@ -445,3 +445,70 @@ TEST_F(DaemonServer, SeededFrameFuzzerLeavesTheDaemonServingWithNothingLeaked) {
   std::printf("fuzzed %d sessions, %d frames (seed %llu)\n", sessions, frames,
               static_cast<unsigned long long>(seed));
 }
+
+TEST(H20dFaults, ChipFaultReachesEveryProcessOnThatChipOnlyUntilEachResets) {
+  Daemon d({"--allow-fault-injection"});
+  ASSERT_TRUE(d.ok()) << d.log();
+  auto env = [&](const char* chip) {
+    auto e = d.clientEnv();
+    e["H20_VISIBLE_DEVICES"] = chip;
+    return e;
+  };
+  h20test::Child a("FaultWatcher", env("0")), b("FaultWatcher", env("0")),
+      other("FaultWatcher", env("1"));
+  for (auto* c : {&a, &b, &other})
+    ASSERT_TRUE(c->Await("ready")) << c->Output();
+  RawClient raw(d.socket());
+  ASSERT_EQ(h20Success, raw.Hello());
+  wire::Writer w;
+  w.i32(0);
+  w.i32(h20ErrorIllegalAddress);
+  w.str("uncorrectable ECC error (injected)");
+  raw.Send(wire::MsgType::raiseFault, w);
+  ASSERT_EQ(h20Success, raw.Reply());
+  for (auto* c : {&a, &b, &other})
+    c->Send("check");
+  for (auto* c : {&a, &b}) {
+    EXPECT_EQ(std::to_string(h20ErrorIllegalAddress), c->Await("sync").value_or("")) << c->Output();
+    EXPECT_TRUE(Contains(c->Await("message").value_or(""), "uncorrectable ECC error"));
+    EXPECT_EQ(std::to_string(h20ErrorIllegalAddress), c->Await("memset").value_or(""));
+  }
+  EXPECT_EQ(std::to_string(h20Success), other.Await("sync").value_or("")) << other.Output();
+  // A reset clears it for the process that resets, not for the other one.
+  a.Send("reset");
+  EXPECT_EQ(std::to_string(h20Success), a.Await("reset").value_or("")) << a.Output();
+  EXPECT_EQ(std::to_string(h20Success), a.Await("afterreset").value_or(""));
+  EXPECT_EQ(std::to_string(h20Success), a.Await("mallocagain").value_or(""));
+  b.Send("reset");
+  EXPECT_EQ(std::to_string(h20Success), b.Await("afterreset").value_or("")) << b.Output();
+  for (auto* c : {&a, &b, &other}) {
+    c->Send("exit");
+    EXPECT_EQ(0, c->Wait());
+  }
+}
+
+TEST_F(DaemonServer, FaultInjectionIsRefusedUnlessEnabledAndChecksItsArguments) {
+  RawClient raw(daemon_->socket());
+  ASSERT_EQ(h20Success, raw.Hello());
+  wire::Writer w;
+  w.i32(0);
+  w.i32(h20ErrorLaunchFailure);
+  w.str("x");
+  raw.Send(wire::MsgType::raiseFault, w);
+  std::string message;
+  EXPECT_EQ(h20ErrorNotPermitted, raw.Reply(nullptr, &message));
+  EXPECT_TRUE(Contains(message, "--allow-fault-injection")) << message;
+  Daemon d({"--allow-fault-injection"});
+  ASSERT_TRUE(d.ok());
+  RawClient c(d.socket());
+  ASSERT_EQ(h20Success, c.Hello());
+  for (auto [chip, code] :
+       {std::pair{0, 0}, std::pair{0, 999}, std::pair{8, 719}, std::pair{-1, 719}}) {
+    wire::Writer bad;
+    bad.i32(chip);
+    bad.i32(code);
+    bad.str("x");
+    c.Send(wire::MsgType::raiseFault, bad);
+    EXPECT_NE(h20Success, c.Reply()) << chip << " " << code;
+  }
+}
