@@ -37,9 +37,11 @@ case $cmd in
     pid=$(cat "$socket.pid")
     rm -f "$socket.pid"
     kill -TERM "$pid" 2>/dev/null || exit 0
-    for _ in $(seq 1 200); do
-      kill -0 "$pid" 2>/dev/null || { echo "h20d (pid $pid) stopped"; exit 0; }
-      sleep 0.05
+    # Stopped once gone or a zombie (its parent, not this script, reaps it).
+    for _ in $(seq 1 1000); do
+      state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+      if [[ -z $state || $state == Z ]]; then echo "h20d (pid $pid) stopped"; exit 0; fi
+      sleep 0.01
     done
     echo "h20d (pid $pid) ignored SIGTERM for 10 s; killing it; its log:" >&2
     cat "$socket.log" >&2 || true

@@ -12,7 +12,8 @@
 #                  the staging prefix
 #   binaries       every tool the build made (h20-*) is installed; run the installed h20-smi, and
 #                  every other tool's --help, from the moved prefix (RPATH $ORIGIN/../lib), each
-#                  loading the SDK's libraries from there
+#                  loading the SDK's libraries from there; h20d (--version) and its systemd
+#                  user unit are installed
 #
 # Options (all passed by CMake): --build-dir --source-dir --work-dir --config --generator
 # --make-program --c-compiler --cxx-compiler --launcher --sanitize. In a sanitizer build the
@@ -230,6 +231,11 @@ step_binaries() {
     run env -u LD_LIBRARY_PATH timeout 60 "$sdk/bin/$name" --help
     check_loads_sdk_libraries "$sdk/bin/$name"
   done
+  # The device daemon and its systemd user unit.
+  [[ -x $sdk/bin/h20d ]] || fail "h20d is not installed in bin/"
+  run env -u LD_LIBRARY_PATH timeout 60 "$sdk/bin/h20d" --version
+  [[ -f $sdk/share/h20/systemd/h20d.service ]] || fail "the systemd unit share/h20/systemd/h20d.service is not installed"
+  grep -q '^ExecStart=.*/h20d ' "$sdk/share/h20/systemd/h20d.service" || fail "h20d.service has no ExecStart running h20d"
 }
 
 case $step in

@@ -54,7 +54,7 @@ const std::array kFields = {
           }},
     Field{"memory.total", "MiB", "Total device memory.",
           [](const DeviceInfo& d, const Versions&) { return mib(d.memTotal); }},
-    Field{"memory.used", "MiB", "Device memory held by live allocations (h20DeviceGetMemoryUsed).",
+    Field{"memory.used", "MiB", "Device memory held by the live allocations of every process.",
           [](const DeviceInfo& d, const Versions&) { return mib(d.memUsed); }},
     Field{"memory.free", "MiB", "Device memory available for allocation.",
           [](const DeviceInfo& d, const Versions&) { return mib(d.memFree); }},
@@ -111,6 +111,10 @@ const std::array kFields = {
           [](const DeviceInfo& d, const Versions&) {
             return fmt::format("{}", d.prop.asyncEngineCount);
           }},
+    Field{
+        "compute_mode", "",
+        "Which processes may use the device (Default, Exclusive_Process, Prohibited).",
+        [](const DeviceInfo& d, const Versions&) { return compute_mode_name(d.prop.computeMode); }},
     Field{"emulated", "", "Yes when the device is the software emulator.",
           [](const DeviceInfo& d, const Versions&) { return yes_no(d.prop.emulated); }},
     Field{"driver_version", "", "Version of the driver beneath the runtime.",
@@ -165,8 +169,15 @@ DeviceInfo query_device(int index) {
   // Memory use is a question about the current device.
   check(h20SetDevice(index), fmt::format("h20SetDevice({})", index));
   check(h20MemGetInfo(&info.memFree, &info.memTotal), "h20MemGetInfo");
-  check(h20DeviceGetMemoryUsed(&info.memUsed, index),
-        fmt::format("h20DeviceGetMemoryUsed({})", index));
+  int processes = 0;
+  check(h20DeviceGetProcesses(index, nullptr, 0, &processes),
+        fmt::format("h20DeviceGetProcesses({})", index));
+  info.processes.resize(static_cast<std::size_t>(processes));
+  check(h20DeviceGetProcesses(index, info.processes.data(), processes, &processes),
+        fmt::format("h20DeviceGetProcesses({})", index));
+  info.processes.resize(std::min(info.processes.size(), static_cast<std::size_t>(processes)));
+  for (const h20ProcessInfo& p : info.processes)
+    info.memUsed += p.usedMemory;
   int count = 0;
   check(h20DeviceGetCpuAffinity(index, nullptr, 0, &count, nullptr),
         fmt::format("h20DeviceGetCpuAffinity({})", index));
@@ -176,6 +187,30 @@ DeviceInfo query_device(int index) {
   info.cpus.resize(static_cast<std::size_t>(count));
   std::sort(info.cpus.begin(), info.cpus.end());
   return info;
+}
+
+std::string compute_mode_short(int mode) {
+  switch (mode) {
+    case h20ComputeModeDefault:
+      return "Default";
+    case h20ComputeModeExclusiveProcess:
+      return "E. Process";
+    case h20ComputeModeProhibited:
+      return "Prohibited";
+  }
+  return fmt::format("Unknown ({})", mode);
+}
+
+std::string compute_mode_name(int mode) {
+  switch (mode) {
+    case h20ComputeModeDefault:
+      return "DEFAULT";
+    case h20ComputeModeExclusiveProcess:
+      return "EXCLUSIVE_PROCESS";
+    case h20ComputeModeProhibited:
+      return "PROHIBITED";
+  }
+  return fmt::format("UNKNOWN({})", mode);
 }
 
 std::string cpu_list(const std::vector<int>& cpus) {

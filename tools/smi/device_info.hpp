@@ -45,12 +45,19 @@ struct DeviceInfo {
   h20DeviceProp prop{};
   std::size_t memFree = 0;   // h20MemGetInfo: what can still be allocated
   std::size_t memTotal = 0;  // h20MemGetInfo
-  // h20DeviceGetMemoryUsed: bytes held by live allocations. Not total - free: on the emulator free
+  // Bytes held by live allocations of every process using the device (h20DeviceGetProcesses: this
+  // process in-process, every client of the device daemon). Not total - free: on the emulator free
   // is also capped by the host backing budget, so total - free would count memory that nothing
   // uses. used + free can therefore be less than total.
   std::size_t memUsed = 0;
+  std::vector<h20ProcessInfo> processes;
   std::vector<int> cpus;  // host CPUs near the device (its NUMA node's), ascending
 };
+
+// "Default", "E. Process" or "Prohibited" (as nvidia-smi's table shows compute modes), and the
+// names -c takes and prints ("DEFAULT", "EXCLUSIVE_PROCESS", "PROHIBITED").
+std::string compute_mode_short(int mode);
+std::string compute_mode_name(int mode);
 
 // "0-3,8-11" from ascending CPU ids; "" for none.
 std::string cpu_list(const std::vector<int>& cpus);

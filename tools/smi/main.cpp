@@ -18,6 +18,7 @@
 #include <cctype>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ struct Options {
   bool topoMatrix = false;
   bool topoJson = false;
   std::string topoP2p;
+  // processes and compute modes
+  std::string queryApps;
+  std::string computeMode;
 };
 
 struct CsvFormat {
@@ -190,13 +194,89 @@ void print_default(const std::vector<DeviceInfo>& devs, const Versions& v, int c
   for (const DeviceInfo& d : devs) {
     rows.push_back({fmt::format("{}", d.index), d.prop.name, d.prop.pciBusId,
                     fmt::format("{}MiB / {}MiB", d.memUsed >> 20, d.memTotal >> 20),
-                    fmt::format("{}", d.prop.numaNode),
+                    compute_mode_short(d.prop.computeMode), fmt::format("{}", d.prop.numaNode),
                     d.cpus.empty() ? std::string("N/A") : cpu_list(d.cpus),
                     fmt::format("{}", d.prop.multiProcessorCount),
                     fmt::format("{}", d.prop.hostWorkerThreads)});
   }
-  print_table({"Idx", "Name", "Bus-Id", "Memory-Usage", "NUMA", "CPU Affinity", "SMs", "Workers"},
-              {true, false, false, true, true, false, true, true}, rows);
+  print_table({"Idx", "Name", "Bus-Id", "Memory-Usage", "Compute M.", "NUMA", "CPU Affinity", "SMs",
+               "Workers"},
+              {true, false, false, true, false, true, false, true, true}, rows);
+  // The processes using the devices, as nvidia-smi's second table.
+  std::vector<std::vector<std::string>> procs;
+  for (const DeviceInfo& d : devs)
+    for (const h20ProcessInfo& p : d.processes)
+      procs.push_back({fmt::format("{}", d.index), fmt::format("{}", p.pid), p.name,
+                       fmt::format("{}MiB", (p.usedMemory + (1u << 20) - 1) >> 20)});
+  fmt::print("\nProcesses:\n");
+  if (procs.empty())
+    fmt::print("  No running processes found\n");
+  else
+    print_table({"Idx", "PID", "Process name", "Memory-Usage"}, {true, true, false, true}, procs);
+}
+
+// --query-compute-apps: one row per process and device, nvidia-smi's field names.
+void print_apps(const std::vector<DeviceInfo>& devs, const std::string& spec, CsvFormat f) {
+  struct AppField {
+    const char* name;
+    const char* unit;
+    std::string (*value)(const DeviceInfo&, const h20ProcessInfo&);
+  };
+  static const AppField kAppFields[] = {
+      {"pid", "",
+       [](const DeviceInfo&, const h20ProcessInfo& p) { return fmt::format("{}", p.pid); }},
+      {"process_name", "",
+       [](const DeviceInfo&, const h20ProcessInfo& p) { return std::string(p.name); }},
+      {"used_memory", "MiB",
+       [](const DeviceInfo&, const h20ProcessInfo& p) {
+         return fmt::format("{}", (p.usedMemory + (1u << 20) - 1) >> 20);
+       }},
+      {"gpu_bus_id", "",
+       [](const DeviceInfo& d, const h20ProcessInfo&) { return std::string(d.prop.pciBusId); }},
+      {"gpu_index", "",
+       [](const DeviceInfo& d, const h20ProcessInfo&) { return fmt::format("{}", d.index); }},
+  };
+  std::vector<const AppField*> query;
+  for (const std::string& name : split(lower(spec), ',')) {
+    auto it = std::find_if(std::begin(kAppFields), std::end(kAppFields),
+                           [&](const AppField& a) { return name == a.name; });
+    if (it == std::end(kAppFields))
+      throw UsageError(fmt::format(
+          "--query-compute-apps: field \"{}\" is not one of pid, process_name, used_memory, "
+          "gpu_bus_id, gpu_index",
+          name));
+    query.push_back(&*it);
+  }
+  if (f.header) {
+    std::string s;
+    for (std::size_t i = 0; i < query.size(); ++i) {
+      if (i) s += ", ";
+      s += query[i]->name;
+      if (f.units && *query[i]->unit) s += fmt::format(" [{}]", query[i]->unit);
+    }
+    fmt::print("{}\n", s);
+  }
+  for (const DeviceInfo& d : devs)
+    for (const h20ProcessInfo& p : d.processes) {
+      std::string s;
+      for (std::size_t i = 0; i < query.size(); ++i) {
+        if (i) s += ", ";
+        s += query[i]->value(d, p);
+        if (f.units && *query[i]->unit) s += fmt::format(" {}", query[i]->unit);
+      }
+      fmt::print("{}\n", s);
+    }
+}
+
+// -c: the compute mode by name or by nvidia-smi's number (1, exclusive thread, is not supported).
+int parse_compute_mode(const std::string& spec) {
+  const std::string m = lower(spec);
+  if (m == "default" || m == "0") return h20ComputeModeDefault;
+  if (m == "prohibited" || m == "2") return h20ComputeModeProhibited;
+  if (m == "exclusive_process" || m == "3") return h20ComputeModeExclusiveProcess;
+  throw UsageError(fmt::format(
+      "-c {}: the compute mode must be DEFAULT (0), PROHIBITED (2) or EXCLUSIVE_PROCESS (3)",
+      spec));
 }
 
 void print_csv(const std::vector<DeviceInfo>& devs, const Versions& v,
@@ -250,6 +330,10 @@ void print_json(const std::vector<DeviceInfo>& devs, const Versions& v, int coun
   doc["devices"] = nlohmann::ordered_json::array();
   for (const DeviceInfo& d : devs) {
     const h20DeviceProp& p = d.prop;
+    nlohmann::ordered_json processes = nlohmann::ordered_json::array();
+    for (const h20ProcessInfo& proc : d.processes)
+      processes.push_back(
+          {{"pid", proc.pid}, {"name", proc.name}, {"used_memory_bytes", proc.usedMemory}});
     doc["devices"].push_back({
         {"index", d.index},
         {"name", p.name},
@@ -276,6 +360,8 @@ void print_json(const std::vector<DeviceInfo>& devs, const Versions& v, int coun
         {"copy_engines", p.asyncEngineCount},
         {"concurrent_kernels", p.concurrentKernels != 0},
         {"emulated", p.emulated != 0},
+        {"compute_mode", compute_mode_name(p.computeMode)},
+        {"processes", processes},
     });
   }
   fmt::print("{}\n", doc.dump(2));
@@ -302,13 +388,17 @@ int run(const Options& o) {
   // Interpret every argument before touching the runtime: usage errors win over runtime errors.
   std::vector<const Field*> query;
   CsvFormat csv;
-  if (!o.queryGpu.empty()) {
-    query = parse_query(o.queryGpu);
-    if (o.format.empty()) throw UsageError("--query-gpu needs --format=csv[,noheader][,nounits]");
+  if (!o.queryGpu.empty() || !o.queryApps.empty()) {
+    if (!o.queryGpu.empty()) query = parse_query(o.queryGpu);
+    if (o.format.empty())
+      throw UsageError(fmt::format("{} needs --format=csv[,noheader][,nounits]",
+                                   o.queryGpu.empty() ? "--query-compute-apps" : "--query-gpu"));
     csv = parse_format(o.format);
   } else if (!o.format.empty()) {
-    throw UsageError("--format applies only to --query-gpu");
+    throw UsageError("--format applies only to --query-gpu and --query-compute-apps");
   }
+  std::optional<int> mode;
+  if (!o.computeMode.empty()) mode = parse_compute_mode(o.computeMode);
   if (o.topo) {
     if (!o.queryGpu.empty() || o.detailed || o.list || o.helpQuery || o.version)
       throw UsageError(
@@ -336,9 +426,23 @@ int run(const Options& o) {
     print_topology(query_topology(resolve_ids(o.ids, count)), what);
     return 0;
   }
+  if (mode) {
+    for (int i : resolve_ids(o.ids, count)) {
+      check(h20DeviceSetComputeMode(i, *mode), fmt::format("h20DeviceSetComputeMode({})", i));
+      h20DeviceProp p;
+      check(h20GetDeviceProperties(&p, i), fmt::format("h20GetDeviceProperties({})", i));
+      fmt::print("Set compute mode to {} for device {} ({}).\n", compute_mode_name(*mode), i,
+                 p.pciBusId);
+    }
+    return 0;
+  }
   std::vector<DeviceInfo> devs;
   for (int i : resolve_ids(o.ids, count))
     devs.push_back(query_device(i));
+  if (!o.queryApps.empty()) {
+    print_apps(devs, o.queryApps, csv);
+    return 0;
+  }
 
   if (o.list) {
     for (const DeviceInfo& d : devs)
@@ -368,6 +472,8 @@ int main(int argc, char** argv) {
       "  h20-smi --query-gpu=index,name,pci.bus_id,memory.used,memory.total --format=csv\n"
       "  h20-smi -i 0,3 --json\n"
       "  h20-smi topo -m\n"
+      "  h20-smi --query-compute-apps=pid,process_name,used_memory --format=csv\n"
+      "  h20-smi -i 0 -c EXCLUSIVE_PROCESS\n"
       "Exit status: 0 ok, 1 runtime failure (e.g. no device), 2 bad arguments.");
   app.add_option("-i,--id", o.ids,
                  "Devices to show: indices or PCI bus ids, comma-separated (default: all)")
@@ -375,13 +481,24 @@ int main(int argc, char** argv) {
   auto* q = app.add_option("--query-gpu", o.queryGpu,
                            "Comma-separated fields to print, one row per device (see "
                            "--help-query-gpu); needs --format");
-  app.add_option("--format", o.format, "Output format of --query-gpu: csv[,noheader][,nounits]");
+  auto* apps = app.add_option(
+      "--query-compute-apps", o.queryApps,
+      "Comma-separated fields of the processes using the devices (pid, process_name, "
+      "used_memory, gpu_bus_id, gpu_index), one row per process and device; needs --format");
+  app.add_option("--format", o.format,
+                 "Output format of --query-gpu and --query-compute-apps: "
+                 "csv[,noheader][,nounits]");
+  auto* mode = app.add_option("-c,--compute-mode", o.computeMode,
+                              "Set the compute mode of the devices (-i, default all): DEFAULT, "
+                              "EXCLUSIVE_PROCESS or PROHIBITED (device daemon only)");
   auto* json = app.add_flag("--json", o.json, "Print the devices as a JSON document");
   auto* detailed = app.add_flag("-q,--query", o.detailed, "Print every property of each device");
   auto* list = app.add_flag("-L,--list-gpus", o.list, "Print one line per device");
   app.add_flag("--help-query-gpu", o.helpQuery, "List the fields --query-gpu accepts");
   app.add_flag("--version", o.version, "Print the versions of h20-smi, the runtime and the driver");
-  q->excludes(json)->excludes(detailed)->excludes(list);
+  q->excludes(json)->excludes(detailed)->excludes(list)->excludes(apps)->excludes(mode);
+  apps->excludes(json)->excludes(detailed)->excludes(list)->excludes(mode);
+  mode->excludes(json)->excludes(detailed)->excludes(list);
   json->excludes(detailed)->excludes(list);
   detailed->excludes(list);
 
