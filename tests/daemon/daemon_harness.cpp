@@ -138,9 +138,14 @@ EnvChanges Daemon::clientEnv() const {
 
 ChildResult RunDaemonCommand(const std::vector<std::string>& args,
                              std::chrono::milliseconds bound) {
-  ChildResult result;
   std::vector<std::string> argv = {H20D_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, bound);
+}
+
+ChildResult RunCommand(const std::vector<std::string>& command, std::chrono::milliseconds bound) {
+  ChildResult result;
+  std::vector<std::string> argv = command;
   auto av = Argv(argv);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return result;
@@ -149,7 +154,7 @@ ChildResult RunDaemonCommand(const std::vector<std::string>& args,
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, H20D_PATH, &actions, nullptr, av.data(), environ);
+  const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, av.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   if (rc != 0) {

@@ -50,7 +50,10 @@ class Daemon {
   int exit_ = -1;
 };
 
-// Runs h20d with `args` to completion (for option and startup tests): exit code and output.
+// Runs argv[0] with `argv` to completion: exit code and output (stdout and stderr).
+ChildResult RunCommand(const std::vector<std::string>& argv,
+                       std::chrono::milliseconds bound = std::chrono::seconds(20));
+// Runs h20d with `args` to completion (for option and startup tests).
 ChildResult RunDaemonCommand(const std::vector<std::string>& args,
                              std::chrono::milliseconds bound = std::chrono::seconds(20));
 

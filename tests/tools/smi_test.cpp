@@ -412,5 +412,50 @@ TEST(SmiTopo, HelpListsItsOptions) {
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt << "\n" << r.out;
 }
 
+TEST(Smi, DefaultTableShowsComputeModeAndAnEmptyProcessTable) {
+  RunResult r = smi("-i 0");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("Compute M."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| Default "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Processes:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("No running processes found"), std::string::npos) << r.out;
+}
+
+TEST(Smi, ComputeModeIsAQueryFieldAndInTheJson) {
+  RunResult r = smi("--query-gpu=index,compute_mode --format=csv,noheader -i 1");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ("1, DEFAULT\n", r.out);
+  r = smi("--json -i 0");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ("DEFAULT", doc["devices"][0]["compute_mode"]);
+  EXPECT_TRUE(doc["devices"][0]["processes"].is_array());
+}
+
+TEST(Smi, QueryComputeAppsPrintsOnlyTheHeaderWhenNoProcessHoldsMemory) {
+  RunResult r = smi("--query-compute-apps=pid,process_name,used_memory --format=csv");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_EQ("pid, process_name, used_memory [MiB]\n", r.out);
+}
+
+TEST(Smi, SettingTheComputeModeNeedsTheDaemonAndAKnownMode) {
+  RunResult r = smi("-i 0 -c EXCLUSIVE_PROCESS");
+  EXPECT_EQ(r.exitCode, 1) << r.out;
+  EXPECT_NE(r.err.find("h20ErrorNotSupported"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("H20_DRIVER=daemon"), std::string::npos) << r.err;
+  for (const char* bad : {"-c 1", "-c exclusive_thread", "-c 4", "-c ''"}) {
+    r = smi(bad);
+    EXPECT_EQ(r.exitCode, 2) << bad << ": " << r.out << r.err;
+  }
+  r = smi("--query-compute-apps=pid");
+  EXPECT_EQ(r.exitCode, 2) << r.out;
+  EXPECT_NE(r.err.find("--format"), std::string::npos) << r.err;
+  r = smi("--query-compute-apps=pid,gpu_uuid --format=csv");
+  EXPECT_EQ(r.exitCode, 2) << r.out;
+  EXPECT_NE(r.err.find("gpu_uuid"), std::string::npos) << r.err;
+  r = smi("--query-compute-apps=pid --query-gpu=index --format=csv");
+  EXPECT_EQ(r.exitCode, 2) << r.out;
+}
+
 }  // namespace
 }  // namespace h20::tools_test

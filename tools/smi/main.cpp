@@ -53,6 +53,7 @@ struct Options {
   // processes and compute modes
   std::string queryApps;
   std::string computeMode;
+  bool setComputeMode = false;  // -c given (an empty value is an error, not "absent")
 };
 
 struct CsvFormat {
@@ -398,7 +399,7 @@ int run(const Options& o) {
     throw UsageError("--format applies only to --query-gpu and --query-compute-apps");
   }
   std::optional<int> mode;
-  if (!o.computeMode.empty()) mode = parse_compute_mode(o.computeMode);
+  if (o.setComputeMode) mode = parse_compute_mode(o.computeMode);
   if (o.topo) {
     if (!o.queryGpu.empty() || o.detailed || o.list || o.helpQuery || o.version)
       throw UsageError(
@@ -527,6 +528,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     o.topo = topo->parsed();
+    o.setComputeMode = mode->count() > 0;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
