@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <set>
+#include <string>
 
 #include "tool_runner.hpp"
 
@@ -299,4 +301,37 @@ TEST(Bench, HelpListsTheMultiChipSubcommands) {
 }
 
 }  // namespace
+
+TEST(BenchDaemon, QuickRunComparesEveryFigureWithTheInProcessBackend) {
+  // Starts an h20d of its own (the one built beside h20-bench) and its children on both backends.
+  RunResult r = bench("daemon --quick --json");
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  const nlohmann::json doc = nlohmann::json::parse(r.out);
+  std::set<std::string> keys;
+  for (const auto& row : doc.at("summary"))
+    keys.insert(row.at("key").get<std::string>());
+  EXPECT_TRUE(keys.count("daemon_launch_sync_ratio") && keys.count("daemon_enqueue_ratio"))
+      << r.out;
+  std::set<std::string> rows;
+  for (const auto& row : doc.at("tables").at("Device daemon")) {
+    rows.insert(row.at("measurement").get<std::string>());
+    EXPECT_GT(row.at("daemon").get<double>(), 0) << row;
+  }
+  for (const char* m : {"alloc_free", "launch_sync", "enqueue", "event_record_query",
+                        "ipc_open_close", "event_wait", "copy_gbps"})
+    EXPECT_TRUE(rows.count(m)) << m << "\n" << r.out;
+}
+
+TEST(BenchDaemon, MissingDaemonProgramExitsOneNamingIt) {
+  RunResult r = bench("daemon --quick --h20d /nonexistent/h20d");
+  EXPECT_EQ(r.exitCode, 1) << r.out;
+  EXPECT_NE(r.err.find("/nonexistent/h20d"), std::string::npos) << r.err;
+}
+
+TEST(Bench, HelpListsTheDaemonSubcommand) {
+  RunResult r = bench("--help");
+  ASSERT_EQ(r.exitCode, 0);
+  EXPECT_NE(r.out.find("daemon"), std::string::npos) << r.out;
+}
+
 }  // namespace h20::tools_test

@@ -128,7 +128,12 @@ Suite make_launch_suite();
 Suite make_copy_suite();
 Suite make_overlap_suite();
 Suite make_idle_suite();
-Suite make_p2p_suite();  // not part of `all`: it measures every pair of devices
+Suite make_p2p_suite();     // not part of `all`: it measures every pair of devices
+Suite make_daemon_suite();  // not part of `all`: it needs the device daemon
+
+// A child process of the daemon suite (H20_BENCH_ROLE set): runs that role, returns the exit
+// status.
+int run_daemon_role(const char* role);
 
 // `h20-bench ccl`: runs the collectives benchmark (runCclBench, ccl/bench) with `args` (what
 // followed `ccl` on the command line) and returns the exit status. Not a Suite: it prints

@@ -189,8 +189,9 @@ int exit_status(Body body) {
 int main(int argc, char** argv) {
   using namespace h20::bench;
   Options o;
+  if (const char* role = std::getenv("H20_BENCH_ROLE")) return run_daemon_role(role);
   std::vector<Suite> suites = {make_launch_suite(), make_copy_suite(), make_overlap_suite(),
-                               make_idle_suite(), make_p2p_suite()};
+                               make_idle_suite(),   make_p2p_suite(),  make_daemon_suite()};
 
   CLI::App app{
       "h20-bench: measure the H20 runtime's launch, copy, overlap and idle costs, peer-to-peer "
@@ -204,6 +205,7 @@ int main(int argc, char** argv) {
       "  h20-bench copy --sizes 64M,1G --json\n"
       "  h20-bench launch --load 1   # with one core kept busy by another process\n"
       "  h20-bench p2p --size 16M\n"
+      "  h20-bench daemon     # the device daemon against the in-process emulator\n"
       "  h20-bench ccl -b 8 -e 64M -f 2   # options after ccl: see h20-bench ccl --help");
   app.fallthrough();  // global options are accepted after the subcommand too
   app.require_subcommand(0, 1);
