@@ -20,6 +20,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -162,6 +163,7 @@ struct Server::State {
   asio::io_context io;
   asio::signal_set signals;
   std::unique_ptr<asio::posix::stream_descriptor> listener;
+  asio::steady_timer acceptPause{io};
   std::string socketPath;
   bool socketCreated = false;
   std::uint64_t instance = randomU64();
@@ -201,7 +203,8 @@ struct Server::State {
   bool prepareFolder(const std::string& dir, std::string* error);
   bool bindSocket(std::string* error);
   void acceptLoop();
-  void accept();
+  // Accepts every pending connection; false when accepting failed (e.g. out of descriptors).
+  bool accept();
   void readLoop(Session& s);
   void closeSession(std::uint64_t id, const std::string& why);
   void handle(Session& s, const Frame& f);
@@ -374,19 +377,25 @@ void Server::State::acceptLoop() {
   listener->async_wait(asio::posix::stream_descriptor::wait_read,
                        [this](const boost::system::error_code& ec) {
                          if (ec) return;
-                         accept();
-                         acceptLoop();
+                         if (accept()) return acceptLoop();
+                         // Out of descriptors: the pending connection would wake the loop at
+                         // once, forever. Pause accepting; sessions closing free descriptors.
+                         acceptPause.expires_after(std::chrono::milliseconds(100));
+                         acceptPause.async_wait([this](const boost::system::error_code& e) {
+                           if (!e) acceptLoop();
+                         });
                        });
 }
 
-void Server::State::accept() {
+bool Server::State::accept() {
   for (;;) {
     Fd conn(::accept4(listener->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!conn) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-        log(LogLevel::warning, "accept failed: {}", std::strerror(errno));
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      log(LogLevel::warning, "accept failed: {} ({} sessions open)", std::strerror(errno),
+          sessions.size());
+      return false;
     }
     ucred cred{};
     socklen_t len = sizeof cred;

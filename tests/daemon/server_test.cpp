@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,7 +16,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <memory>
 #include <random>
+#include <thread>
 
 using h20test::Daemon;
 using h20test::RunDaemonCommand;
@@ -511,4 +515,41 @@ TEST_F(DaemonServer, FaultInjectionIsRefusedUnlessEnabledAndChecksItsArguments) 
     c.Send(wire::MsgType::raiseFault, bad);
     EXPECT_NE(h20Success, c.Reply()) << chip << " " << code;
   }
+}
+
+TEST(H20dSocket, OutOfDescriptorsPausesAcceptingInsteadOfSpinningAndRecovers) {
+  // The daemon inherits a low descriptor limit; this process keeps its own.
+  rlimit saved{};
+  ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &saved));
+  rlimit low = saved;
+  low.rlim_cur = 40;
+  ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &low));
+  Daemon d;
+  ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &saved));
+  ASSERT_TRUE(d.ok()) << d.log();
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 60; ++i)
+    clients.push_back(std::make_unique<RawClient>(d.socket()));
+  auto cpuTicks = [&] {
+    std::ifstream stat("/proc/" + std::to_string(d.pid()) + "/stat");
+    std::string field;
+    long ticks = 0;
+    for (int i = 1; stat >> field && i <= 15; ++i)
+      if (i == 14 || i == 15) ticks += std::stol(field);  // utime, stime
+    return ticks;
+  };
+  std::this_thread::sleep_for(200ms);
+  const long before = cpuTicks();
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(cpuTicks() - before, sysconf(_SC_CLK_TCK) / 5) << "h20d spins when out of descriptors";
+  EXPECT_TRUE(Contains(d.log(), "accept failed")) << d.log();
+  clients.clear();
+  // Served again once descriptors are free.
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    RawClient c(d.socket());
+    served = c.Hello() == h20Success;
+  }
+  EXPECT_TRUE(served) << d.log();
+  EXPECT_TRUE(d.running());
 }
