@@ -137,15 +137,7 @@ class DaemonClient final : public emu::LocalDriver {
                 fmt::format("{} is not the start of an allocation of this process", ptr)};
       object = it->second.object;
     }
-    Writer w;
-    w.u64(object);
-    Frame reply;
-    Status s = call(MsgType::ipcExport, w, &reply);
-    if (!s.ok()) return s;
-    Reader r = bodyOf(reply);
-    r.take(out->data(), out->size());
-    if (!r.done()) return lost("answered an export with a malformed reply");
-    return {};
+    return exportObject(object, out);
   }
 
   Status importMemory(const IpcHandleBytes& handle, ImportedMemory* out) override {
@@ -167,33 +159,26 @@ class DaemonClient final : public emu::LocalDriver {
         }
       }
     }
-    Writer w;
-    w.put(handle.data(), handle.size());
-    Frame reply;
-    Status s = call(MsgType::ipcOpen, w, &reply);
+    Opened o;
+    Status s = open(handle, &o);
     if (!s.ok()) return s;
-    Reader r = bodyOf(reply);
-    const std::uint64_t importId = r.u64();
-    const int chip = r.i32();
-    const std::uint64_t offset = r.u64(), size = r.u64(), bytes = r.u64();
-    if (!r.done() || !reply.fd || chip < 0 || chip >= chipCount() || !fits(offset, size) ||
-        bytes > size)
-      return lost("answered an IPC open with a malformed reply");
-    void* p = map(chip, offset, size, reply.fd.get());
+    if (!fits(o.offset, o.size) || o.bytes > o.size)
+      return lost("answered an IPC memory open with a malformed reply");
+    void* p = map(o.chip, o.offset, o.size, o.fd.get());
     if (!p) {
       const int err = errno;
-      release(MsgType::ipcClose, importId);
-      return {h20ErrorMemoryAllocation,
-              fmt::format("cannot map {} bytes of imported memory: {}", size, std::strerror(err))};
+      release(MsgType::ipcClose, o.importId);
+      return {h20ErrorMemoryAllocation, fmt::format("cannot map {} bytes of imported memory: {}",
+                                                    o.size, std::strerror(err))};
     }
     {
       std::lock_guard<std::mutex> lock(mapMu_);
-      Mapping m{chip, h.object, size, importId, 1};
-      m.bytes = bytes;
+      Mapping m{o.chip, h.object, o.size, o.importId, 1};
+      m.bytes = o.bytes;
       m.capability = h.capability;
       maps_.emplace(reinterpret_cast<std::uintptr_t>(p), m);
     }
-    *out = ImportedMemory{chip, p, bytes, true};
+    *out = ImportedMemory{o.chip, p, o.bytes, true};
     return {};
   }
 
@@ -290,15 +275,7 @@ class DaemonClient final : public emu::LocalDriver {
     if (!e || e->releaseType != MsgType::free)
       return {h20ErrorInvalidValue,
               "only an event created by this process can be exported (this one was imported)"};
-    Writer w;
-    w.u64(e->id);
-    Frame reply;
-    Status s = call(MsgType::ipcExport, w, &reply);
-    if (!s.ok()) return s;
-    Reader r = bodyOf(reply);
-    r.take(out->data(), out->size());
-    if (!r.done()) return lost("answered an export with a malformed reply");
-    return {};
+    return exportObject(e->id, out);
   }
 
   Status importEvent(const IpcHandleBytes& handle, std::shared_ptr<SharedEvent>* out,
@@ -310,24 +287,53 @@ class DaemonClient final : public emu::LocalDriver {
               h.magic == daemon::kMemHandleMagic
                   ? "the handle is a memory handle (open it with h20IpcOpenMemHandle)"
                   : "the bytes are not an IPC event handle"};
+    Opened o;
+    Status s = open(handle, &o);
+    if (!s.ok()) return s;
+    *chip = o.chip;
+    return mapEvent(o.fd.get(), MsgType::ipcClose, o.importId, out);
+  }
+
+ private:
+  // IPC_EXPORT of one of this process's objects (memory or event).
+  Status exportObject(std::uint64_t object, IpcHandleBytes* out) {
+    Writer w;
+    w.u64(object);
+    Frame reply;
+    Status s = call(MsgType::ipcExport, w, &reply);
+    if (!s.ok()) return s;
+    Reader r = bodyOf(reply);
+    r.take(out->data(), out->size());
+    if (!r.done()) return lost("answered an export with a malformed reply");
+    return {};
+  }
+
+  // IPC_OPEN of another process's object: what the daemon answered, checked, with the object's
+  // descriptor (offset, size and bytes are the memory's, a page and 0 for an event).
+  struct Opened {
+    std::uint64_t importId = 0;
+    int chip = 0;
+    std::uint64_t offset = 0, size = 0, bytes = 0;
+    Fd fd;
+  };
+  Status open(const IpcHandleBytes& handle, Opened* out) {
     Writer w;
     w.put(handle.data(), handle.size());
     Frame reply;
     Status s = call(MsgType::ipcOpen, w, &reply);
     if (!s.ok()) return s;
     Reader r = bodyOf(reply);
-    const std::uint64_t importId = r.u64();
-    const int c = r.i32();
-    r.u64();  // offset: none for an event
-    r.u64();  // size: a page
-    r.u64();  // bytes: none
-    if (!r.done() || !reply.fd || c < 0 || c >= chipCount())
-      return lost("answered an IPC event open with a malformed reply");
-    *chip = c;
-    return mapEvent(reply.fd.get(), MsgType::ipcClose, importId, out);
+    out->importId = r.u64();
+    out->chip = r.i32();
+    out->offset = r.u64();
+    out->size = r.u64();
+    out->bytes = r.u64();
+    if (!r.done() || !reply.fd || out->chip < 0 || out->chip >= chipCount())
+      return lost("answered an IPC open with a malformed reply");
+    out->fd = std::move(reply.fd);
+    return {};
   }
 
- private:
   bool chipFaulted(int chip) const {
     return chipStatus_->chips[chip].faults.load(std::memory_order_acquire) >
            seenFaults_[chip].load(std::memory_order_relaxed);

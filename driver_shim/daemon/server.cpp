@@ -47,13 +47,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::size_t hostPhysicalMemory() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)
-                               : std::size_t{8} << 30;
-}
-
 Capability randomCapability() {
   Capability c{};
   std::size_t got = 0;
@@ -277,7 +270,7 @@ bool Server::State::start(std::string* error) {
   if (!emu::loadTopology(config.topology, config.chips, host.numaAvailable() ? host.nodeCount() : 0,
                          host.cpusOfNodes(), &topology, error))
     return false;
-  budget = config.memoryBudget ? config.memoryBudget : hostPhysicalMemory() / 2;
+  budget = config.memoryBudget ? config.memoryBudget : emu::HostMemory::physicalMemory() / 2;
   for (int c = 0; c < config.chips; ++c)
     chips.push_back(std::make_unique<emu::OffsetAllocator>(emu::kChipMemory, pageSize));
   chipUse.resize(static_cast<std::size_t>(config.chips));

@@ -111,9 +111,15 @@ bool sendFrame(int sock, std::uint16_t type, std::uint32_t tag,
   h.length = static_cast<std::uint32_t>(payload.size());
   h.tag = tag;
   iovec iov[2] = {{&h, sizeof h}, {const_cast<std::uint8_t*>(payload.data()), payload.size()}};
+  return sendMessage(sock, iov, payload.empty() ? 1 : 2, fd, error, wouldBlock);
+}
+
+bool sendMessage(int sock, const iovec* parts, int count, int fd, std::string* error,
+                 bool* wouldBlock) {
+  if (wouldBlock) *wouldBlock = false;
   msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = payload.empty() ? 1 : 2;
+  msg.msg_iov = const_cast<iovec*>(parts);
+  msg.msg_iovlen = static_cast<std::size_t>(count);
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
   if (fd >= 0) {
     msg.msg_control = control;

@@ -8,6 +8,8 @@
 
 #include "daemon/protocol.hpp"
 
+#include <sys/uio.h>
+
 #include <string>
 #include <vector>
 
@@ -59,6 +61,11 @@ RecvStatus receiveFrame(int sock, bool acceptFds, Frame* out, std::string* error
 bool sendFrame(int sock, std::uint16_t type, std::uint32_t tag,
                const std::vector<std::uint8_t>& payload, int fd, std::string* error,
                bool* wouldBlock = nullptr);
+
+// Sends `count` byte ranges as one message (with `fd` attached when >= 0): what sendFrame does
+// with a header and a payload, and what tests use to send bytes that are not a frame.
+bool sendMessage(int sock, const iovec* parts, int count, int fd, std::string* error,
+                 bool* wouldBlock = nullptr);
 
 // A reply's status prefix.
 void writeStatus(Writer& w, int code, std::string_view message);

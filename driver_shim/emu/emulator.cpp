@@ -16,17 +16,11 @@ namespace h20::driver {
 
 namespace {
 
-std::size_t hostPhysicalMemory() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)
-                               : std::size_t{8} << 30;
-}
-
 class Emulator final : public emu::LocalDriver {
  public:
   explicit Emulator(const EmuConfig& config) {
-    budget_ = config.backingBudgetBytes ? config.backingBudgetBytes : hostPhysicalMemory() / 2;
+    budget_ = config.backingBudgetBytes ? config.backingBudgetBytes
+                                        : emu::HostMemory::physicalMemory() / 2;
     for (int c = 0; c < config.chips; ++c) {
       auto arena = std::make_unique<emu::Arena>(emu::kChipMemory);
       if (!arena->reserved()) {

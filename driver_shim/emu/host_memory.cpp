@@ -34,4 +34,11 @@ void HostMemory::release(void* ptr, std::size_t bytes) const {
   if (ptr) munmap(ptr, bytes);
 }
 
+std::size_t HostMemory::physicalMemory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)
+                               : std::size_t{8} << 30;
+}
+
 }  // namespace h20::emu

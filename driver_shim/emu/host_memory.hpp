@@ -18,6 +18,8 @@ class HostMemory {
   bool numaAvailable() const { return numa_; }
   // Host CPUs of each NUMA node (one entry with every CPU when NUMA is unsupported).
   std::vector<std::vector<int>> cpusOfNodes() const;
+  // Bytes of physical memory of the host (8 GiB when the system does not say).
+  static std::size_t physicalMemory();
   // Page-aligned, zero-filled memory on `node` (any node for -1). nullptr on failure.
   void* allocate(std::size_t bytes, int node) const;
   void release(void* ptr, std::size_t bytes) const;

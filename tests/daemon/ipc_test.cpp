@@ -397,6 +397,18 @@ long long Int(const std::optional<std::string>& v) {
   return v ? std::stoll(*v) : -1000000;
 }
 
+// Asks an Observer child for the free memory until it reports `expected` or a second has passed;
+// the last figure it reported.
+long long FreeWithinASecond(Child& observer, long long expected) {
+  long long seen = -1;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; std::chrono::steady_clock::now() - start < 1s && seen != expected; ++i) {
+    observer.Send("poll" + std::to_string(i));
+    seen = Int(observer.Await("poll" + std::to_string(i)));
+  }
+  return seen;
+}
+
 }  // namespace
 
 TEST_F(DaemonIpc, ConsumerProcessSeesTheProducersBufferAfterWaitingOnItsEvent) {
@@ -495,14 +507,7 @@ TEST_F(DaemonIpc, KilledClientsMemoryComesBackWithinASecondWhileImportersKeepThe
   EXPECT_EQ(h20Success, Int(importer.Await("close2")));
   EXPECT_EQ(h20ErrorInvalidValue, Int(importer.Await("close3")));
   // Back within a second of the last close.
-  long long seen = -1;
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; std::chrono::steady_clock::now() - start < 1s; ++i) {
-    observer.Send("poll" + std::to_string(i));
-    seen = Int(observer.Await("poll" + std::to_string(i)));
-    if (seen == free0) break;
-  }
-  EXPECT_EQ(free0, seen);
+  EXPECT_EQ(free0, FreeWithinASecond(observer, free0));
   importer.Send("exit");
   EXPECT_EQ(0, importer.Wait());
 }
@@ -514,14 +519,7 @@ TEST_F(DaemonIpc, KilledClientWithNoImportersHasItsMemoryBackWithinASecond) {
   ASSERT_EQ(h20Success, Int(holder.Await("malloc"))) << holder.Output();
   holder.Kill(SIGKILL);
   EXPECT_EQ(128 + SIGKILL, holder.Wait());
-  long long seen = -1;
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; std::chrono::steady_clock::now() - start < 1s; ++i) {
-    observer.Send("poll" + std::to_string(i));
-    seen = Int(observer.Await("poll" + std::to_string(i)));
-    if (seen == free0) break;
-  }
-  EXPECT_EQ(free0, seen);
+  EXPECT_EQ(free0, FreeWithinASecond(observer, free0));
   EXPECT_NE(std::string::npos, daemon_->log().find("released 1 allocations"));
 }
 

@@ -46,20 +46,8 @@ class RawClient {
 
   bool SendRaw(const void* bytes, std::size_t n, int passFd = -1) {
     iovec iov{const_cast<void*>(bytes), n};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (passFd >= 0) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &passFd, sizeof passFd);
-    }
-    return sendmsg(fd_.get(), &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n);
+    std::string error;
+    return wire::sendMessage(fd_.get(), &iov, 1, passFd, &error);
   }
   bool Send(wire::MsgType type, const wire::Writer& w, std::uint32_t tag = 1) {
     std::string error;
