@@ -263,7 +263,9 @@ class Driver {
   // Device memory. Alignment is at least 256 bytes.
   virtual Status allocate(int chip, std::size_t bytes, void** out) = 0;
   virtual Status free(int chip, void* ptr) = 0;
-  virtual void memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const = 0;
+  // Free and total bytes of the chip (free counts every process's allocations where the backend
+  // serves several; h20ErrorDeviceUnavailable when its daemon is gone).
+  virtual Status memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const = 0;
   // Bytes of the chip's memory held by live allocations (including the runtime's pool).
   virtual std::size_t memUsed(int chip) const = 0;
   virtual AddressRange addressRange(int chip) const = 0;

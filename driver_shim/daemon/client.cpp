@@ -103,19 +103,17 @@ class DaemonClient final : public emu::LocalDriver {
     return {};
   }
 
-  void memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const override {
+  Status memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const override {
     Writer w;
     w.i32(chip);
     Frame reply;
-    *totalBytes = chipBytes_;
-    *freeBytes = 0;
-    if (!call(MsgType::memInfo, w, &reply).ok()) return;
+    Status s = call(MsgType::memInfo, w, &reply);
+    if (!s.ok()) return s;
     Reader r = bodyOf(reply);
-    const std::uint64_t f = r.u64(), t = r.u64();
-    if (r.done()) {
-      *freeBytes = f;
-      *totalBytes = t;
-    }
+    *freeBytes = r.u64();
+    *totalBytes = r.u64();
+    if (!r.done()) return lostConst("answered a memory query with a malformed reply");
+    return {};
   }
 
   std::size_t memUsed(int chip) const override {

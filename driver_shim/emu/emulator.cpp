@@ -93,12 +93,13 @@ class Emulator final : public emu::LocalDriver {
     return {};
   }
 
-  void memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const override {
+  Status memInfo(int chip, std::size_t* freeBytes, std::size_t* totalBytes) const override {
     const auto& arena = *arenas_[static_cast<std::size_t>(chip)];
     const std::size_t used = budgetUsed_.load();
     const std::size_t budgetLeft = used >= budget_ ? 0 : budget_ - used;
     *totalBytes = arena.capacity();
     *freeBytes = std::min(arena.capacity() - arena.used(), budgetLeft);
+    return {};
   }
 
   std::size_t memUsed(int chip) const override {

@@ -75,7 +75,7 @@ H20_API h20Error_t h20MemGetInfo(size_t* freeBytes, size_t* totalBytes) {
     requireOut(freeBytes, "free");
     requireOut(totalBytes, "total");
     auto& d = rt.current();
-    rt.driver().memInfo(d.chip(), freeBytes, totalBytes);
+    check(rt.driver().memInfo(d.chip(), freeBytes, totalBytes));
     return h20Success;
   });
 }

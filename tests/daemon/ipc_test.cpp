@@ -223,6 +223,8 @@ H20_CHILD_SCENARIO(OutlivesDaemon) {
   Emit("message", h20GetLastErrorMessage());
   h20IpcMemHandle_t mh{};
   Emit("getmem", h20IpcGetMemHandle(&mh, d));
+  size_t freeBytes = 0, total = 0;
+  Emit("meminfo", h20MemGetInfo(&freeBytes, &total));
   std::vector<unsigned char> host(kBytes);
   Emit("copy", h20Memcpy(host.data(), d, kBytes, h20MemcpyDeviceToHost));
   Emit("same", host == pattern ? 1 : 0);
@@ -533,6 +535,7 @@ TEST_F(DaemonIpc, ClientOfAKilledDaemonGetsDeviceUnavailableAndKeepsItsMappedMem
   ASSERT_TRUE(message);
   EXPECT_NE(std::string::npos, message->find(daemon_->socket())) << *message;
   EXPECT_EQ(h20ErrorDeviceUnavailable, Int(client.Await("getmem")));
+  EXPECT_EQ(h20ErrorDeviceUnavailable, Int(client.Await("meminfo")));
   EXPECT_EQ(h20Success, Int(client.Await("copy")));
   EXPECT_EQ(1, Int(client.Await("same"))) << "mapped memory stays readable";
   EXPECT_EQ(h20Success, Int(client.Await("free")));

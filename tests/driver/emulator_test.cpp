@@ -53,7 +53,7 @@ TEST(Emulator, AllocationPastBudgetFailsCleanlyNamingTheBudget) {
   EXPECT_NE(s.message.find("budget"), std::string::npos) << s.message;
   EXPECT_EQ(b, nullptr);
   std::size_t freeBytes = 0, total = 0;
-  d->memInfo(1, &freeBytes, &total);
+  ASSERT_TRUE(d->memInfo(1, &freeBytes, &total).ok());
   EXPECT_EQ(freeBytes, 2u << 20);
   ASSERT_TRUE(d->free(0, a).ok());
   EXPECT_TRUE(d->allocate(1, 4u << 20, &b).ok());
