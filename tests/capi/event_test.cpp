@@ -5,6 +5,8 @@
 // timestamps) and h20EventDestroy (pending capture still completes; the handle is invalid).
 #include "h20_test.hpp"
 
+#include <string>
+
 #include <atomic>
 #include <cmath>
 #include <thread>
@@ -65,7 +67,15 @@ TEST_F(Event, InterprocessIsNotSupported) {
   h20Event_t e = nullptr;
   EXPECT_EQ(h20ErrorNotSupported,
             h20EventCreateWithFlags(&e, h20EventInterprocess | h20EventDisableTiming));
+  EXPECT_NE(std::string::npos, std::string(h20GetLastErrorMessage()).find("H20_DRIVER=daemon"))
+      << "the message says how to get interprocess events: " << h20GetLastErrorMessage();
   EXPECT_EQ(h20ErrorNotSupported, h20GetLastError());
+  void* d = nullptr;
+  H20_ASSERT_OK(h20Malloc(&d, 4096));
+  h20IpcMemHandle_t h{};
+  EXPECT_EQ(h20ErrorNotSupported, h20IpcGetMemHandle(&h, d));
+  EXPECT_NE(std::string::npos, std::string(h20GetLastErrorMessage()).find("H20_DRIVER=daemon"));
+  H20_EXPECT_OK(h20Free(d));
 }
 
 TEST_F(Event, NeverRecordedEventIsComplete) {
