@@ -36,6 +36,11 @@ std::size_t AllocationGranule() {
   return DaemonBackend() ? static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 256;
 }
 
+std::size_t UsedBytes(int device) {
+  size_t used = 0;
+  return h20DeviceGetMemoryUsed(&used, device) == h20Success ? used : 0;
+}
+
 int DeviceCount() {
   int count = 0;
   if (h20GetDeviceCount(&count) != h20Success) {

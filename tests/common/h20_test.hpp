@@ -66,6 +66,11 @@ bool DaemonBackend();
 // the daemon (each allocation is a shared-memory object mapped by page).
 std::size_t AllocationGranule();
 
+// Bytes of `device`'s memory this process holds (h20DeviceGetMemoryUsed; 0 when it fails). Tests
+// of this process's accounting use it rather than h20MemGetInfo, whose free bytes move with other
+// processes under the device daemon.
+std::size_t UsedBytes(int device);
+
 // Number of visible devices (0 when the runtime reports an error).
 int DeviceCount();
 
