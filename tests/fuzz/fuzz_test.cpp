@@ -7,6 +7,7 @@
 // the environment variables.
 #include "child_process.hpp"
 #include "fuzzer.hpp"
+#include "h20_test.hpp"
 
 #include <gtest/gtest.h>
 
@@ -62,6 +63,8 @@ void PrintTo(const ChildConfig& c, std::ostream* os) {
 class FuzzConfig : public ::testing::TestWithParam<ChildConfig> {};
 
 TEST_P(FuzzConfig, SeedsMatchTheModel) {
+  if (GetParam().env.count("H20_EMU_TOPOLOGY"))
+    H20_SKIP_UNLESS_EMBEDDED("H20_EMU_TOPOLOGY configures the in-process box");
   h20test::EnvChanges env = GetParam().env;
   env["H20_FUZZ_CHILD_SEED"] = std::to_string(GetParam().firstSeed);
   env["H20_LOG_LEVEL"] = "off";
