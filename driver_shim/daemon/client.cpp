@@ -66,7 +66,7 @@ class DaemonClient final : public emu::LocalDriver {
     if (!s.ok()) return s;
     Reader r = bodyOf(reply);
     const std::uint64_t object = r.u64(), offset = r.u64(), size = r.u64();
-    if (!r.done() || !reply.fd || !fits(offset, size))
+    if (!r.done() || !reply.fd || !fits(offset, size) || size < bytes)
       return lost("answered an allocation with a malformed reply");
     void* p = map(chip, offset, size, reply.fd.get());
     if (!p) {
@@ -149,10 +149,11 @@ class DaemonClient final : public emu::LocalDriver {
     {
       // Open in this process already: one more reference to the same mapping.
       std::lock_guard<std::mutex> lock(mapMu_);
-      for (auto& [addr, m] : maps_) {
-        if (m.importId != 0 && m.object == h.object && m.capability == h.capability) {
+      if (auto open = imports_.find(h.object); open != imports_.end()) {
+        Mapping& m = maps_.at(open->second);
+        if (m.capability == h.capability) {
           ++m.refs;
-          *out = ImportedMemory{m.chip, reinterpret_cast<void*>(addr), m.bytes, false};
+          *out = ImportedMemory{m.chip, reinterpret_cast<void*>(open->second), m.bytes, false};
           return {};
         }
       }
@@ -175,6 +176,7 @@ class DaemonClient final : public emu::LocalDriver {
       m.bytes = o.bytes;
       m.capability = h.capability;
       maps_.emplace(reinterpret_cast<std::uintptr_t>(p), m);
+      imports_.emplace(h.object, reinterpret_cast<std::uintptr_t>(p));
     }
     *out = ImportedMemory{o.chip, p, o.bytes, true};
     return {};
@@ -191,6 +193,7 @@ class DaemonClient final : public emu::LocalDriver {
       *lastReference = --it->second.refs == 0;
       if (!*lastReference) return {};
       m = it->second;
+      imports_.erase(m.object);
       maps_.erase(it);
     }
     unmap(ptr, m.size);
@@ -541,8 +544,9 @@ class DaemonClient final : public emu::LocalDriver {
   std::unique_ptr<std::atomic<std::uint64_t>[]> seenFaults_;
   std::vector<char*> bases_;
   std::unique_ptr<std::atomic<std::size_t>[]> used_;
-  std::mutex mapMu_;
-  std::unordered_map<std::uintptr_t, Mapping> maps_;
+  std::mutex mapMu_;                                           // guards maps_ and imports_
+  std::unordered_map<std::uintptr_t, Mapping> maps_;           // by address
+  std::unordered_map<std::uint64_t, std::uintptr_t> imports_;  // open imports: object -> address
 };
 
 }  // namespace
