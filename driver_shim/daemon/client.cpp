@@ -18,6 +18,7 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -358,7 +359,9 @@ class DaemonClient final : public emu::LocalDriver {
 
   Status mapEvent(int fd, MsgType releaseType, std::uint64_t id,
                   std::shared_ptr<SharedEvent>* out) {
-    void* p = mmap(nullptr, pageSize_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void* p = holds(fd, pageSize_)
+                  ? mmap(nullptr, pageSize_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
     if (p == MAP_FAILED) {
       const int err = errno;
       release(releaseType, id);
@@ -404,7 +407,9 @@ class DaemonClient final : public emu::LocalDriver {
       return {h20ErrorInitializationError,
               fmt::format("h20d at '{}' sent no status page with its HELLO", path_)};
     void* statusPage =
-        mmap(nullptr, sizeof(daemon::StatusPage), PROT_READ, MAP_SHARED, reply.fd.get(), 0);
+        holds(reply.fd.get(), sizeof(daemon::StatusPage))
+            ? mmap(nullptr, sizeof(daemon::StatusPage), PROT_READ, MAP_SHARED, reply.fd.get(), 0)
+            : MAP_FAILED;
     if (statusPage == MAP_FAILED)
       return {h20ErrorInitializationError,
               fmt::format("cannot map h20d's status page: {}", std::strerror(errno))};
@@ -518,7 +523,18 @@ class DaemonClient final : public emu::LocalDriver {
     return size > 0 && offset < chipBytes_ && size <= chipBytes_ - offset;
   }
 
+  // True when the object behind `fd` has at least `bytes` (a shorter one would fault on access).
+  static bool holds(int fd, std::uint64_t bytes) {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && st.st_size >= 0 &&
+           static_cast<std::uint64_t>(st.st_size) >= bytes;
+  }
+
   void* map(int chip, std::uint64_t offset, std::uint64_t size, int fd) {
+    if (!holds(fd, size)) {
+      errno = EINVAL;
+      return nullptr;
+    }
     void* want = bases_[static_cast<std::size_t>(chip)] + offset;
     void* p = mmap(want, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     return p == MAP_FAILED ? nullptr : p;

@@ -64,6 +64,22 @@ std::uint64_t randomU64() {
   return v;
 }
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010  // Linux 5.1
+#endif
+
+// A shared-memory object of `bytes` whose size no client can change: a truncated object would
+// make the daemon and every other process using it die of SIGBUS on access.
+Fd sealedMemfd(const char* name, std::size_t bytes, std::string* error) {
+  Fd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd || ::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0 ||
+      ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    *error = std::strerror(errno);
+    return Fd{};
+  }
+  return fd;
+}
+
 struct CapabilityHash {
   std::size_t operator()(const Capability& c) const {
     std::size_t h;
@@ -274,15 +290,23 @@ bool Server::State::start(std::string* error) {
   for (int c = 0; c < config.chips; ++c)
     chips.push_back(std::make_unique<emu::OffsetAllocator>(emu::kChipMemory, pageSize));
   chipUse.resize(static_cast<std::size_t>(config.chips));
-  statusFd = Fd(::memfd_create("h20-status", MFD_CLOEXEC));
+  std::string why;
+  statusFd = sealedMemfd("h20-status", sizeof(StatusPage), &why);
   void* page = MAP_FAILED;
-  if (statusFd && ::ftruncate(statusFd.get(), sizeof(StatusPage)) == 0)
+  if (statusFd)
     page = mmap(nullptr, sizeof(StatusPage), PROT_READ | PROT_WRITE, MAP_SHARED, statusFd.get(), 0);
   if (page == MAP_FAILED) {
-    *error = fmt::format("cannot create the chips' status page: {}", std::strerror(errno));
+    *error = fmt::format("cannot create the chips' status page: {}",
+                         why.empty() ? std::strerror(errno) : why);
     return false;
   }
   status = new (page) StatusPage();
+  // Clients map it read-only and cannot map it writable (forging faults for everyone).
+  if (::fcntl(statusFd.get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0)
+    log(LogLevel::warning,
+        "cannot seal the status page against writes ({}): a client could "
+        "write it",
+        std::strerror(errno));
   socketPath = config.socketPath.empty() ? defaultSocketPath() : config.socketPath;
   const auto slash = socketPath.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : socketPath.substr(0, slash);
@@ -603,14 +627,13 @@ Writer Server::State::alloc(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
                             "free (largest free block {} bytes)",
                             chip, bytes, allocator.capacity() - allocator.used(),
                             allocator.capacity(), allocator.largestFreeBlock())};
+  std::string why;
   auto memfd =
-      std::make_shared<Fd>(::memfd_create(fmt::format("h20-chip{}", chip).c_str(), MFD_CLOEXEC));
-  if (!*memfd || ::ftruncate(memfd->get(), static_cast<off_t>(granted)) != 0) {
-    const int err = errno;
+      std::make_shared<Fd>(sealedMemfd(fmt::format("h20-chip{}", chip).c_str(), granted, &why));
+  if (!*memfd) {
     allocator.free(offset);
     throw Error{h20ErrorMemoryAllocation,
-                fmt::format("h20d cannot create a {}-byte shared memory object: {}", granted,
-                            std::strerror(err))};
+                fmt::format("h20d cannot create a {}-byte shared memory object: {}", granted, why)};
   }
   budgetUsed += granted;
   MemObject o;
@@ -736,13 +759,14 @@ Writer Server::State::eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd
   requireDone(r, "EVENT_CREATE");
   checkChip(chip);
   use(s, chip);
-  auto memfd = std::make_shared<Fd>(::memfd_create("h20-event", MFD_CLOEXEC));
+  std::string why;
+  auto memfd = std::make_shared<Fd>(sealedMemfd("h20-event", pageSize, &why));
   void* page = MAP_FAILED;
-  if (*memfd && ::ftruncate(memfd->get(), static_cast<off_t>(pageSize)) == 0)
-    page = mmap(nullptr, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, memfd->get(), 0);
+  if (*memfd) page = mmap(nullptr, pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, memfd->get(), 0);
   if (page == MAP_FAILED)
     throw Error{h20ErrorMemoryAllocation,
-                fmt::format("h20d cannot create an interprocess event: {}", std::strerror(errno))};
+                fmt::format("h20d cannot create an interprocess event: {}",
+                            why.empty() ? std::strerror(errno) : why)};
   MemObject o;
   o.event = true;
   o.state = new (page) driver::SharedEventState();

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -540,4 +541,38 @@ TEST(H20dSocket, OutOfDescriptorsPausesAcceptingInsteadOfSpinningAndRecovers) {
   }
   EXPECT_TRUE(served) << d.log();
   EXPECT_TRUE(d.running());
+}
+
+TEST_F(DaemonServer, SharedObjectsCannotBeResizedAndTheStatusPageNotWritten) {
+  RawClient c(daemon_->socket());
+  wire::Writer hello;
+  hello.u32(wire::kProtocolVersion);
+  hello.u32(1);
+  hello.str("sealing");
+  c.Send(wire::MsgType::hello, hello);
+  wire::Frame status;
+  ASSERT_EQ(h20Success, c.Reply(&status));
+  ASSERT_TRUE(status.fd);
+  EXPECT_NE(0, ftruncate(status.fd.get(), 0)) << "the status page can be truncated";
+  EXPECT_EQ(MAP_FAILED, mmap(nullptr, sizeof(wire::StatusPage), PROT_READ | PROT_WRITE, MAP_SHARED,
+                             status.fd.get(), 0))
+      << "the status page can be mapped writable";
+  wire::Writer ev;
+  ev.i32(0);
+  c.Send(wire::MsgType::eventCreate, ev);
+  wire::Frame event;
+  ASSERT_EQ(h20Success, c.Reply(&event));
+  ASSERT_TRUE(event.fd);
+  EXPECT_NE(0, ftruncate(event.fd.get(), 0)) << "an event page can be truncated";
+  wire::Writer al;
+  al.i32(0);
+  al.u64(1 << 20);
+  c.Send(wire::MsgType::alloc, al);
+  wire::Frame mem;
+  ASSERT_EQ(h20Success, c.Reply(&mem));
+  ASSERT_TRUE(mem.fd);
+  EXPECT_NE(0, ftruncate(mem.fd.get(), 4096)) << "an allocation can be truncated";
+  EXPECT_NE(0, ftruncate(mem.fd.get(), 1 << 30)) << "an allocation can be grown";
+  // Closing the session with those attempts behind it leaves the daemon serving.
+  ExpectStillServing();
 }
