@@ -40,6 +40,8 @@ using daemon::Writer;
 
 // How long a request waits for the daemon's answer before the daemon counts as unavailable.
 constexpr int kReplyTimeoutSeconds = 30;
+// Most host CPUs a chip's attachment may list.
+constexpr int kMaxCpus = 1 << 16;
 
 class DaemonClient final : public emu::LocalDriver {
  public:
@@ -441,9 +443,16 @@ class DaemonClient final : public emu::LocalDriver {
       a.numaNode = r.i32();
       a.hostBandwidth = r.f64();
       a.hostLatencyUs = r.f64();
-      const std::uint32_t cpus = r.u32();
-      for (std::uint32_t i = 0; i < cpus && r.ok(); ++i)
-        a.cpus.push_back(r.i32());
+      const std::uint32_t ranges = r.u32();
+      for (std::uint32_t i = 0; i < ranges && r.ok(); ++i) {
+        const int first = r.i32(), last = r.i32();
+        if (first < 0 || last < first || last - first >= kMaxCpus ||
+            a.cpus.size() + static_cast<std::size_t>(last - first) >= kMaxCpus)
+          return {h20ErrorInitializationError,
+                  fmt::format("h20d at '{}' sent a malformed CPU list", path_)};
+        for (int c = first; c <= last; ++c)
+          a.cpus.push_back(c);
+      }
       t.attachment.push_back(std::move(a));
     }
     if (!r.done())

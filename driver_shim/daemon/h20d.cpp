@@ -17,6 +17,8 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <map>
@@ -72,6 +74,13 @@ int main(int argc, char** argv) {
                                                          {"debug", LogLevel::debug}};
   config.logLevel = levels.at(level);
   std::signal(SIGPIPE, SIG_IGN);
+  // Every allocation and event holds a descriptor in the daemon: use all the descriptors the
+  // system allows this process, not the usual soft limit of 1024.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   h20::daemon::Server server(config);
   std::string error;

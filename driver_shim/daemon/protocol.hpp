@@ -36,7 +36,7 @@ inline constexpr std::size_t kMaxFdsPerFrame = 1;
 inline constexpr std::uint16_t kReplyBit = 0x8000;
 
 enum class MsgType : std::uint16_t {
-  hello = 1,      // u32 version, u32 pid, str process name -> HelloReply
+  hello = 1,      // u32 version, u32 pid, str process name -> the box (server.cpp: hello)
   alloc = 2,      // i32 chip, u64 bytes -> u64 object, u64 offset, u64 size (+ fd)
   free = 3,       // u64 object -> (nothing)
   memInfo = 4,    // i32 chip -> u64 free, u64 total

@@ -45,6 +45,11 @@ namespace h20::daemon {
 
 namespace asio = boost::asio;
 
+// Frames handled per wake-up of one session before the loop serves the others.
+constexpr int kFramesPerTurn = 32;
+// Objects (each holds a descriptor in the daemon) one process may hold.
+constexpr std::size_t kMaxObjectsPerSession = 1 << 16;
+
 namespace {
 
 Capability randomCapability() {
@@ -233,6 +238,14 @@ struct Server::State {
   Writer ipcClose(Session& s, Reader& r);
   Writer processes(Session& s, Reader& r);
   Writer eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd);
+  // Throws when `s` holds as many objects (allocations, events, imports) as a process may.
+  void checkQuota(const Session& s) const {
+    if (s.owned.size() + s.imports.size() >= kMaxObjectsPerSession)
+      throw Error{h20ErrorMemoryAllocation,
+                  fmt::format("this process holds {} allocations, events and imports: h20d's "
+                              "limit per process",
+                              kMaxObjectsPerSession)};
+  }
   Writer computeMode(Session& s, Reader& r);
   Writer raiseFault(Session& s, Reader& r);
   Writer setComputeMode(Session& s, Reader& r);
@@ -448,7 +461,9 @@ void Server::State::readLoop(Session& s) {
                          auto it = sessions.find(id);
                          if (ec || it == sessions.end()) return;
                          Session& session = *it->second;
-                         for (;;) {
+                         // A few frames per wake-up, then back to the loop: a client that never
+                         // stops sending cannot keep the others waiting.
+                         for (int n = 0; n < kFramesPerTurn; ++n) {
                            Frame frame;
                            std::string error;
                            const RecvStatus st =
@@ -594,9 +609,20 @@ Writer Server::State::hello(Session& s, Reader& r) {
     w.i32(a.numaNode);
     w.f64(a.hostBandwidth);
     w.f64(a.hostLatencyUs);
-    w.u32(static_cast<std::uint32_t>(a.cpus.size()));
-    for (int c : a.cpus)
-      w.i32(c);
+    // CPUs as ranges [first, last]: a node's CPUs are mostly contiguous, so 64 chips of a big
+    // host still fit in a frame.
+    std::vector<std::pair<int, int>> ranges;
+    for (int c : a.cpus) {
+      if (!ranges.empty() && ranges.back().second + 1 == c)
+        ranges.back().second = c;
+      else
+        ranges.emplace_back(c, c);
+    }
+    w.u32(static_cast<std::uint32_t>(ranges.size()));
+    for (const auto& [first, last] : ranges) {
+      w.i32(first);
+      w.i32(last);
+    }
   }
   return w;
 }
@@ -606,7 +632,6 @@ Writer Server::State::alloc(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
   const std::uint64_t bytes = r.u64();
   requireDone(r, "ALLOC");
   checkChip(chip);
-  use(s, chip);
   auto& allocator = *chips[static_cast<std::size_t>(chip)];
   if (bytes == 0 || bytes > allocator.capacity())
     throw Error{h20ErrorMemoryAllocation,
@@ -619,6 +644,8 @@ Writer Server::State::alloc(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
                             "{} of the {}-byte budget in use by all processes (raise h20d "
                             "--memory-budget)",
                             bytes, chip, budgetUsed, budget)};
+  checkQuota(s);
+  use(s, chip);  // after the checks: a refused request claims no exclusive chip
   std::size_t granted = 0;
   const std::size_t offset = allocator.allocate(bytes, &granted);
   if (offset == emu::OffsetAllocator::kNone)
@@ -758,6 +785,7 @@ Writer Server::State::eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd
   const int chip = r.i32();
   requireDone(r, "EVENT_CREATE");
   checkChip(chip);
+  checkQuota(s);
   use(s, chip);
   std::string why;
   auto memfd = std::make_shared<Fd>(sealedMemfd("h20-event", pageSize, &why));
@@ -875,6 +903,7 @@ Writer Server::State::ipcOpen(Session& s, Reader& r, std::shared_ptr<Fd>* fd) {
   if (o->owner == s.id)
     throw Error{h20ErrorInvalidValue,
                 "the handle was exported by this process: use the allocation's own pointer"};
+  checkQuota(s);
   use(s, o->chip);
   ++o->importers;
   const std::uint64_t importId = s.nextImport++;
@@ -914,6 +943,9 @@ Writer Server::State::processes(Session&, Reader& r) {
     for (const auto& [chip, bytes] : perChip)
       rows.emplace_back(static_cast<std::uint32_t>(s->pid), s->name, chip, bytes);
   }
+  // As many rows as fit in one frame (a row is at most 84 bytes: about 1,500 of them).
+  constexpr std::size_t kMaxRows = (kMaxPayload - 64) / (4 + 4 + 64 + 4 + 8);
+  if (rows.size() > kMaxRows) rows.resize(kMaxRows);
   w.u32(static_cast<std::uint32_t>(rows.size()));
   for (const auto& [pid, name, chip, bytes] : rows) {
     w.u32(pid);

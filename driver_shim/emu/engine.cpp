@@ -360,12 +360,6 @@ Engine::Engine(const std::vector<NodeWorkers>& nodes, FaultRegistry* faults) : f
 
 Engine::~Engine() {
   {
-    std::lock_guard<std::mutex> lock(extMu_);
-    extStop_ = true;
-  }
-  extCv_.notify_all();
-  if (extThread_.joinable()) extThread_.join();
-  {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
@@ -373,12 +367,20 @@ Engine::~Engine() {
     n->cv.notify_all();
   for (auto& t : threads_)
     t.join();
+  // After the workers: none of them can park a queue (and start the thread) any more.
+  {
+    std::lock_guard<std::mutex> lock(extMu_);
+    extStop_ = true;
+  }
+  extCv_.notify_all();
+  if (extThread_.joinable()) extThread_.join();
 }
 
 void Engine::parkExternal(std::shared_ptr<Queue> queue, std::shared_ptr<driver::SharedEvent> event,
                           std::uint64_t value) {
   {
     std::lock_guard<std::mutex> lock(extMu_);
+    if (extStop_) return;  // the engine is going: nothing will run the queue again
     extWaits_.push_back({std::move(queue), std::move(event), value});
     if (!extThread_.joinable()) extThread_ = std::thread([this] { externalWaitMain(); });
   }

@@ -61,13 +61,16 @@ int Reap(pid_t pid, std::chrono::milliseconds bound) {
 
 }  // namespace
 
-Daemon::Daemon(std::vector<std::string> args, std::string socket) {
+Daemon::Daemon(std::vector<std::string> args, std::string socket,
+               std::vector<std::string> launcher) {
   char tmpl[] = "/tmp/h20d-test-XXXXXX";
   if (!mkdtemp(tmpl)) return;
   dir_ = tmpl;
   socket_ = socket.empty() ? dir_ + "/h20d.sock" : socket;
   logPath_ = dir_ + "/h20d.log";
-  std::vector<std::string> argv = {H20D_PATH, "--socket", socket_, "--log-level", "debug"};
+  std::vector<std::string> argv = launcher;
+  for (const char* a : {H20D_PATH, "--socket", socket_.c_str(), "--log-level", "debug"})
+    argv.emplace_back(a);
   argv.insert(argv.end(), args.begin(), args.end());
   auto av = Argv(argv);
   posix_spawn_file_actions_t actions;
@@ -76,7 +79,7 @@ Daemon::Daemon(std::vector<std::string> args, std::string socket) {
                                    O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  const int rc = posix_spawn(&pid_, H20D_PATH, &actions, nullptr, av.data(), environ);
+  const int rc = posix_spawnp(&pid_, argv[0].c_str(), &actions, nullptr, av.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     pid_ = -1;

@@ -26,7 +26,9 @@ class Daemon {
   // Starts h20d (H20D_PATH) with `args` on `socket` (default: a socket in a new 0700 temporary
   // folder, removed afterwards) and waits until it serves. ok() is false (with the log in log())
   // when it did not start.
-  explicit Daemon(std::vector<std::string> args = {}, std::string socket = "");
+  // launcher: a command h20d runs under (e.g. {"prlimit", "--nofile=40:40"}).
+  explicit Daemon(std::vector<std::string> args = {}, std::string socket = "",
+                  std::vector<std::string> launcher = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
