@@ -475,9 +475,10 @@ H20_API h20Error_t h20IpcGetMemHandle(h20IpcMemHandle_t* handle, void* devPtr);
  * one whose owner has freed the memory: h20ErrorInvalidValue. The memory's device must be visible
  * in this process (h20ErrorInvalidDevice otherwise). */
 H20_API h20Error_t h20IpcOpenMemHandle(void** devPtr, h20IpcMemHandle_t handle, unsigned int flags);
-/* Drops one reference to memory opened with h20IpcOpenMemHandle, waiting for the device's
- * pending work first (as h20Free); the last one unmaps it. Any other pointer:
- * h20ErrorInvalidValue. h20Free refuses imported memory. */
+/* Drops one reference to memory opened with h20IpcOpenMemHandle, waiting first for the pending
+ * work of every device (any of them may read it through peer access); the last one unmaps it.
+ * Any other pointer: h20ErrorInvalidValue. h20Free refuses imported memory. Thread-safe with
+ * concurrent opens and closes of the same handle. */
 H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr);
 /* Exports an event created with h20EventInterprocess | h20EventDisableTiming (any other event:
  * h20ErrorInvalidResourceHandle). An event opened from another process's handle cannot be

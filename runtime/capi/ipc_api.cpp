@@ -4,6 +4,7 @@
 #include "capi/api_guard.hpp"
 
 #include <cstring>
+#include <mutex>
 
 using h20::capi::check;
 using h20::capi::guarded;
@@ -65,6 +66,7 @@ H20_API h20Error_t h20IpcOpenMemHandle(void** devPtr, h20IpcMemHandle_t handle,
     current.checkFault();
     h20::driver::IpcHandleBytes bytes{};
     std::memcpy(bytes.data(), handle.reserved, bytes.size());
+    std::lock_guard<std::mutex> lock(rt.importsMutex());
     h20::driver::ImportedMemory m;
     check(rt.driver().importMemory(bytes, &m));
     Device* owner = nullptr;
@@ -89,14 +91,22 @@ H20_API h20Error_t h20IpcOpenMemHandle(void** devPtr, h20IpcMemHandle_t handle,
 
 H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr) {
   return guarded("h20IpcCloseMemHandle", [&](Runtime& rt) {
-    auto a = rt.memory().findStart(devPtr);
-    if (!a || a->source != AllocSource::ipcImport)
+    auto isImport = [&] {
+      auto a = rt.memory().findStart(devPtr);
+      return a && a->source == AllocSource::ipcImport;
+    };
+    if (!isImport())
       fail(h20ErrorInvalidValue, "devPtr {} is not memory opened with h20IpcOpenMemHandle", devPtr);
-    Device& d = rt.device(a->device);
-    d.waitIdle();  // as h20Free: work still using the memory finishes first
+    // Work still using the memory finishes first, on every device: kernels and copies of other
+    // devices may read it (peer access), and the last reference unmaps it.
+    for (int d = 0; d < rt.deviceCount(); ++d)
+      rt.device(d).waitIdle();
+    std::lock_guard<std::mutex> lock(rt.importsMutex());
+    if (!isImport())  // closed by another thread meanwhile
+      fail(h20ErrorInvalidValue, "devPtr {} is not memory opened with h20IpcOpenMemHandle", devPtr);
     bool last = false;
     check(rt.driver().closeImport(devPtr, &last));
-    if (last) rt.memory().remove(a->base);
+    if (last) rt.memory().remove(reinterpret_cast<std::uintptr_t>(devPtr));
     return h20Success;
   });
 }

@@ -264,6 +264,7 @@ void Runtime::resetDevice(Device& device) {
       device.poolRelease(a);
     } else if (a.source == AllocSource::ipcImport) {
       // Every reference this process opened goes with the reset.
+      std::lock_guard<std::mutex> lock(importsMu_);
       for (bool last = false; !last;)
         if (!driver_->closeImport(reinterpret_cast<void*>(a.base), &last).ok()) break;
     } else {

@@ -157,6 +157,10 @@ class Runtime {
   // h20DeviceReset: waits, then destroys the device's streams, events and allocations.
   void resetDevice(Device& device);
 
+  // Serialises opening and closing interprocess memory (h20IpcOpenMemHandle/CloseMemHandle,
+  // h20DeviceReset): the driver's reference count and the allocation registry change together.
+  std::mutex& importsMutex() { return importsMu_; }
+
   // Keeps a destroyed event's slots until every marker pending on them has run (checked whenever
   // another block arrives; the rest go when the runtime does, after the driver has drained).
   void keepUntilRun(std::unique_ptr<EventSlots> slots);
@@ -168,6 +172,7 @@ class Runtime {
   MemoryRegistry memory_;
   StagingPool staging_;  // outlives the driver: its queues hold staging buffers until destroyed
   HandleSpace handles_;
+  std::mutex importsMu_;
   std::mutex pendingSlotsMu_;
   std::vector<std::unique_ptr<EventSlots>> pendingSlots_;
   std::size_t pendingPruneAt_ = 16;

@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
 #include <thread>
+#include <vector>
 
 using h20test::Child;
 using h20test::Daemon;
@@ -373,6 +375,36 @@ H20_CHILD_SCENARIO(FaultWatcher) {
   return 0;
 }
 
+// Opens a memory handle (hex line) from 8 threads at once, 50 times each (open, read, close),
+// and reports the calls that failed or saw another pointer or other bytes.
+H20_CHILD_SCENARIO(ThreadedImporter) {
+  h20IpcMemHandle_t mh{};
+  if (!h20test::FromHex(ReadLine(), &mh, sizeof mh)) return 2;
+  std::atomic<long long> bad{0};
+  std::atomic<void*> first{nullptr};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        void* p = nullptr;
+        if (h20IpcOpenMemHandle(&p, mh, h20IpcMemLazyEnablePeerAccess) != h20Success) {
+          ++bad;
+          continue;
+        }
+        void* expected = nullptr;
+        if (!first.compare_exchange_strong(expected, p) && expected != p) ++bad;
+        unsigned char b = 0;
+        if (h20Memcpy(&b, p, 1, h20MemcpyDeviceToHost) != h20Success || b != 0x11) ++bad;
+        if (h20IpcCloseMemHandle(p) != h20Success) ++bad;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  Emit("bad", bad.load());
+  Emit("closeafter", h20IpcCloseMemHandle(first.load()));
+  return 0;
+}
+
 // ---- tests -------------------------------------------------------------------------------------
 
 namespace {
@@ -660,4 +692,20 @@ TEST_F(DaemonIpc, UnknownComputeModeIsInvalidValueAndChangesNothing) {
     EXPECT_EQ(h20ErrorInvalidValue, r.IntValue("set")) << mode << r.output;
     EXPECT_EQ(h20ComputeModeDefault, r.IntValue("mode"));
   }
+}
+
+TEST_F(DaemonIpc, ThreadsOpeningAndClosingOneHandleAtOnceShareOneMappingAndLeakNothing) {
+  Child observer("Observer", Env());
+  const long long free0 = Int(observer.Await("free0"));
+  Child holder("Holder", Env({{"MIB", "8"}}));
+  const auto mem = holder.Await("memhandle");
+  ASSERT_TRUE(mem) << holder.Output();
+  Child importer("ThreadedImporter", Env());
+  importer.Send(*mem);
+  EXPECT_EQ(0, Int(importer.Await("bad", 60s))) << importer.Output();
+  EXPECT_EQ(h20ErrorInvalidValue, Int(importer.Await("closeafter")));
+  EXPECT_EQ(0, importer.Wait());
+  holder.Send("exit");
+  EXPECT_EQ(0, holder.Wait());
+  EXPECT_EQ(free0, FreeWithinASecond(observer, free0)) << "an import was never closed";
 }
