@@ -139,31 +139,48 @@ struct MarkerCommand {
   std::atomic<std::uint64_t>* timestampNs = nullptr;  // may be null: no timing
 };
 
-// The state of an interprocess event, in memory that every process using the event maps. Each
-// record takes the next number (recorded); the command that completes it raises `completed` to
-// that number (never lowers it) and bumps `wake`, the futex word waiters sleep on. When a process
-// exits with a record it made still pending, the daemon completes the event for the others and
-// marks the records it gave up on (abandonedAbove, abandonedUpTo]: waits that end that way fail.
+// The state of an interprocess event, in memory that every process using the event maps (one
+// page). Each record takes the next number (`recorded`) and a slot of the ring, which holds its
+// number, who made it and whether it is pending, done or failed. `completed` is the highest
+// number up to which every record has finished, so a wait for record r is released only by
+// record r's own completion (records finish out of order when they are made on several streams),
+// never by a later one's. At most kSlots records may be pending: a further record waits on the
+// host for the oldest. When a record fails (its chip faulted, or the process that made it exited
+// with it pending: h20d completes it for the others) waits for it end with an error.
 struct SharedEventState {
+  static constexpr int kSlots = 112;
+  enum : std::uint32_t { kFree = 0, kPending = 1, kDone = 2, kFailed = 3 };
+  struct alignas(32) Slot {
+    std::atomic<std::uint64_t> record{0};
+    std::atomic<std::uint64_t> recorder{0};  // the recording process's session (daemon's id)
+    std::atomic<std::uint32_t> state{kFree};
+  };
   std::atomic<std::uint64_t> recorded{0};
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint32_t> wake{0};
   std::atomic<std::uint32_t> sleepers{0};  // threads in futex wait on `wake`
-  std::atomic<std::uint64_t> recorder{0};  // session of the latest record (daemon bookkeeping)
-  std::atomic<std::uint64_t> abandonedAbove{0};
-  std::atomic<std::uint64_t> abandonedUpTo{0};
-  // True when record `value` was given up by a process that exited.
-  bool abandoned(std::uint64_t value) const {
-    return value > abandonedAbove.load(std::memory_order_acquire) &&
-           value <= abandonedUpTo.load(std::memory_order_acquire);
+  Slot slots[kSlots];
+
+  Slot& slot(std::uint64_t record) { return slots[record % kSlots]; }
+  const Slot& slot(std::uint64_t record) const { return slots[record % kSlots]; }
+  // True when record `value` failed (read once the wait for it has ended; false if its slot has
+  // been taken by a later record since).
+  bool failed(std::uint64_t value) const {
+    const Slot& s = slot(value);
+    return s.record.load(std::memory_order_acquire) == value &&
+           s.state.load(std::memory_order_acquire) == kFailed;
   }
 };
+static_assert(sizeof(SharedEventState) <= 4096, "an interprocess event fits in one page");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free &&
                   std::atomic<std::uint32_t>::is_always_lock_free,
               "shared event words must be lock-free to work across processes");
 
-// Raises state.completed to `value` (never lowers it) and wakes every waiter, in any process.
-void signalSharedEvent(SharedEventState& state, std::uint64_t value);
+// Takes record number `record` for a record by `recorder`: marks its slot pending.
+void beginSharedRecord(SharedEventState& state, std::uint64_t record, std::uint64_t recorder);
+// Marks record `record` done (or failed) if it is still pending, advances `completed` over every
+// finished record and wakes the waiters, in any process.
+void finishSharedRecord(SharedEventState& state, std::uint64_t record, bool failed);
 
 // A mapped interprocess event; unmapped (and released with the daemon) when the last reference
 // goes. Commands that use it hold a reference until they have run.
@@ -171,19 +188,20 @@ class SharedEvent {
  public:
   virtual ~SharedEvent() = default;
   virtual SharedEventState& state() const = 0;
-  // Who records: written to state().recorder with each record, so that the daemon can tell which
-  // pending records an exiting process leaves behind.
+  // Who records: written into each record's slot, so that the daemon can tell which pending
+  // records an exiting process leaves behind.
   std::uint64_t recorderId = 0;
 };
 
-// Completes record `value` of a shared event (after everything before it on the queue).
+// Finishes record `value` of a shared event (after everything before it on the queue): done, or
+// failed when the queue's chip is faulted (its work was skipped).
 struct SignalCommand {
   std::shared_ptr<SharedEvent> event;
   std::uint64_t value = 0;
 };
 
-// Blocks the queue until record `value` of a shared event has completed. A record abandoned by
-// an exited process faults the queue's chip instead (its work is skipped, as after any fault).
+// Blocks the queue until record `value` of a shared event has finished. A failed record faults
+// the queue's chip (its later work is skipped, as after any fault).
 struct WaitSharedCommand {
   std::shared_ptr<SharedEvent> event;
   std::uint64_t value = 0;

@@ -810,21 +810,24 @@ Writer Server::State::eventCreate(Session& s, Reader& r, std::shared_ptr<Fd>* fd
   return w;
 }
 
-// A session that leaves with records of an event still pending (it made the latest record and
-// its work never completed) would make every waiter in other processes wait forever: the records
-// are completed for them, marked abandoned, so that their waits fail instead.
+// A session that leaves with records of an event still pending (their work will never run)
+// would make every waiter in other processes wait forever: the records are finished for them, as
+// failed, so that their waits end with an error instead.
 void Server::State::abandonPendingRecords(const Session& s, std::uint64_t id) {
   MemObject* o = objects.find(id);
   if (!o || !o->event) return;
   driver::SharedEventState& st = *o->state;
-  const std::uint64_t recorded = st.recorded.load();
-  const std::uint64_t completed = st.completed.load();
-  if (completed >= recorded || st.recorder.load() != s.id) return;
-  st.abandonedAbove.store(completed);
-  st.abandonedUpTo.store(recorded);
-  driver::signalSharedEvent(st, recorded);
-  log(LogLevel::warning, "session {} (pid {}) exited with event records {}..{} pending: abandoned",
-      s.id, s.pid, completed + 1, recorded);
+  int abandoned = 0;
+  for (auto& slot : st.slots) {
+    if (slot.state.load() != driver::SharedEventState::kPending || slot.recorder.load() != s.id)
+      continue;
+    driver::finishSharedRecord(st, slot.record.load(), true);
+    ++abandoned;
+  }
+  if (abandoned)
+    log(LogLevel::warning,
+        "session {} (pid {}) exited with {} records of event {:#x} pending: abandoned", s.id, s.pid,
+        abandoned, id);
 }
 
 // The owner let go of an object: it goes unless another session still imports it.

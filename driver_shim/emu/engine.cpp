@@ -854,11 +854,12 @@ void Engine::runQueue(const std::shared_ptr<Queue>& q, Seq until, int attachNode
         parkExternal(q, x->event, x->value);  // resumed by externalWaitMain
         return;
       }
-      if (x->event->state().abandoned(x->value))
+      if (x->event->state().failed(x->value))
         faults_->raise(q->chip,
                        {h20ErrorLaunchFailure,
-                        fmt::format("the process that recorded interprocess event record {} "
-                                    "exited before the recorded work completed",
+                        fmt::format("record {} of an interprocess event this stream waited for "
+                                    "failed: its work was skipped on a faulted device, or the "
+                                    "process that recorded it exited first",
                                     x->value)});
       x->event.reset();
     } else {
@@ -910,8 +911,8 @@ void Engine::execute(Command& command, int chip) {
           if (c.timestampNs)
             c.timestampNs->store(std::max<std::uint64_t>(nowNs(), 1), std::memory_order_release);
         } else if constexpr (std::is_same_v<T, driver::SignalCommand>) {
-          // Runs even on a faulted chip: other processes must not wait forever.
-          driver::signalSharedEvent(c.event->state(), c.value);
+          // Runs even on a faulted chip (as failed): other processes must not wait forever.
+          driver::finishSharedRecord(c.event->state(), c.value, skip);
           c.event.reset();
         } else if constexpr (std::is_same_v<T, driver::WaitCommand> ||
                              std::is_same_v<T, driver::WaitSharedCommand>) {

@@ -21,10 +21,30 @@ long futex(const std::atomic<std::uint32_t>* word, int op, std::uint32_t value,
 
 namespace h20::driver {
 
-void signalSharedEvent(SharedEventState& state, std::uint64_t value) {
-  std::uint64_t seen = state.completed.load(std::memory_order_relaxed);
-  while (seen < value && !state.completed.compare_exchange_weak(
-                             seen, value, std::memory_order_release, std::memory_order_relaxed)) {
+void beginSharedRecord(SharedEventState& state, std::uint64_t record, std::uint64_t recorder) {
+  SharedEventState::Slot& slot = state.slot(record);
+  slot.state.store(SharedEventState::kPending, std::memory_order_relaxed);
+  slot.recorder.store(recorder, std::memory_order_relaxed);
+  slot.record.store(record, std::memory_order_release);
+}
+
+void finishSharedRecord(SharedEventState& state, std::uint64_t record, bool failed) {
+  SharedEventState::Slot& slot = state.slot(record);
+  std::uint32_t pending = SharedEventState::kPending;
+  if (slot.record.load(std::memory_order_acquire) == record)
+    slot.state.compare_exchange_strong(pending,
+                                       failed ? SharedEventState::kFailed : SharedEventState::kDone,
+                                       std::memory_order_acq_rel);
+  // Advance over every record that has finished, in order: a record that finishes before an
+  // earlier one leaves the advance to the earlier one's finish.
+  std::uint64_t done = state.completed.load(std::memory_order_acquire);
+  for (;;) {
+    const SharedEventState::Slot& next = state.slot(done + 1);
+    if (done + 1 > state.recorded.load(std::memory_order_acquire) ||
+        next.record.load(std::memory_order_acquire) != done + 1 ||
+        next.state.load(std::memory_order_acquire) < SharedEventState::kDone)
+      break;
+    if (state.completed.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) ++done;
   }
   state.wake.fetch_add(1, std::memory_order_seq_cst);
   // A sleeper registers before its last look at `completed` (seq_cst on both sides): it either

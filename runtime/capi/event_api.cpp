@@ -65,7 +65,7 @@ H20_API h20Error_t h20EventQuery(h20Event_t event) {
     return rt.withEvent(event, [&](Event& e) {
       e.device().checkFault();
       if (!e.completed()) return h20ErrorNotReady;
-      e.checkNotAbandoned(e.latestRecord());
+      e.checkRecordSucceeded(e.latestRecord());
       return h20Success;
     });
   });

@@ -106,7 +106,7 @@ H20_API h20Error_t h20StreamWaitEvent(h20Stream_t stream, h20Event_t event, unsi
       if (shared->state().completed.load(std::memory_order_acquire) < record)
         s->device().submit(*s, h20::driver::WaitSharedCommand{shared, record});
       else
-        e->checkNotAbandoned(record);
+        e->checkRecordSucceeded(record);
       return h20Success;
     }
     const auto c = e->capture();

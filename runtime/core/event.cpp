@@ -26,11 +26,11 @@ std::uint64_t Event::latestRecord() const {
   return shared_ ? shared_->state().recorded.load(std::memory_order_acquire) : 0;
 }
 
-void Event::checkNotAbandoned(std::uint64_t record) const {
-  if (shared_ && shared_->state().abandoned(record))
+void Event::checkRecordSucceeded(std::uint64_t record) const {
+  if (shared_ && shared_->state().failed(record))
     fail(h20ErrorLaunchFailure,
-         "record {} of interprocess event was abandoned: the process that recorded it exited "
-         "before the recorded work completed",
+         "record {} of the interprocess event failed: its work was skipped on a faulted device, "
+         "or the process that recorded it exited first",
          record);
 }
 
@@ -38,12 +38,15 @@ void Event::record(Stream& stream) {
   if (shared_) {
     driver::SharedEventState& st = shared_->state();
     const std::uint64_t record = st.recorded.fetch_add(1, std::memory_order_acq_rel) + 1;
-    st.recorder.store(shared_->recorderId, std::memory_order_release);
+    // The ring holds kSlots records: the oldest must have finished before its slot is reused.
+    if (record > static_cast<std::uint64_t>(driver::SharedEventState::kSlots))
+      device_.driver().waitShared(st, record - driver::SharedEventState::kSlots, true);
+    driver::beginSharedRecord(st, record, shared_->recorderId);
     try {
       stream.device().submit(stream, driver::SignalCommand{shared_, record});
     } catch (...) {
-      // Nothing will complete it: waiters in other processes must not wait for it forever.
-      driver::signalSharedEvent(st, record);
+      // Nothing will finish it: waiters in other processes must not wait for it forever.
+      driver::finishSharedRecord(st, record, true);
       throw;
     }
     return;
@@ -113,7 +116,7 @@ void Event::wait() const {
   if (shared_) {
     const std::uint64_t record = latestRecord();
     device_.driver().waitShared(shared_->state(), record, (flags_ & h20EventBlockingSync) == 0);
-    checkNotAbandoned(record);
+    checkRecordSucceeded(record);
     return;
   }
   const Capture c = capture();

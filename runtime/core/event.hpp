@@ -79,9 +79,10 @@ class Event {
   // The interprocess state, or nullptr for an event of this process only.
   const std::shared_ptr<driver::SharedEvent>& shared() const { return shared_; }
   // For an interprocess event: the latest record number (0: never recorded), and a throw of
-  // h20ErrorLaunchFailure when that record was abandoned by a process that exited.
+  // h20ErrorLaunchFailure when that record failed (skipped on a faulted device, or abandoned by a
+  // process that exited).
   std::uint64_t latestRecord() const;
-  void checkNotAbandoned(std::uint64_t record) const;
+  void checkRecordSucceeded(std::uint64_t record) const;
 
   void record(Stream& stream);
   Capture capture() const;

@@ -417,7 +417,11 @@ TEST(DeviceProcesses, ThisProcessIsListedWithItsMemoryOnlyWhileItHoldsSome) {
   EXPECT_STRNE("", self->name);
   int onlyCount = -1;
   H20_EXPECT_OK(h20DeviceGetProcesses(1, nullptr, 0, &onlyCount));
-  EXPECT_EQ(count, onlyCount);
+  // Under the shared test daemon other processes come and go between the two calls.
+  if (h20test::DaemonBackend())
+    EXPECT_GE(onlyCount, 1);
+  else
+    EXPECT_EQ(count, onlyCount);
   H20_ASSERT_OK(h20Free(p));
   H20_ASSERT_OK(h20SetDevice(0));
   if (used == 0) {

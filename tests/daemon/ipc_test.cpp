@@ -405,6 +405,60 @@ H20_CHILD_SCENARIO(ThreadedImporter) {
   return 0;
 }
 
+// Records an interprocess event on a gated stream (record 1), makes a stream wait for it, then
+// records it on an idle stream (record 2, which finishes first); reports whether the waiting
+// stream ran before the gate opened, and what queries said.
+H20_CHILD_SCENARIO(OutOfOrderRecords) {
+  h20Event_t ev = nullptr;
+  if (h20EventCreateWithFlags(&ev, h20EventInterprocess | h20EventDisableTiming) != h20Success)
+    return 1;
+  h20Stream_t gated = nullptr, idle = nullptr, waiting = nullptr;
+  h20StreamCreate(&gated);
+  h20StreamCreate(&idle);
+  h20StreamCreate(&waiting);
+  h20test::BusyGate gate;
+  Emit("launch", gate.Launch(gated));
+  Emit("record1", h20EventRecord(ev, gated));
+  Emit("wait", h20StreamWaitEvent(waiting, ev, 0));
+  std::atomic<int> ran{0};
+  h20LaunchHostFunc(waiting, h20test::SetFlagHostFn, &ran);
+  Emit("record2", h20EventRecord(ev, idle));
+  Emit("idlesync", h20StreamSynchronize(idle));
+  Emit("early", h20test::BecomesTrueWithin([&] { return ran.load() != 0; }, 200ms) ? 1 : 0);
+  Emit("querywhile", h20EventQuery(ev));
+  gate.Open();
+  Emit("waitingsync", h20StreamSynchronize(waiting));
+  Emit("ran", ran.load());
+  Emit("queryafter", h20EventQuery(ev));
+  h20EventDestroy(ev);
+  return 0;
+}
+
+// Records an interprocess event after a kernel that faults, exports it and waits for "exit".
+H20_CHILD_SCENARIO(FaultedRecord) {
+  h20Event_t ev = nullptr;
+  if (h20EventCreateWithFlags(&ev, h20EventInterprocess | h20EventDisableTiming) != h20Success)
+    return 1;
+  h20Stream_t s = nullptr;
+  h20StreamCreate(&s);
+  h20test::BusyGate gate;  // holds the stream until the record is queued behind the fault
+  gate.Launch(s);
+  h20test::FaultArgs f{};
+  f.faultBlock = 0;
+  f.code = h20ErrorLaunchFailure;
+  std::snprintf(f.message, sizeof f.message, "injected");
+  h20LaunchKernel(h20test::FaultKernel, h20Dim3{1, 1, 1}, h20Dim3{1, 1, 1}, &f, sizeof f, 0, s);
+  Emit("record", h20EventRecord(ev, s));
+  h20IpcEventHandle_t eh{};
+  Emit("get", h20IpcGetEventHandle(&eh, ev));
+  Emit("eventhandle", h20test::ToHex(&eh, sizeof eh));
+  ReadLine();  // "go": the waiter has queued its wait
+  gate.Open();
+  Emit("sync", h20StreamSynchronize(s));
+  ReadLine();
+  return 0;
+}
+
 // ---- tests -------------------------------------------------------------------------------------
 
 namespace {
@@ -708,4 +762,32 @@ TEST_F(DaemonIpc, ThreadsOpeningAndClosingOneHandleAtOnceShareOneMappingAndLeakN
   holder.Send("exit");
   EXPECT_EQ(0, holder.Wait());
   EXPECT_EQ(free0, FreeWithinASecond(observer, free0)) << "an import was never closed";
+}
+
+TEST_F(DaemonIpc, AWaitIsReleasedByItsOwnRecordNotByALaterOneThatFinishesFirst) {
+  const auto r = h20test::RunChild("OutOfOrderRecords", Env());
+  ASSERT_EQ(0, r.exitCode) << r.output;
+  EXPECT_EQ(h20Success, r.IntValue("record1")) << r.output;
+  EXPECT_EQ(h20Success, r.IntValue("record2"));
+  EXPECT_EQ(0, r.IntValue("early")) << "the wait for record 1 ended when record 2 finished";
+  EXPECT_EQ(h20ErrorNotReady, r.IntValue("querywhile"));
+  EXPECT_EQ(h20Success, r.IntValue("waitingsync"));
+  EXPECT_EQ(1, r.IntValue("ran"));
+  EXPECT_EQ(h20Success, r.IntValue("queryafter"));
+}
+
+TEST_F(DaemonIpc, ARecordSkippedOnAFaultedDeviceFailsTheOtherProcessesWaits) {
+  Child recorder("FaultedRecord", Env());
+  const auto ev = recorder.Await("eventhandle");
+  ASSERT_TRUE(ev) << recorder.Output();
+  Child waiter("EventWaiter", Env());
+  waiter.Send(*ev);
+  ASSERT_TRUE(waiter.Await("waiting")) << waiter.Output();
+  recorder.Send("go");
+  EXPECT_EQ(h20ErrorLaunchFailure, Int(recorder.Await("sync"))) << recorder.Output();
+  EXPECT_EQ(h20ErrorLaunchFailure, Int(waiter.Await("eventsync"))) << waiter.Output();
+  EXPECT_EQ(h20ErrorLaunchFailure, Int(waiter.Await("streamsync")));
+  EXPECT_EQ(0, waiter.Wait());
+  recorder.Send("exit");
+  EXPECT_EQ(0, recorder.Wait());
 }
