@@ -224,6 +224,8 @@ struct Server::State {
   void handle(Session& s, const Frame& f);
   void reply(Session& s, const FrameHeader& request, const Writer& body, int fd = -1);
   void replyError(Session& s, const FrameHeader& request, const Error& e);
+  // Sends a whole reply (status and body); a client that cannot take it is cut off.
+  void send(Session& s, const FrameHeader& request, const Writer& payload, int fd);
   void release(std::uint64_t objectId);
   void dropImport(std::uint64_t objectId);
   void shutdown();
@@ -484,18 +486,19 @@ void Server::State::reply(Session& s, const FrameHeader& request, const Writer& 
   Writer w;
   writeStatus(w, h20Success, "");
   w.put(body.bytes().data(), body.bytes().size());
-  std::string error;
-  if (!sendFrame(s.socket->native_handle(), request.type | kReplyBit, request.tag, w.bytes(), fd,
-                 &error))
-    closeSession(s.id, "cannot be answered: " + error);
+  send(s, request, w, fd);
 }
 
 void Server::State::replyError(Session& s, const FrameHeader& request, const Error& e) {
   Writer w;
   writeStatus(w, e.code, e.message);
+  send(s, request, w, -1);
+}
+
+void Server::State::send(Session& s, const FrameHeader& request, const Writer& payload, int fd) {
   std::string error;
-  if (!sendFrame(s.socket->native_handle(), request.type | kReplyBit, request.tag, w.bytes(), -1,
-                 &error))
+  if (!sendFrame(s.socket->native_handle(), request.type | kReplyBit, request.tag, payload.bytes(),
+                 fd, &error))
     closeSession(s.id, "cannot be answered: " + error);
 }
 

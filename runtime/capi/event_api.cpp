@@ -23,8 +23,7 @@ h20Error_t createEvent(const char* api, h20Event_t* event, unsigned flags) {
       // As CUDA: interprocess events keep no time.
       if (!(flags & h20EventDisableTiming))
         fail(h20ErrorInvalidValue, "h20EventInterprocess requires h20EventDisableTiming");
-      auto status = rt.driver().createSharedEvent(rt.current().chip(), &shared);
-      check(status);
+      check(rt.driver().createSharedEvent(rt.current().chip(), &shared));
     }
     *event = rt.addEvent(std::make_shared<Event>(rt.current(), flags, std::move(shared)));
     return h20Success;

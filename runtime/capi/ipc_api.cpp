@@ -1,6 +1,7 @@
 // ipc_api.cpp - interprocess memory and event handles (h20Ipc*). The driver does the work (the
 // device daemon exports, maps and reference-counts); this file checks arguments and keeps the
-// allocation registry in step, so that imported memory resolves like any device allocation.
+// allocation registry and the event table in step, so that imported memory resolves like any
+// device allocation and an imported event is an event like any other.
 #include "capi/api_guard.hpp"
 
 #include <cstring>
@@ -110,10 +111,6 @@ H20_API h20Error_t h20IpcCloseMemHandle(void* devPtr) {
     return h20Success;
   });
 }
-
-}  // extern "C"
-
-extern "C" {
 
 H20_API h20Error_t h20IpcGetEventHandle(h20IpcEventHandle_t* handle, h20Event_t event) {
   return guarded("h20IpcGetEventHandle", [&](Runtime& rt) {

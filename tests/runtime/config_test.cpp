@@ -63,6 +63,23 @@ TEST(Config, MalformedValuesFailInitialisationNamingVariableAndValue) {
   EXPECT_EQ(parseError({{"H20_EMU_DEVICES", "0"}}, &message), h20ErrorInitializationError);
 }
 
+TEST(Config, DriverChoosesTheBackendAndItsSocket) {
+  EXPECT_EQ("emu", parse({}).driver.backend);
+  EXPECT_TRUE(parse({}).driver.daemon.socketPath.empty()) << "empty: h20d's default socket";
+  RuntimeConfig c = parse({{"H20_DRIVER", " daemon "},
+                           {"H20_DAEMON_SOCKET", "/run/h20.sock"},
+                           {"H20_EMU_WORKERS", "3"}});
+  EXPECT_EQ("daemon", c.driver.backend);
+  EXPECT_EQ("/run/h20.sock", c.driver.daemon.socketPath);
+  EXPECT_EQ(3, c.driver.daemon.workerThreads) << "the client's engine is sized as the emulator's";
+  std::string message;
+  EXPECT_EQ(parseError({{"H20_DRIVER", "cuda"}}, &message), h20ErrorInitializationError);
+  EXPECT_NE(message.find("cuda"), std::string::npos) << message;
+  EXPECT_NE(message.find("emu, daemon"), std::string::npos) << message;
+  EXPECT_EQ(parseError({{"H20_DAEMON_SOCKET", "  "}}, &message), h20ErrorInitializationError);
+  EXPECT_NE(message.find("H20_DAEMON_SOCKET"), std::string::npos) << message;
+}
+
 TEST(Config, ByteSizesAcceptBinaryAndDecimalUnits) {
   EXPECT_EQ(parseByteSize("1048576"), std::size_t{1} << 20);
   EXPECT_EQ(parseByteSize("64MiB"), std::size_t{64} << 20);
