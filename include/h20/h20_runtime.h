@@ -156,8 +156,8 @@ typedef struct h20DeviceProp {
   int reserved[31];
 } h20DeviceProp;
 
-/* Compute modes (CUDA's values). A process uses a device from its first allocation or
- * interprocess event on it until it exits. Only the device daemon serves several processes: with
+/* Compute modes (CUDA's values). A process uses a device from its first allocation, interprocess
+ * event or import on it until it exits (h20DeviceReset does not end it). Only the device daemon serves several processes: with
  * the embedded emulator every device is h20ComputeModeDefault. */
 typedef enum h20ComputeMode {
   h20ComputeModeDefault = 0,         /* any number of processes                                */
@@ -488,10 +488,13 @@ H20_API h20Error_t h20IpcGetEventHandle(h20IpcEventHandle_t* handle, h20Event_t 
  * (which must be visible: h20ErrorInvalidDevice otherwise), with h20EventInterprocess |
  * h20EventDisableTiming. It shares the exporter's state: h20EventRecord in any process makes a
  * new latest record; h20EventQuery, h20EventSynchronize and h20StreamWaitEvent see the latest
- * record, whichever process made it. Destroy it with h20EventDestroy. A forged or stale handle, or
- * a memory handle: h20ErrorInvalidValue. When the process that made the latest record exits
- * before its work completed, the record is abandoned: waits for it end, and report
- * h20ErrorLaunchFailure (a stream that waited on it becomes faulted) instead of waiting forever. */
+ * record, whichever process made it. Records finish in order: a wait for a record is released by
+ * that record's completion, never by a later one that finished first. At most 112 records of one
+ * event may be pending; a further h20EventRecord waits for the oldest. Destroy it with
+ * h20EventDestroy. A forged or stale handle, or a memory handle: h20ErrorInvalidValue. A record
+ * fails when its work was skipped on a faulted device, or when the process that made it exits
+ * with it pending: waits for it end and report h20ErrorLaunchFailure (a stream that waited on it
+ * becomes faulted) instead of waiting forever. */
 H20_API h20Error_t h20IpcOpenEventHandle(h20Event_t* event, h20IpcEventHandle_t handle);
 
 /* ---------------------------------------------------------------------------------------------
