@@ -3,18 +3,27 @@
 // Owns: the registry of live communicators (so a stale or foreign handle is an error, not a
 // crash), the per-call argument checks, the calling thread's group and its last error message.
 // Matching calls into collectives belongs to clique.cpp, moving data to schedule.cpp.
+#include "bootstrap.hpp"
 #include "clique.hpp"
 #include "error.hpp"
 #include "kernels.hpp"
+#include "net.hpp"
 
 #include <h20/ccl.h>
 #include <h20_base/enum_value.hpp>
 
+#include "util.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -26,17 +35,46 @@
 #include <vector>
 
 using h20::base::rawEnum;
+using h20::ccl::AsyncState;
 using h20::ccl::Call;
 using h20::ccl::Clique;
+using h20::ccl::CommOptions;
 using h20::ccl::Error;
 using h20::ccl::fail;
 using h20::ccl::Func;
+using h20::ccl::NetComm;
 using h20::ccl::Pending;
 
-// One rank of a clique: what an h20cclComm_t points to.
+// One rank of a communicator: what an h20cclComm_t points to. Its ranks are threads of this
+// process (a clique: the calls meet in clique.cpp and one thread enqueues every rank's work) or
+// live in several processes (net: each rank enqueues its own part). A communicator made with
+// blocking = 0 becomes ready in the background; until then its calls wait.
 struct h20cclComm {
   std::shared_ptr<Clique> clique;
+  std::shared_ptr<NetComm> net;
   int rank = 0;
+  int nranks = 1;
+  int device = 0;
+  CommOptions options;
+  std::shared_ptr<AsyncState> async = std::make_shared<AsyncState>();
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = true;
+  bool finalized = false;
+  std::thread initThread;
+
+  int size() const { return nranks; }
+  // Waits for a non-blocking init; throws its failure.
+  void waitReady() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return ready; });
+    lock.unlock();
+    if (!clique && !net) throw Error(async->code(), async->message());
+  }
+  ~h20cclComm() {
+    if (initThread.joinable()) initThread.join();
+  }
 };
 
 namespace {
@@ -218,8 +256,8 @@ std::optional<Error> problemOf(const char* fn, const h20cclComm& comm, const Raw
                                Call& c) {
   try {
     requireCallableHere(fn);
-    const int n = comm.clique->size();
-    const int device = comm.clique->device(comm.rank);
+    const int n = comm.size();
+    const int device = comm.device;
     if (!validType(raw.type))
       fail(h20ErrorInvalidValue, "{}: datatype {} is not H20_R_32F, H20_R_16BF or H20_R_16F", fn,
            raw.type);
@@ -230,12 +268,16 @@ std::optional<Error> problemOf(const char* fn, const h20cclComm& comm, const Raw
              raw.op);
       c.op = static_cast<h20cclRedOp>(raw.op);
     }
-    if (c.func == Func::broadcast && (c.root < 0 || c.root >= n))
-      fail(h20ErrorInvalidValue, "{}: root {} is not a rank of the clique (0..{})", fn, c.root,
-           n - 1);
+    if (h20::ccl::hasRoot(c.func) && (c.root < 0 || c.root >= n))
+      fail(h20ErrorInvalidValue, "{}: root {} is not a rank of the communicator (0..{})", fn,
+           c.root, n - 1);
+    if (h20::ccl::isPointToPoint(c.func) && (c.root < 0 || c.root >= n))
+      fail(h20ErrorInvalidValue, "{}: peer {} is not a rank of the communicator (0..{})", fn,
+           c.root, n - 1);
     const std::size_t n_ = static_cast<std::size_t>(n);
     std::size_t sendBytes = 0, recvBytes = 0;
     bool inPlace = c.send == c.recv;
+    const bool isRoot = comm.rank == c.root;
     switch (c.func) {
       case Func::allReduce:
         sendBytes = recvBytes = byteSize(fn, "count", c.count, c.type, 1);
@@ -256,14 +298,30 @@ std::optional<Error> problemOf(const char* fn, const h20cclComm& comm, const Raw
         break;
       case Func::broadcast:
         recvBytes = byteSize(fn, "count", c.count, c.type, 1);
-        sendBytes = comm.rank == c.root ? recvBytes : 0;
+        sendBytes = isRoot ? recvBytes : 0;
+        break;
+      case Func::reduce:
+        sendBytes = byteSize(fn, "count", c.count, c.type, 1);
+        recvBytes = isRoot ? sendBytes : 0;
+        break;
+      case Func::allToAll:
+        sendBytes = recvBytes = byteSize(fn, "count", c.count, c.type, n_);
+        inPlace = false;
+        break;
+      case Func::send:
+        sendBytes = byteSize(fn, "count", c.count, c.type, 1);
+        inPlace = false;
+        break;
+      case Func::recv:
+        recvBytes = byteSize(fn, "count", c.count, c.type, 1);
+        inPlace = false;
         break;
     }
     c.inPlace = inPlace;
-    if (c.count == 0) return std::nullopt;  // a collective of nothing: buffers are not used
+    if (c.count == 0) return std::nullopt;  // nothing moves: buffers are not used
     if (sendBytes) checkBuffer(fn, "sendbuff", c.send, sendBytes, c.type, comm.rank, device);
-    checkBuffer(fn, "recvbuff", c.recv, recvBytes, c.type, comm.rank, device);
-    if (sendBytes && !inPlace && overlap(c.send, sendBytes, c.recv, recvBytes))
+    if (recvBytes) checkBuffer(fn, "recvbuff", c.recv, recvBytes, c.type, comm.rank, device);
+    if (sendBytes && recvBytes && !inPlace && overlap(c.send, sendBytes, c.recv, recvBytes))
       fail(h20ErrorInvalidValue,
            "{}: sendbuff {} ({} bytes) and recvbuff {} ({} bytes) overlap but the call is not in "
            "place (see h20/ccl.h for the in-place layout of {})",
@@ -272,6 +330,17 @@ std::optional<Error> problemOf(const char* fn, const h20cclComm& comm, const Raw
     return e;
   }
   return std::nullopt;
+}
+
+// A communicator that can take work: its init has finished, it is not finalized, and no
+// asynchronous error stopped it.
+void usable(const char* fn, h20cclComm& comm) {
+  comm.waitReady();
+  if (const h20Error_t e = comm.async->code(); e != h20Success)
+    fail(e, "{}: the communicator failed earlier: {}", fn, comm.async->message());
+  std::lock_guard<std::mutex> lock(comm.mu);
+  if (comm.finalized)
+    fail(h20ErrorInvalidValue, "{}: the communicator was finalized (h20cclCommFinalize)", fn);
 }
 
 // One integer property of a live communicator into *out.
@@ -315,10 +384,33 @@ h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& 
     }
     call.rank = comm->rank;
     call.thread = std::this_thread::get_id();
+    try {
+      usable(fn, *comm);
+    } catch (const Error&) {
+      if (tlsGroup.depth > 0) tlsGroup.unattributed = true;
+      throw;
+    }
     // A failed call still takes its rank's place in the collective, so the ranks stay in step;
     // this rank gets the problem's own code, the others h20ErrorInvalidValue naming it.
     const std::optional<Error> problem = problemOf(fn, *comm, raw, call);
     if (problem) call.poison = problem->message();
+    if (comm->net) {
+      // Each rank enqueues its own part; a bad call enqueues nothing (the peers' matching
+      // operations then fail with h20ErrorRemote when the timeout passes).
+      if (tlsGroup.depth > 0) {
+        tlsGroup.calls.push_back({comm, std::move(call)});
+        if (problem) throw *problem;
+        return h20Success;
+      }
+      if (problem) throw *problem;
+      comm->net->enqueue({call}, call.stream);
+      return h20Success;
+    }
+    if (h20::ccl::isPointToPoint(func))
+      fail(h20ErrorNotSupported,
+           "{}: point-to-point calls between ranks that are threads of one process are not "
+           "supported yet (use h20cclAllToAll, or ranks in separate processes)",
+           fn);
     if (tlsGroup.depth > 0) {
       tlsGroup.calls.push_back({comm, std::move(call)});
       if (problem) throw *problem;
@@ -339,6 +431,163 @@ h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& 
   });
 }
 
+// Releases a communicator taken out of the registry: Destroy waits for its work, Abort makes
+// the work fail at once (and tells the other ranks) first.
+void release(h20cclComm& c, bool abort) {
+  if (c.initThread.joinable()) c.initThread.join();
+  if (c.net) {
+    if (abort) c.net->abort(fmt::format("rank {} called h20cclCommAbort", c.rank));
+    c.net->drain();
+    c.net.reset();
+  }
+  if (c.clique) c.clique->destroyRank(c.rank);
+  c.clique.reset();
+}
+
+// Options from the environment (H20_CCL_TIMEOUT_MS, H20_CCL_TRANSPORT) and the config.
+CommOptions optionsFor(const char* fn, const h20cclConfig* config, const CommOptions* inherit) {
+  CommOptions o = inherit ? *inherit : CommOptions{};
+  if (!inherit) {
+    if (const char* v = std::getenv("H20_CCL_TIMEOUT_MS"); v && *v) {
+      char* end = nullptr;
+      errno = 0;
+      const long long ms = std::strtoll(v, &end, 10);
+      if (errno != 0 || end == v || *end != '\0' || ms <= 0 || ms > 24LL * 3600 * 1000)
+        fail(h20ErrorInitializationError,
+             "{}: H20_CCL_TIMEOUT_MS='{}' is not a number of milliseconds in 1..86400000", fn, v);
+      o.timeout = std::chrono::milliseconds(ms);
+    }
+    if (const char* v = std::getenv("H20_CCL_TRANSPORT"); v && *v) {
+      const std::string t(v);
+      if (t == "auto")
+        o.transport = h20::ccl::TransportChoice::automatic;
+      else if (t == "ipc")
+        o.transport = h20::ccl::TransportChoice::ipc;
+      else if (t == "mpi")
+        o.transport = h20::ccl::TransportChoice::mpi;
+      else
+        fail(h20ErrorInitializationError, "{}: H20_CCL_TRANSPORT='{}' is not one of auto, ipc, mpi",
+             fn, t);
+    }
+  }
+  if (config) {
+    if (config->magic != H20_CCL_CONFIG_MAGIC || config->size != sizeof(h20cclConfig))
+      fail(h20ErrorInvalidValue,
+           "{}: config was not initialised with H20_CCL_CONFIG_INITIALIZER (size {}, magic {:#x})",
+           fn, config->size, config->magic);
+    if (config->blocking != 0 && config->blocking != 1)
+      fail(h20ErrorInvalidValue, "{}: config->blocking is {}, not 0 or 1", fn, config->blocking);
+    if (config->timeoutMs < 0)
+      fail(h20ErrorInvalidValue, "{}: config->timeoutMs is {}, not >= 0", fn, config->timeoutMs);
+    o.blocking = config->blocking == 1;
+    if (config->timeoutMs > 0) o.timeout = std::chrono::milliseconds(config->timeoutMs);
+  }
+  return o;
+}
+
+// The clique of the ranks of one id that all turned out to be threads of this process: the first
+// of them to get here creates it, the others join it.
+std::shared_ptr<Clique> localClique(const std::string& key, const std::vector<int>& devices) {
+  static std::mutex mu;
+  static auto* cliques = new std::map<std::string, std::weak_ptr<Clique>>;
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto it = cliques->begin(); it != cliques->end();)
+    it = it->second.expired() ? cliques->erase(it) : std::next(it);
+  auto& slot = (*cliques)[key];
+  if (auto c = slot.lock()) return c;
+  auto c = std::make_shared<Clique>(devices);
+  slot = c;
+  return c;
+}
+
+// The work of h20cclCommInitRank (on the caller's thread, or in the background): meets the other
+// ranks and sets up the communicator.
+void initRank(const char* fn, h20cclComm& c, const h20::ccl::IdInfo& id) {
+  auto net = NetComm::create(fn, id, c.nranks, c.rank, c.device, c.options, c.async);
+  if (net->allInThisProcess() && c.options.transport == h20::ccl::TransportChoice::automatic) {
+    // Threads of one process: the calls meet in a clique, as with h20cclCommInitAll.
+    c.clique = localClique(id.socketName, net->devices());
+    return;
+  }
+  c.net = std::move(net);
+}
+
+h20Error_t commInitRank(const char* fn, h20cclComm_t* out, int nranks, const h20cclUniqueId& commId,
+                        int rank, const h20cclConfig* config, const CommOptions* inherit) {
+  requireOut(fn, out, "comm");
+  *out = nullptr;
+  requireCallableHere(fn);
+  if (nranks < 1 || nranks > H20_CCL_MAX_RANKS)
+    fail(h20ErrorInvalidValue, "{}: nranks {} is outside 1..{} (H20_CCL_MAX_RANKS)", fn, nranks,
+         H20_CCL_MAX_RANKS);
+  if (rank < 0 || rank >= nranks)
+    fail(h20ErrorInvalidValue, "{}: rank {} is outside 0..{}", fn, rank, nranks - 1);
+  const h20::ccl::IdInfo id = h20::ccl::decodeId(fn, commId);
+  auto c = std::make_shared<h20cclComm>();
+  c->rank = rank;
+  c->nranks = nranks;
+  c->options = optionsFor(fn, config, inherit);
+  h20::ccl::check(h20GetDevice(&c->device), fn);
+  if (c->options.blocking) {
+    initRank(fn, *c, id);
+    registry().add(c);
+    *out = c.get();
+    return h20Success;
+  }
+  c->ready = false;
+  h20cclComm* raw = c.get();
+  c->initThread = std::thread([raw, id, fn] {
+    h20SetDevice(raw->device);
+    try {
+      initRank(fn, *raw, id);
+    } catch (const Error& e) {
+      raw->async->fail(e.code(), e.message());
+    } catch (const std::exception& e) {
+      raw->async->fail(h20ErrorUnknown, fmt::format("{}: {}", fn, e.what()));
+    }
+    std::lock_guard<std::mutex> lock(raw->mu);
+    raw->ready = true;
+    raw->cv.notify_all();
+  });
+  registry().add(c);
+  *out = c.get();
+  return h20ErrorNotReady;
+}
+
+// A small all-gather of host bytes over a communicator (h20cclCommSplit): `mine` from every rank,
+// by rank. Collective; runs on a stream of its own and waits for it.
+std::vector<std::string> allGatherHost(const char* fn, h20cclComm& c, const std::string& mine) {
+  h20::ccl::DeviceGuard guard(c.device);
+  const std::size_t bytes = (mine.size() + 1) / 2 * 2;  // moved as 16-bit elements
+  const std::size_t n = static_cast<std::size_t>(c.size());
+  h20Stream_t stream = nullptr;
+  h20::ccl::check(h20StreamCreate(&stream), fn);
+  void* buf = nullptr;
+  std::vector<char> host(bytes * (n + 1), 0);
+  std::memcpy(host.data(), mine.data(), mine.size());
+  h20Error_t rc = h20Malloc(&buf, bytes * (n + 1));
+  if (rc == h20Success) rc = h20Memcpy(buf, host.data(), bytes, h20MemcpyHostToDevice);
+  std::string message;
+  if (rc == h20Success) {
+    rc = h20cclAllGather(buf, static_cast<char*>(buf) + bytes, bytes / 2, H20_R_16BF, &c, stream);
+    if (rc != h20Success) message = h20cclGetLastErrorMessage();
+  }
+  if (rc == h20Success) rc = h20StreamSynchronize(stream);
+  if (rc == h20Success && c.async->code() != h20Success) {
+    rc = c.async->code();
+    message = c.async->message();
+  }
+  if (rc == h20Success)
+    rc = h20Memcpy(host.data(), static_cast<char*>(buf) + bytes, bytes * n, h20MemcpyDeviceToHost);
+  if (message.empty() && rc != h20Success) message = h20GetLastErrorMessage();
+  if (buf) h20Free(buf);
+  h20StreamDestroy(stream);
+  if (rc != h20Success) fail(rc, "{}: exchanging colors and keys failed: {}", fn, message);
+  std::vector<std::string> out;
+  for (std::size_t r = 0; r < n; ++r)
+    out.emplace_back(host.data() + r * bytes, mine.size());
+  return out;
+}
 }  // namespace
 
 extern "C" {
@@ -381,8 +630,14 @@ H20_API h20Error_t h20cclCommInitAll(h20cclComm_t* comms, int ndev, const int* d
     }
     auto clique = std::make_shared<Clique>(std::move(devs));
     std::vector<std::shared_ptr<h20cclComm>> made;
-    for (int r = 0; r < ndev; ++r)
-      made.push_back(std::make_shared<h20cclComm>(h20cclComm{clique, r}));
+    for (int r = 0; r < ndev; ++r) {
+      auto c = std::make_shared<h20cclComm>();
+      c->clique = clique;
+      c->rank = r;
+      c->nranks = ndev;
+      c->device = clique->device(r);
+      made.push_back(std::move(c));
+    }
     for (int r = 0; r < ndev; ++r) {
       registry().add(made[static_cast<std::size_t>(r)]);
       comms[r] = made[static_cast<std::size_t>(r)].get();
@@ -401,19 +656,19 @@ H20_API h20Error_t h20cclCommDestroy(h20cclComm_t comm) {
       fail(h20ErrorInvalidValue,
            "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
            fmt::ptr(comm));
-    c->clique->destroyRank(c->rank);
+    release(*c, false);
     return h20Success;
   });
 }
 
 H20_API h20Error_t h20cclCommCount(h20cclComm_t comm, int* count) {
   return commAttribute("h20cclCommCount", comm, count, "count",
-                       [](const h20cclComm& c) { return c.clique->size(); });
+                       [](const h20cclComm& c) { return c.size(); });
 }
 
 H20_API h20Error_t h20cclCommDevice(h20cclComm_t comm, int* device) {
   return commAttribute("h20cclCommDevice", comm, device, "device",
-                       [](const h20cclComm& c) { return c.clique->device(c.rank); });
+                       [](const h20cclComm& c) { return c.device; });
 }
 
 H20_API h20Error_t h20cclCommUserRank(h20cclComm_t comm, int* rank) {
@@ -428,7 +683,14 @@ H20_API h20Error_t h20cclCommGetRingOrder(h20cclComm_t comm, int* ranks, int cap
     requireOut(fn, count, "count");
     if (capacity < 0 || (capacity > 0 && !ranks))
       fail(h20ErrorInvalidValue, "{}: ranks {} with capacity {}", fn, fmt::ptr(ranks), capacity);
-    const auto& ring = c->clique->ring();
+    c->waitReady();
+    std::vector<int> ring;
+    if (c->clique) {
+      ring = c->clique->ring();
+    } else {
+      for (int r = 0; r < c->size(); ++r)
+        ring.push_back(r);  // across processes the ring follows the ranks
+    }
     for (int i = 0; i < capacity && i < static_cast<int>(ring.size()); ++i)
       ranks[i] = ring[static_cast<std::size_t>(i)];
     *count = static_cast<int>(ring.size());
@@ -443,14 +705,16 @@ H20_API h20Error_t h20cclCommGetAlgorithm(h20cclComm_t comm, h20cclFunc func, si
     auto c = lookup(fn, comm);
     requireOut(fn, algo, "algo");
     const int f = rawEnum(func), t = rawEnum(datatype);
-    if (f < h20cclFuncAllReduce || f > h20cclFuncBroadcast)
+    if (f < h20cclFuncAllReduce || f > h20cclFuncReduce)
       fail(h20ErrorInvalidValue, "{}: func {} is not a h20cclFunc", fn, f);
     if (!validType(t))
       fail(h20ErrorInvalidValue, "{}: datatype {} is not H20_R_32F, H20_R_16BF or H20_R_16F", fn,
            t);
     static constexpr Func kFuncs[] = {Func::allReduce, Func::allGather, Func::reduceScatter,
-                                      Func::broadcast};
-    *algo = c->clique->algorithm(kFuncs[f], count, static_cast<h20DataType>(t));
+                                      Func::broadcast, Func::reduce};
+    c->waitReady();
+    *algo = c->clique ? c->clique->algorithm(kFuncs[f], count, static_cast<h20DataType>(t))
+                      : h20cclAlgoRing;
     return h20Success;
   });
 }
@@ -497,6 +761,34 @@ H20_API h20Error_t h20cclGroupEnd(void) {
     if (--tlsGroup.depth > 0) return h20Success;
     GroupState group = std::move(tlsGroup);
     tlsGroup = GroupState{};
+
+    // Communicators across processes: each rank's calls of the group become one piece of work
+    // on its stream (the first call's stream), so that they progress together.
+    std::vector<std::pair<std::shared_ptr<h20cclComm>, std::vector<Call>>> byNet;
+    for (auto& gc : group.calls) {
+      if (!gc.comm->net) continue;
+      auto it = std::find_if(byNet.begin(), byNet.end(),
+                             [&](const auto& e) { return e.first == gc.comm; });
+      if (it == byNet.end()) {
+        byNet.emplace_back(gc.comm, std::vector<Call>{});
+        it = byNet.end() - 1;
+      }
+      it->second.push_back(gc.call);
+    }
+    if (group.error != h20Success && !byNet.empty()) throw Error(group.error, group.message);
+    for (auto& [comm, calls] : byNet) {
+      for (const Call& c : calls)
+        if (c.stream != calls[0].stream)
+          fail(h20ErrorInvalidValue,
+               "{}: the group's calls for rank {} use different streams ({} and {}); across "
+               "processes a rank's calls of one group run on one stream",
+               fn, comm->rank, fmt::ptr(calls[0].stream), fmt::ptr(c.stream));
+    }
+    for (auto& [comm, calls] : byNet)
+      comm->net->enqueue(calls, calls[0].stream);
+    group.calls.erase(std::remove_if(group.calls.begin(), group.calls.end(),
+                                     [](const GroupCall& gc) { return gc.comm->net != nullptr; }),
+                      group.calls.end());
 
     // The group's calls per clique, in call order.
     std::vector<std::pair<std::shared_ptr<Clique>, std::vector<Call>>> byClique;
@@ -550,6 +842,148 @@ H20_API h20Error_t h20cclGroupEnd(void) {
     if (error != h20Success) throw Error(error, message);
     return h20Success;
   });
+}
+
+H20_API h20Error_t h20cclGetUniqueId(h20cclUniqueId* uniqueId) {
+  constexpr const char* fn = "h20cclGetUniqueId";
+  return guarded(fn, [&] {
+    requireOut(fn, uniqueId, "uniqueId");
+    const CommOptions o = optionsFor(fn, nullptr, nullptr);
+    *uniqueId = h20::ccl::makeUniqueId(o.timeout);
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommInitRank(h20cclComm_t* comm, int nranks, h20cclUniqueId commId,
+                                      int rank) {
+  constexpr const char* fn = "h20cclCommInitRank";
+  return guarded(fn,
+                 [&] { return commInitRank(fn, comm, nranks, commId, rank, nullptr, nullptr); });
+}
+
+H20_API h20Error_t h20cclCommInitRankConfig(h20cclComm_t* comm, int nranks, h20cclUniqueId commId,
+                                            int rank, h20cclConfig* config) {
+  constexpr const char* fn = "h20cclCommInitRankConfig";
+  return guarded(fn, [&] { return commInitRank(fn, comm, nranks, commId, rank, config, nullptr); });
+}
+
+H20_API h20Error_t h20cclCommSplit(h20cclComm_t comm, int color, int key, h20cclComm_t* newcomm,
+                                   h20cclConfig* config) {
+  constexpr const char* fn = "h20cclCommSplit";
+  return guarded(fn, [&] {
+    requireOut(fn, newcomm, "newcomm");
+    *newcomm = nullptr;
+    auto c = lookup(fn, comm);
+    if (color < 0 && color != H20_CCL_SPLIT_NOCOLOR)
+      fail(h20ErrorInvalidValue, "{}: color {} is negative (only H20_CCL_SPLIT_NOCOLOR may be)", fn,
+           color);
+    if (tlsGroup.depth > 0)
+      fail(h20ErrorInvalidValue,
+           "{}: not inside a group: call it from one thread per rank, outside h20cclGroupStart",
+           fn);
+    usable(fn, *c);
+    // Round 1: every rank's color and key. The new ranks are ordered by key, then parent rank.
+    std::int32_t ck[2] = {color, key};
+    const auto colors =
+        allGatherHost(fn, *c, std::string(reinterpret_cast<const char*>(ck), sizeof ck));
+    std::vector<std::pair<std::int32_t, int>> members;  // (key, parent rank)
+    for (int r = 0; r < c->size(); ++r) {
+      std::int32_t v[2];
+      std::memcpy(v, colors[static_cast<std::size_t>(r)].data(), sizeof v);
+      if (v[0] == color && color != H20_CCL_SPLIT_NOCOLOR) members.emplace_back(v[1], r);
+    }
+    std::sort(members.begin(), members.end());
+    // Round 2: the first member of each color makes the new communicator's id.
+    const bool leader = !members.empty() && members[0].second == c->rank;
+    h20cclUniqueId id{};
+    if (leader) id = h20::ccl::makeUniqueId(c->options.timeout);
+    const auto ids = allGatherHost(fn, *c, std::string(id.internal, sizeof id.internal));
+    if (color == H20_CCL_SPLIT_NOCOLOR) return h20Success;
+    std::memcpy(id.internal, ids[static_cast<std::size_t>(members[0].second)].data(),
+                sizeof id.internal);
+    int newRank = 0;
+    while (members[static_cast<std::size_t>(newRank)].second != c->rank)
+      ++newRank;
+    h20::ccl::DeviceGuard guard(c->device);
+    return commInitRank(fn, newcomm, static_cast<int>(members.size()), id, newRank, config,
+                        &c->options);
+  });
+}
+
+H20_API h20Error_t h20cclCommFinalize(h20cclComm_t comm) {
+  constexpr const char* fn = "h20cclCommFinalize";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireCallableHere(fn);
+    c->waitReady();
+    if (c->net) c->net->drain();
+    if (c->clique) h20EventSynchronize(c->clique->doneEvent(c->rank));
+    {
+      std::lock_guard<std::mutex> lock(c->mu);
+      c->finalized = true;
+    }
+    if (const h20Error_t e = c->async->code(); e != h20Success)
+      fail(e, "{}: {}", fn, c->async->message());
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommAbort(h20cclComm_t comm) {
+  constexpr const char* fn = "h20cclCommAbort";
+  return guarded(fn, [&] {
+    if (!comm) return h20Success;
+    requireCallableHere(fn);
+    auto c = registry().remove(comm);
+    if (!c)
+      fail(h20ErrorInvalidValue,
+           "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
+           fmt::ptr(comm));
+    release(*c, true);
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclCommGetAsyncError(h20cclComm_t comm, h20Error_t* asyncError) {
+  constexpr const char* fn = "h20cclCommGetAsyncError";
+  return guarded(fn, [&] {
+    auto c = lookup(fn, comm);
+    requireOut(fn, asyncError, "asyncError");
+    {
+      std::lock_guard<std::mutex> lock(c->mu);
+      if (!c->ready) {
+        *asyncError = h20ErrorNotReady;
+        return h20Success;
+      }
+    }
+    *asyncError = c->async->code();
+    if (*asyncError != h20Success) tlsLastError = c->async->message();
+    return h20Success;
+  });
+}
+
+H20_API h20Error_t h20cclReduce(const void* sendbuff, void* recvbuff, size_t count,
+                                h20DataType datatype, h20cclRedOp op, int root, h20cclComm_t comm,
+                                h20Stream_t stream) {
+  return issue("h20cclReduce", Func::reduce, comm, RawArgs{rawEnum(datatype), rawEnum(op)},
+               {sendbuff, recvbuff, count, stream, root});
+}
+
+H20_API h20Error_t h20cclAllToAll(const void* sendbuff, void* recvbuff, size_t count,
+                                  h20DataType datatype, h20cclComm_t comm, h20Stream_t stream) {
+  return issue("h20cclAllToAll", Func::allToAll, comm, RawArgs{rawEnum(datatype), 0},
+               {sendbuff, recvbuff, count, stream});
+}
+
+H20_API h20Error_t h20cclSend(const void* sendbuff, size_t count, h20DataType datatype, int peer,
+                              h20cclComm_t comm, h20Stream_t stream) {
+  return issue("h20cclSend", Func::send, comm, RawArgs{rawEnum(datatype), 0},
+               {sendbuff, nullptr, count, stream, peer});
+}
+
+H20_API h20Error_t h20cclRecv(void* recvbuff, size_t count, h20DataType datatype, int peer,
+                              h20cclComm_t comm, h20Stream_t stream) {
+  return issue("h20cclRecv", Func::recv, comm, RawArgs{rawEnum(datatype), 0},
+               {nullptr, recvbuff, count, stream, peer});
 }
 
 }  // extern "C"

@@ -77,6 +77,14 @@ const char* funcName(Func f) {
       return "h20cclReduceScatter";
     case Func::broadcast:
       return "h20cclBroadcast";
+    case Func::reduce:
+      return "h20cclReduce";
+    case Func::allToAll:
+      return "h20cclAllToAll";
+    case Func::send:
+      return "h20cclSend";
+    case Func::recv:
+      return "h20cclRecv";
   }
   return "h20ccl?";
 }
@@ -201,7 +209,7 @@ std::string Clique::disagreement(const Pending& p) const {
       return fmt::format(
           "{}: the ranks disagree: rank 0 has op {} but rank {} has op {}; nothing was enqueued",
           name, static_cast<int>(first.op), r, static_cast<int>(c.op));
-    if (first.func == Func::broadcast && c.root != first.root)
+    if (hasRoot(first.func) && c.root != first.root)
       return fmt::format(
           "{}: the ranks disagree: rank 0 has root {} but rank {} has root {}; nothing was "
           "enqueued",

@@ -28,11 +28,18 @@
 
 namespace h20::ccl {
 
-enum class Func { allReduce, allGather, reduceScatter, broadcast };
+enum class Func { allReduce, allGather, reduceScatter, broadcast, reduce, allToAll, send, recv };
 // The C function's name ("h20cclAllReduce").
 const char* funcName(Func f);
 inline bool isReduction(Func f) {
-  return f == Func::allReduce || f == Func::reduceScatter;
+  return f == Func::allReduce || f == Func::reduceScatter || f == Func::reduce;
+}
+// Functions with a root (broadcast, reduce) and point-to-point ones (their peer).
+inline bool hasRoot(Func f) {
+  return f == Func::broadcast || f == Func::reduce;
+}
+inline bool isPointToPoint(Func f) {
+  return f == Func::send || f == Func::recv;
 }
 
 // One rank's call of a collective, as passed (the count as the C function takes it).
@@ -43,7 +50,7 @@ struct Call {
   std::size_t count = 0;
   h20DataType type = H20_R_32F;
   h20cclRedOp op = h20cclSum;
-  int root = 0;
+  int root = 0;  // broadcast and reduce: the root; send and recv: the peer
   h20Stream_t stream = nullptr;
   int rank = 0;
   bool inPlace = false;    // set by the argument checks (api.cpp), from the layouts in h20/ccl.h

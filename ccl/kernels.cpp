@@ -119,10 +119,8 @@ const unsigned char* at(const void* base, std::uint8_t type, std::uint64_t index
          index * elementSize(static_cast<h20DataType>(type));
 }
 
-void reduceKernel(const h20KernelContext* ctx, const void* raw) {
-  const auto& a = *static_cast<const ReduceArgs*>(raw);
-  const std::uint64_t begin = static_cast<std::uint64_t>(ctx->blockIdx.x) * a.perBlock;
-  const std::uint64_t end = std::min(a.count, begin + a.perBlock);
+// Elements [begin, end) of the reduction.
+void reduceRange(const ReduceArgs& a, std::uint64_t begin, std::uint64_t end) {
   alignas(64) float acc[kTile];
   for (std::uint64_t t = begin; t < end; t += kTile) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kTile, end - t));
@@ -145,6 +143,12 @@ void reduceKernel(const h20KernelContext* ctx, const void* raw) {
   }
 }
 
+void reduceKernel(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const ReduceArgs*>(raw);
+  const std::uint64_t begin = static_cast<std::uint64_t>(ctx->blockIdx.x) * a.perBlock;
+  reduceRange(a, begin, std::min(a.count, begin + a.perBlock));
+}
+
 }  // namespace
 
 h20Error_t launchReduce(const ReduceArgs& args, h20Stream_t stream) {
@@ -155,6 +159,10 @@ h20Error_t launchReduce(const ReduceArgs& args, h20Stream_t stream) {
   const h20Dim3 grid{static_cast<unsigned>(blocks), 1, 1};
   const h20Dim3 block{256, 1, 1};
   return h20LaunchKernel(&reduceKernel, grid, block, &a, sizeof a, 0, stream);
+}
+
+void reduceOnHost(const ReduceArgs& args) {
+  reduceRange(args, 0, args.count);
 }
 
 float bf16ToFloat(std::uint16_t v) {

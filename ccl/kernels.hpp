@@ -41,6 +41,10 @@ struct ReduceArgs {
 // handle). count 0 enqueues nothing.
 h20Error_t launchReduce(const ReduceArgs& args, h20Stream_t stream);
 
+// The same reduction run by the calling thread (the transports between processes reduce on the
+// host, inside the host function that runs a rank's part of a collective).
+void reduceOnHost(const ReduceArgs& args);
+
 // Host versions of the conversions, for tests of the library's own arithmetic.
 float bf16ToFloat(std::uint16_t v);
 std::uint16_t floatToBf16(float v);

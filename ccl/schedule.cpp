@@ -128,6 +128,10 @@ class Schedule {
         chunks_ = uniform(count_, static_cast<std::uint64_t>(n_));
         break;
       case Func::broadcast:
+      case Func::reduce:
+      case Func::allToAll:
+      case Func::send:
+      case Func::recv:
         break;
     }
   }
@@ -183,7 +187,10 @@ class Schedule {
 
   // Scratch of the ring reduction: two fp32 slots for partial sums (n >= 3) and a staging buffer
   // where the predecessor cannot be accessed.
-  bool usesRingReduce() const { return algo_ == h20cclAlgoRing && isReduction(func_) && n_ >= 2; }
+  bool usesRingReduce() const {
+    return algo_ == h20cclAlgoRing && (func_ == Func::allReduce || func_ == Func::reduceScatter) &&
+           n_ >= 2;
+  }
   bool oneShot() const {
     if (algo_ != h20cclAlgoDirect || func_ != Func::allReduce || n_ < 2 ||
         count_ * es_ > kOneShotMaxBytes)
@@ -193,7 +200,20 @@ class Schedule {
     return true;
   }
   std::size_t slotBytes() const { return alignUp(chunks_.maxLen * sizeof(float)); }
+  // The reduce chain (ring algorithm): ranks between the chain's start and the root keep an fp32
+  // partial; a rank that cannot access its predecessor stages the predecessor's partial.
+  std::size_t chainSlotBytes() const { return alignUp(count_ * sizeof(float)); }
+  bool usesReduceChain() const {
+    return func_ == Func::reduce && n_ >= 2 && algo_ == h20cclAlgoRing;
+  }
   std::size_t scratchBytes(int r) const {
+    if (usesReduceChain()) {
+      const int d = chainPos(r);
+      std::size_t bytes = d > 0 && d < n_ - 1 ? chainSlotBytes() : 0;
+      if (d > 0 && !clique_.links().canAccess(r, ringAt(position(r) - 1)))
+        bytes += chainSlotBytes();
+      return bytes;
+    }
     if (!usesRingReduce()) return 0;
     std::size_t bytes = n_ >= 3 ? 2 * slotBytes() : 0;
     if (!clique_.links().canAccess(r, ringAt(position(r) - 1))) bytes += slotBytes();
@@ -216,6 +236,13 @@ class Schedule {
   void directReduceScatter();
   void directAllGather();
   void directBroadcast();
+  void directReduce();
+  void chainReduce();
+  void allToAll();
+  // Position of a rank on the reduce chain, which runs along the ring and ends at the root.
+  int chainPos(int r) const {
+    return ((position(r) - position(calls_[0].root) - 1) % n_ + n_) % n_;
+  }
   void runAction(int r, const Action& a) const;
   void checkRank(h20Error_t rc, int r, const char* call) const;
 
@@ -253,8 +280,16 @@ void Schedule::build() {
         return directAllGather();
       case Func::broadcast:
         return directBroadcast();
+      case Func::reduce:
+        return directReduce();
+      case Func::allToAll:
+      case Func::send:
+      case Func::recv:
+        break;
     }
   }
+  if (func_ == Func::allToAll) return allToAll();
+  if (func_ == Func::reduce) return chainReduce();
   switch (func_) {
     case Func::allReduce:
       ringReduce();
@@ -272,6 +307,11 @@ void Schedule::build() {
     }
     case Func::broadcast:
       return ringBroadcast();
+    case Func::reduce:
+    case Func::allToAll:
+    case Func::send:
+    case Func::recv:
+      break;
   }
   // Each rank's buffers were last read by its successor, in the last step.
   for (int i = 0; i < n_; ++i)
@@ -455,6 +495,69 @@ void Schedule::directBroadcast() {
     addCopy(rs, recv(r), r, send(root), root, count_ * es_);
   }
   endWaits_[static_cast<std::size_t>(root)] = allBut(root);
+}
+
+void Schedule::directReduce() {
+  const int root = calls_[0].root;
+  auto& step = newStep();
+  addReduceOfEveryInput(afterEveryPeer(step, root), 0, count_, recv(root));
+  endWaits_[static_cast<std::size_t>(root)] = {};
+  for (int r = 0; r < n_; ++r)
+    if (r != root) endWaits_[static_cast<std::size_t>(r)] = {root};  // the root read its input
+}
+
+// One step per chain position: the rank at position d reduces its input with the partial of the
+// rank before it (its input at d = 1), into its fp32 slot, or into the output at the root.
+void Schedule::chainReduce() {
+  const int root = calls_[0].root;
+  int prevRank = -1;
+  for (int d = 0; d < n_; ++d) {
+    int r = 0;
+    while (chainPos(r) != d)
+      ++r;
+    if (d > 0) {
+      auto& step = newStep();
+      RankStep& rs = step[static_cast<std::size_t>(r)];
+      rs.active = true;
+      rs.waitFor = {prevRank};
+      const bool fromInput = d == 1;
+      const void* peer = fromInput ? static_cast<const void*>(send(prevRank)) : slot(prevRank, 0);
+      const h20DataType peerType = fromInput ? type_ : H20_R_32F;
+      const bool last = d == n_ - 1;
+      if (!clique_.links().canAccess(r, prevRank)) {
+        unsigned char* stageBuf =
+            scratch_[static_cast<std::size_t>(r)] + (last ? 0 : chainSlotBytes());
+        addCopy(rs, stageBuf, r, peer, prevRank, count_ * elementSize(peerType));
+        peer = stageBuf;
+      }
+      ReduceArgs a;
+      a.op = static_cast<std::uint8_t>(op_);
+      a.count = count_;
+      a.nsrc = 2;
+      a.src[0] = send(r);
+      a.srcType[0] = static_cast<std::uint8_t>(type_);
+      a.src[1] = peer;
+      a.srcType[1] = static_cast<std::uint8_t>(peerType);
+      a.dst = last ? static_cast<void*>(recv(root)) : slot(r, 0);
+      a.dstType = static_cast<std::uint8_t>(last ? type_ : H20_R_32F);
+      addReduce(rs, a);
+      endWaits_[static_cast<std::size_t>(prevRank)] = {r};  // r read prevRank's input or slot
+    }
+    prevRank = r;
+  }
+}
+
+// recv_r[q * count] = send_q[r * count]: every rank pulls its block from every rank at once.
+void Schedule::allToAll() {
+  auto& step = newStep();
+  const std::size_t block = count_ * es_;
+  for (int r = 0; r < n_; ++r) {
+    RankStep& rs = afterEveryPeer(step, r);
+    for (int q = 0; q < n_; ++q)
+      addCopy(rs, recv(r) + static_cast<std::size_t>(q) * block, r,
+              send(q) + static_cast<std::size_t>(r) * block, q, block);
+    endWaits_[static_cast<std::size_t>(r)] = allBut(r);
+  }
 }
 
 void Schedule::runAction(int r, const Action& a) const {

@@ -28,6 +28,8 @@ PACKAGES=(
   googletest          # GoogleTest/GoogleMock sources
   libgtest-dev        # GoogleTest libraries + CMake package
   libgmock-dev        # GoogleMock
+  libopenmpi-dev      # MPI transport of libh20ccl (find_package(MPI)); its tests run under mpirun
+  openmpi-bin         # mpirun
 )
 
 mode=install

@@ -68,6 +68,35 @@ extern "C" {
 /* A communicator: one rank of a clique. Opaque. */
 typedef struct h20cclComm* h20cclComm_t;
 
+/* What the ranks of one communicator meet with: made by h20cclGetUniqueId on one rank and handed
+ * to the others by the application (MPI_Bcast, a file, fork). Opaque bytes. */
+#define H20_CCL_UNIQUE_ID_BYTES 128
+typedef struct h20cclUniqueId {
+  char internal[H20_CCL_UNIQUE_ID_BYTES];
+} h20cclUniqueId;
+
+/* Options of h20cclCommInitRankConfig and h20cclCommSplit. Start from H20_CCL_CONFIG_INITIALIZER
+ * and change fields; `size`, `magic` and `version` let the library check that the caller used it.
+ *  - blocking: 1 (default) the call returns once the communicator is ready; 0 it returns at once
+ *    with h20ErrorNotReady in progress (h20cclCommGetAsyncError reports h20ErrorNotReady until the
+ *    ranks have met, then h20Success or the failure; calls on the communicator wait for it).
+ *  - timeoutMs: how long a rank waits for the others (meeting at init, data of a collective)
+ *    before its operation fails with h20ErrorRemote; 0 means the default (H20_CCL_TIMEOUT_MS, else
+ *    300000 ms). A rank that exits or aborts is noticed sooner (see h20ErrorRemote). */
+typedef struct h20cclConfig {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  int blocking;
+  int timeoutMs;
+} h20cclConfig;
+#define H20_CCL_CONFIG_MAGIC 0x48323043u /* "H20C" */
+#define H20_CCL_CONFIG_INITIALIZER \
+  { sizeof(h20cclConfig), H20_CCL_CONFIG_MAGIC, H20_CCL_VERSION, 1, 0 }
+
+/* h20cclCommSplit's color for ranks that join no new communicator. */
+#define H20_CCL_SPLIT_NOCOLOR (-1)
+
 /* Reduction operations. Max and min of NaN operands give an unspecified one of the operands. */
 typedef enum h20cclRedOp { h20cclSum = 0, h20cclMax = 1, h20cclMin = 2 } h20cclRedOp;
 
@@ -76,7 +105,8 @@ typedef enum h20cclFunc {
   h20cclFuncAllReduce = 0,
   h20cclFuncAllGather = 1,
   h20cclFuncReduceScatter = 2,
-  h20cclFuncBroadcast = 3
+  h20cclFuncBroadcast = 3,
+  h20cclFuncReduce = 4
 } h20cclFunc;
 
 /* H20 extension: how a collective moves its data (see docs/ccl.md).
@@ -106,6 +136,49 @@ H20_API const char* h20cclGetLastErrorMessage(void);
  * Errors: h20ErrorInvalidValue (NULL comms, bad ndev, duplicate devices), h20ErrorInvalidDevice,
  * h20ErrorInitializationError (bad H20_CCL_* environment variable). */
 H20_API h20Error_t h20cclCommInitAll(h20cclComm_t* comms, int ndev, const int* devices);
+/* Makes a unique id for a new communicator (call it on one rank, usually rank 0). In a process
+ * with MPI initialised the id records that, and the ranks meet over MPI; otherwise the calling
+ * process listens for the ranks on a local socket until they have met (or the timeout passed), so
+ * the ranks must then all run on this machine, and the process that made the id must live until
+ * they have. An id is good for one communicator. */
+H20_API h20Error_t h20cclGetUniqueId(h20cclUniqueId* uniqueId);
+/* Creates rank `rank` of a communicator of `nranks` ranks on the calling thread's current device,
+ * meeting the other ranks through `commId` (collective: every rank calls it, from any processes
+ * and threads; blocks until all have). Ranks may be threads of one process (data moves as with
+ * h20cclCommInitAll), processes on one machine (through the device daemon: H20_DRIVER=daemon), or
+ * processes under MPI; the transport per pair is chosen automatically and H20_CCL_TRANSPORT=ipc|mpi
+ * forces one for ranks of different processes (docs/ccl.md). Two ranks may not share a device.
+ * Errors: h20ErrorInvalidValue (NULL comm, nranks outside 1..H20_CCL_MAX_RANKS, rank outside
+ * 0..nranks-1, an id that is not one, two ranks with the same rank or device, ranks that disagree
+ * about nranks), h20ErrorRemote (a rank did not arrive within the timeout, or failed),
+ * h20ErrorNotSupported (ranks in several processes and no transport between them). On error
+ * *comm is NULL and nothing is left behind. */
+H20_API h20Error_t h20cclCommInitRank(h20cclComm_t* comm, int nranks, h20cclUniqueId commId,
+                                      int rank);
+/* h20cclCommInitRank with options (config NULL: the defaults). With blocking = 0 it returns
+ * h20ErrorNotReady and *comm at once; the ranks meet in the background. */
+H20_API h20Error_t h20cclCommInitRankConfig(h20cclComm_t* comm, int nranks, h20cclUniqueId commId,
+                                            int rank, h20cclConfig* config);
+/* Collective over the communicator's ranks: ranks with the same color form a new communicator,
+ * ordered by key (then by their rank in comm); color H20_CCL_SPLIT_NOCOLOR joins none (*newcomm
+ * NULL). The new communicator inherits comm's options unless config is given. */
+H20_API h20Error_t h20cclCommSplit(h20cclComm_t comm, int color, int key, h20cclComm_t* newcomm,
+                                   h20cclConfig* config);
+/* Waits for the communicator's enqueued work to complete and stops it accepting new work; the
+ * handle stays valid for h20cclCommGetAsyncError and h20cclCommDestroy. Returns the
+ * communicator's asynchronous error, if any. */
+H20_API h20Error_t h20cclCommFinalize(h20cclComm_t comm);
+/* Releases the communicator at once without waiting for its work, which fails; the other ranks'
+ * operations that need this rank fail with h20ErrorRemote instead of waiting. Buffers the
+ * aborted work wrote are undefined. The handle is invalid afterwards. NULL is a no-op. */
+H20_API h20Error_t h20cclCommAbort(h20cclComm_t comm);
+/* The communicator's asynchronous state into *asyncError: h20Success, h20ErrorNotReady while a
+ * non-blocking init is in progress, or the error that made enqueued work fail (h20ErrorRemote
+ * when another rank failed, exited, aborted or timed out); the message is in
+ * h20cclGetLastErrorMessage(). Once set, the error stays: the communicator can only be aborted
+ * or destroyed, and its calls return it. */
+H20_API h20Error_t h20cclCommGetAsyncError(h20cclComm_t comm, h20Error_t* asyncError);
+
 /* Waits for the communicator's enqueued collectives to complete, then releases it. The clique's
  * other communicators stay valid but can no longer run collectives. NULL is a no-op. */
 H20_API h20Error_t h20cclCommDestroy(h20cclComm_t comm);
@@ -144,6 +217,28 @@ H20_API h20Error_t h20cclReduceScatter(const void* sendbuff, void* recvbuff, siz
 H20_API h20Error_t h20cclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
                                    h20DataType datatype, int root, h20cclComm_t comm,
                                    h20Stream_t stream);
+
+/* recvbuff[i] on rank `root` = op over all ranks of sendbuff[i]; recvbuff is used on the root
+ * only (it may be NULL elsewhere). In place when sendbuff == recvbuff on the root. Types as
+ * h20cclAllReduce. */
+H20_API h20Error_t h20cclReduce(const void* sendbuff, void* recvbuff, size_t count,
+                                h20DataType datatype, h20cclRedOp op, int root, h20cclComm_t comm,
+                                h20Stream_t stream);
+/* recvbuff[r * count + i] on rank q = sendbuff of rank r [q * count + i]: every rank sends a
+ * block of `count` elements to every rank (the MoE token exchange). Not in place (the buffers
+ * must not overlap). Any datatype. */
+H20_API h20Error_t h20cclAllToAll(const void* sendbuff, void* recvbuff, size_t count,
+                                  h20DataType datatype, h20cclComm_t comm, h20Stream_t stream);
+/* Point-to-point: rank `peer` receives `count` elements into its recvbuff. A send to peer p and
+ * p's receive from this rank match in issue order (the k-th send from a to b with b's k-th
+ * receive from a); count and datatype must agree. Sends and receives issued in one group
+ * (h20cclGroupStart/End) progress together, so any order of them inside the group completes; a
+ * send and receive that depend on each other issued outside a group may wait forever, as in
+ * NCCL. peer may be the rank itself (a local copy). */
+H20_API h20Error_t h20cclSend(const void* sendbuff, size_t count, h20DataType datatype, int peer,
+                              h20cclComm_t comm, h20Stream_t stream);
+H20_API h20Error_t h20cclRecv(void* recvbuff, size_t count, h20DataType datatype, int peer,
+                              h20cclComm_t comm, h20Stream_t stream);
 
 /* Groups: collectives called between h20cclGroupStart and the matching h20cclGroupEnd are only
  * checked and recorded; h20cclGroupEnd issues them. Groups nest; only the outermost End issues.

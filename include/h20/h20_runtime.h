@@ -83,6 +83,8 @@ typedef enum h20Error {
   h20ErrorLaunchFailure = 719, /* a kernel reported a fault during execution              */
   h20ErrorNotPermitted = 800,  /* the call is not allowed here (e.g. inside a host function) */
   h20ErrorNotSupported = 801,  /* the operation is not supported by this device or build  */
+  h20ErrorRemote = 990,        /* another rank of a libh20ccl communicator failed, exited,
+                                  aborted or did not answer in time (NCCL's ncclRemoteError) */
   h20ErrorUnknown = 999
 } h20Error;
 typedef h20Error h20Error_t;

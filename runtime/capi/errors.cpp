@@ -35,6 +35,8 @@ constexpr ErrorInfo kErrors[] = {
     {h20ErrorLaunchFailure, "h20ErrorLaunchFailure", "unspecified launch failure"},
     {h20ErrorNotPermitted, "h20ErrorNotPermitted", "operation not permitted"},
     {h20ErrorNotSupported, "h20ErrorNotSupported", "operation not supported"},
+    {h20ErrorRemote, "h20ErrorRemote",
+     "another rank of the communicator failed, exited, aborted or timed out"},
     {h20ErrorUnknown, "h20ErrorUnknown", "unknown error"},
 };
 

@@ -42,6 +42,7 @@ constexpr CodeName kCodes[] = {
     {h20ErrorLaunchFailure, "h20ErrorLaunchFailure"},
     {h20ErrorNotPermitted, "h20ErrorNotPermitted"},
     {h20ErrorNotSupported, "h20ErrorNotSupported"},
+    {h20ErrorRemote, "h20ErrorRemote"},
     {h20ErrorUnknown, "h20ErrorUnknown"},
 };
 

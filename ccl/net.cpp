@@ -1,0 +1,839 @@
+// net.cpp - communicators across processes: shared FIFOs, the progress loop and the ring programs
+// (see net.hpp).
+#include "net.hpp"
+
+#include "bootstrap.hpp"
+#include "error.hpp"
+#include "kernels.hpp"
+#include "net_conn.hpp"
+#include "util.hpp"
+
+#include <fmt/format.h>
+
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <thread>
+
+namespace h20::ccl {
+
+void AsyncState::fail(h20Error_t code, const std::string& message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (code_.load(std::memory_order_relaxed) != h20Success) return;
+  message_ = message;
+  code_.store(code, std::memory_order_release);
+}
+
+std::string AsyncState::message() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return message_;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void futexWake(std::atomic<std::uint32_t>* word) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr,
+            nullptr, 0);
+}
+
+void futexWait(std::atomic<std::uint32_t>* word, std::uint32_t seen, std::chrono::microseconds d) {
+  timespec ts{static_cast<time_t>(d.count() / 1000000),
+              static_cast<long>(d.count() % 1000000) * 1000};
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+}
+
+// False once process `pid` has exited (gone, or a zombie its parent has not reaped yet).
+bool processAlive(int pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string text;
+  std::getline(stat, text);
+  const auto close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) return stat.is_open();
+  const char state = text[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+constexpr std::size_t kHeaderBytes = 512;
+constexpr std::size_t kFifoHeaderBytes = 256;
+constexpr std::size_t kFifoStride = kFifoHeaderBytes + kSlots * kPieceBytes;
+
+// The identity of a rank, exchanged at init.
+struct Blob {
+  char magic[8];
+  std::int32_t pid;
+  std::int32_t device;
+  std::uint64_t hostId;
+  std::uint64_t blockAddress;  // valid in the rank's own process
+  std::uint32_t pieceBytes;
+  std::uint32_t slots;
+  std::int32_t hasIpcHandle;
+  std::int32_t mpiRank;  // in MPI_COMM_WORLD, -1 without MPI
+  h20IpcMemHandle_t handle;
+};
+constexpr char kBlobMagic[8] = {'H', '2', '0', 'B', 'L', 'O', 'B', '1'};
+
+std::size_t typeBytes(std::uint8_t t) {
+  return elementSize(static_cast<h20DataType>(t));
+}
+
+}  // namespace
+
+// The shared block of a rank: a header, then one FIFO per sender.
+struct Block {
+  RankHeader header;
+  char pad[kHeaderBytes - sizeof(RankHeader)];
+  Fifo* fifoFrom(int sender) {
+    return reinterpret_cast<Fifo*>(reinterpret_cast<char*>(this) + kHeaderBytes +
+                                   static_cast<std::size_t>(sender) * kFifoStride);
+  }
+  static std::size_t bytes(int nranks) {
+    return kHeaderBytes + static_cast<std::size_t>(nranks) * kFifoStride;
+  }
+};
+static_assert(sizeof(RankHeader) <= kHeaderBytes);
+static_assert(sizeof(Fifo) <= kFifoHeaderBytes);
+static_assert(kSlots == sizeof(Fifo::meta) / sizeof(Fifo::meta[0]));
+
+unsigned char* Fifo::slot(std::uint64_t i) {
+  return reinterpret_cast<unsigned char*>(this) + kFifoHeaderBytes + i * kPieceBytes;
+}
+
+void ringDoorbell(RankHeader& h) {
+  h.doorbell.fetch_add(1, std::memory_order_seq_cst);
+  if (h.sleeping.load(std::memory_order_seq_cst) != 0) futexWake(&h.doorbell);
+}
+
+namespace {
+
+// A FIFO connection: this rank's pieces go to `out` (in the peer's block), the peer's come from
+// `in` (in this rank's block).
+class FifoConn : public Conn {
+ public:
+  FifoConn(Fifo* in, Fifo* out, RankHeader* peer, RankHeader* self)
+      : in_(in), out_(out), peer_(peer), self_(self) {
+    sent_ = out_->tail.load(std::memory_order_acquire);
+    received_ = in_->head.load(std::memory_order_acquire);
+  }
+  bool canSend() override { return sent_ - out_->head.load(std::memory_order_acquire) < kSlots; }
+  void* sendSlot() override { return out_->slot(sent_ % kSlots); }
+  void post(const PieceMeta& meta) override {
+    out_->meta[sent_ % kSlots] = meta;
+    out_->tail.store(++sent_, std::memory_order_release);
+    ringDoorbell(*peer_);
+  }
+  const void* peek(PieceMeta* meta) override {
+    if (in_->tail.load(std::memory_order_acquire) <= received_) return nullptr;
+    *meta = in_->meta[received_ % kSlots];
+    return in_->slot(received_ % kSlots);
+  }
+  void release() override {
+    in_->head.store(++received_, std::memory_order_release);
+    ringDoorbell(*peer_);
+  }
+
+ private:
+  Fifo* in_;
+  Fifo* out_;
+  RankHeader* peer_;
+  RankHeader* self_;
+  std::uint64_t sent_ = 0, received_ = 0;
+};
+
+// One instruction of a rank's program: take a piece from a peer (or not), combine it with local
+// data (or not), store the result in the output (or not) and send it on (or not).
+struct Instr {
+  int recvPeer = -1;
+  int sendPeer = -1;
+  const void* local = nullptr;
+  void* out = nullptr;
+  std::uint64_t count = 0;  // elements
+  std::uint8_t inType = 0, localType = 0, outType = 0, sendType = 0;
+  bool reduce = false;
+};
+
+struct Program {
+  Func func = Func::allReduce;
+  std::uint8_t op = 0;           // h20cclRedOp
+  std::uint64_t totalBytes = 0;  // what the connection carries for it, for mismatch messages
+  std::vector<Instr> instrs;
+  std::size_t next = 0;
+  bool done() const { return next == instrs.size(); }
+};
+
+// Copies or converts `count` elements.
+void convert(void* dst, std::uint8_t dstType, const void* src, std::uint8_t srcType,
+             std::uint64_t count, std::uint8_t op) {
+  if (count == 0 || dst == src) return;
+  if (dstType == srcType) {
+    std::memmove(dst, src, count * typeBytes(srcType));
+    return;
+  }
+  ReduceArgs a;
+  a.dst = dst;
+  a.dstType = dstType;
+  a.src[0] = src;
+  a.srcType[0] = srcType;
+  a.nsrc = 1;
+  a.op = op;
+  a.count = count;
+  reduceOnHost(a);
+}
+
+// Builds the programs of one rank's calls.
+class Planner {
+ public:
+  Planner(int n, int rank) : n_(n), i_(rank) {}
+
+  Program plan(const Call& c) {
+    Program p;
+    p.func = c.func;
+    type_ = static_cast<std::uint8_t>(c.type);
+    op_ = static_cast<std::uint8_t>(c.op);
+    p.op = op_;
+    es_ = typeBytes(type_);
+    send_ = static_cast<const unsigned char*>(c.send);
+    recv_ = static_cast<unsigned char*>(c.recv);
+    switch (c.func) {
+      case Func::allReduce:
+        allReduce(p, c.count);
+        break;
+      case Func::reduceScatter:
+        reduceScatter(p, c.count);
+        break;
+      case Func::allGather:
+        allGather(p, c.count);
+        break;
+      case Func::broadcast:
+        broadcast(p, c.count, c.root);
+        break;
+      case Func::reduce:
+        reduce(p, c.count, c.root);
+        break;
+      case Func::send:
+        pointToPoint(p, c.count, c.root, true, send_);
+        break;
+      case Func::recv:
+        pointToPoint(p, c.count, c.root, false, recv_);
+        break;
+      case Func::allToAll:
+        break;  // expanded into sends and receives by the caller
+    }
+    p.totalBytes = c.count * es_;
+    return p;
+  }
+
+ private:
+  int at(int pos) const { return ((pos % n_) + n_) % n_; }
+  int next() const { return at(i_ + 1); }
+  int prev() const { return at(i_ - 1); }
+  static constexpr std::uint8_t kF32 = H20_R_32F;
+  std::uint64_t reducePiece() const { return kPieceBytes / sizeof(float); }
+  std::uint64_t copyPiece() const { return kPieceBytes / es_; }
+
+  void localCopy(Program& p, std::uint64_t count) {
+    Instr in;
+    in.local = send_;
+    in.localType = type_;
+    in.out = recv_;
+    in.outType = type_;
+    in.count = count;
+    p.instrs.push_back(in);
+  }
+
+  // The reduce-scatter steps of one round over segments seg(0..n-1) (by ring position); the
+  // rank ends with segment i_ reduced into `finalOut`, and sends it on when `forward`.
+  template <class Seg>
+  void reduceScatterRound(Program& p, Seg seg, bool forward) {
+    for (int s = 0; s < n_; ++s) {
+      const int j = at(i_ - s - 1);
+      const auto [off, len, outPtr] = seg(j);
+      Instr in;
+      in.count = len;
+      in.local = send_ + off * es_;
+      in.localType = type_;
+      if (s > 0) {
+        in.recvPeer = prev();
+        in.inType = s == 1 ? type_ : kF32;
+        in.reduce = true;
+      }
+      if (s < n_ - 1) {
+        in.sendPeer = next();
+        in.sendType = s == 0 ? type_ : kF32;
+      } else {
+        in.out = outPtr;
+        in.outType = type_;
+        if (forward) {
+          in.sendPeer = next();
+          in.sendType = type_;
+        }
+      }
+      p.instrs.push_back(in);
+    }
+  }
+
+  void allReduce(Program& p, std::uint64_t count) {
+    if (n_ == 1) return localCopy(p, count);
+    const std::uint64_t piece = reducePiece();
+    const std::uint64_t round = piece * static_cast<std::uint64_t>(n_);
+    for (std::uint64_t base = 0; base < count || base == 0; base += round) {
+      auto seg = [&](int j) {
+        const std::uint64_t off = std::min(count, base + static_cast<std::uint64_t>(j) * piece);
+        const std::uint64_t len = std::min(count - off, piece);
+        return std::tuple{off, len, static_cast<void*>(recv_ + off * es_)};
+      };
+      reduceScatterRound(p, seg, true);
+      for (int t = 1; t < n_; ++t) {
+        const auto [off, len, outPtr] = seg(at(i_ - t));
+        Instr in;
+        in.count = len;
+        in.recvPeer = prev();
+        in.inType = type_;
+        in.out = outPtr;
+        in.outType = type_;
+        if (t < n_ - 1) {
+          in.sendPeer = next();
+          in.sendType = type_;
+        }
+        p.instrs.push_back(in);
+      }
+      if (count == 0) break;
+    }
+  }
+
+  void reduceScatter(Program& p, std::uint64_t recvcount) {
+    if (n_ == 1) return localCopy(p, recvcount);
+    const std::uint64_t piece = reducePiece();
+    for (std::uint64_t base = 0; base < recvcount || base == 0; base += piece) {
+      const std::uint64_t len = std::min(recvcount - base, piece);
+      auto seg = [&](int j) {
+        return std::tuple{static_cast<std::uint64_t>(j) * recvcount + base, len,
+                          static_cast<void*>(recv_ + base * es_)};
+      };
+      reduceScatterRound(p, seg, false);
+      if (recvcount == 0) break;
+    }
+  }
+
+  void allGather(Program& p, std::uint64_t sendcount) {
+    if (n_ == 1) return localCopy(p, sendcount);
+    const std::uint64_t piece = copyPiece();
+    for (std::uint64_t base = 0; base < sendcount || base == 0; base += piece) {
+      const std::uint64_t len = std::min(sendcount - base, piece);
+      for (int t = 0; t < n_; ++t) {
+        const int j = at(i_ - t);
+        Instr in;
+        in.count = len;
+        in.out = recv_ + (static_cast<std::uint64_t>(j) * sendcount + base) * es_;
+        in.outType = type_;
+        if (t == 0) {
+          in.local = send_ + base * es_;
+          in.localType = type_;
+        } else {
+          in.recvPeer = prev();
+          in.inType = type_;
+        }
+        if (t < n_ - 1) {
+          in.sendPeer = next();
+          in.sendType = type_;
+        }
+        p.instrs.push_back(in);
+      }
+      if (sendcount == 0) break;
+    }
+  }
+
+  void broadcast(Program& p, std::uint64_t count, int root) {
+    const int d = at(i_ - root);  // hops after the root along the chain
+    if (n_ == 1) return localCopy(p, count);
+    const std::uint64_t piece = copyPiece();
+    for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
+      Instr in;
+      in.count = std::min(count - base, piece);
+      in.out = recv_ + base * es_;
+      in.outType = type_;
+      if (d == 0) {
+        in.local = send_ + base * es_;
+        in.localType = type_;
+      } else {
+        in.recvPeer = prev();
+        in.inType = type_;
+      }
+      if (d < n_ - 1) {
+        in.sendPeer = next();
+        in.sendType = type_;
+      }
+      p.instrs.push_back(in);
+      if (count == 0) break;
+    }
+  }
+
+  void reduce(Program& p, std::uint64_t count, int root) {
+    if (n_ == 1) return localCopy(p, count);
+    const int d = at(i_ - root - 1);  // 0: the chain's start, n-1: the root
+    const std::uint64_t piece = reducePiece();
+    for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
+      Instr in;
+      in.count = std::min(count - base, piece);
+      in.local = send_ + base * es_;
+      in.localType = type_;
+      if (d > 0) {
+        in.recvPeer = prev();
+        in.inType = d == 1 ? type_ : kF32;
+        in.reduce = true;
+      }
+      if (d < n_ - 1) {
+        in.sendPeer = next();
+        in.sendType = d == 0 ? type_ : kF32;
+      } else {
+        in.out = recv_ + base * es_;
+        in.outType = type_;
+      }
+      p.instrs.push_back(in);
+      if (count == 0) break;
+    }
+  }
+
+  void pointToPoint(Program& p, std::uint64_t count, int peer, bool isSend,
+                    const unsigned char* buf) {
+    const std::uint64_t piece = copyPiece();
+    for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
+      Instr in;
+      in.count = std::min(count - base, piece);
+      if (isSend) {
+        in.local = buf + base * es_;
+        in.localType = type_;
+        in.sendPeer = peer;
+        in.sendType = type_;
+      } else {
+        in.recvPeer = peer;
+        in.inType = type_;
+        in.out = const_cast<unsigned char*>(buf) + base * es_;
+        in.outType = type_;
+      }
+      p.instrs.push_back(in);
+      if (count == 0) break;
+    }
+  }
+
+  int n_, i_;
+  std::uint8_t type_ = 0, op_ = 0;
+  std::size_t es_ = 4;
+  const unsigned char* send_ = nullptr;
+  unsigned char* recv_ = nullptr;
+};
+
+// Expands the calls of one group (allToAll into its sends and receives) into programs.
+std::vector<Program> planGroup(int n, int rank, const std::vector<Call>& calls) {
+  Planner planner(n, rank);
+  std::vector<Program> programs;
+  for (const Call& c : calls) {
+    if (c.func != Func::allToAll) {
+      programs.push_back(planner.plan(c));
+      continue;
+    }
+    const std::size_t block = c.count * elementSize(c.type);
+    for (int q = 0; q < n; ++q) {
+      Call s = c;
+      s.func = Func::send;
+      s.root = q;
+      s.send = static_cast<const unsigned char*>(c.send) + static_cast<std::size_t>(q) * block;
+      programs.push_back(planner.plan(s));
+      programs.back().func = Func::allToAll;
+      Call r = c;
+      r.func = Func::recv;
+      r.root = q;
+      r.recv = static_cast<unsigned char*>(c.recv) + static_cast<std::size_t>(q) * block;
+      programs.push_back(planner.plan(r));
+      programs.back().func = Func::allToAll;
+    }
+  }
+  return programs;
+}
+
+}  // namespace
+
+// What one host function runs: the programs of one group of this rank's calls.
+struct NetComm::Work {
+  NetComm* comm = nullptr;
+  std::vector<Program> programs;
+  std::string what;  // the calls, for messages
+};
+
+namespace {
+
+void runWork(void* data) {
+  std::unique_ptr<NetComm::Work> work(static_cast<NetComm::Work*>(data));
+  work->comm->run(*work);
+}
+
+// The other function's name for mismatch messages.
+const char* sentBy(std::uint32_t func) {
+  return func <= static_cast<std::uint32_t>(Func::recv) ? funcName(static_cast<Func>(func))
+                                                        : "an unknown call";
+}
+
+}  // namespace
+
+NetComm::NetComm(int nranks, int rank, int device, const CommOptions& options,
+                 std::shared_ptr<AsyncState> async)
+    : nranks_(nranks), rank_(rank), device_(device), options_(options), async_(std::move(async)) {}
+
+NetComm::~NetComm() {
+  if (done_) {
+    h20EventSynchronize(done_);
+    h20EventDestroy(done_);
+  }
+  conns_.clear();
+  for (void* p : imports_)
+    if (p) h20IpcCloseMemHandle(p);
+  if (block_) h20Free(block_);
+}
+
+bool NetComm::allInThisProcess() const {
+  for (const auto& t : transport_)
+    if (t != "self" && t != "local") return false;
+  return true;
+}
+
+const std::string& NetComm::transportOf(int peer) const {
+  return transport_[static_cast<std::size_t>(peer)];
+}
+
+std::shared_ptr<NetComm> NetComm::create(const char* fn, const IdInfo& id, int nranks, int rank,
+                                         int device, const CommOptions& options,
+                                         std::shared_ptr<AsyncState> async) {
+  std::shared_ptr<NetComm> c(new NetComm(nranks, rank, device, options, std::move(async)));
+  c->connect(fn, id);
+  return c;
+}
+
+void NetComm::connect(const char* fn, const IdInfo& id) {
+  DeviceGuard guard(device_);
+  const std::size_t bytes = Block::bytes(nranks_);
+  void* mem = nullptr;
+  check(h20Malloc(&mem, bytes), fn);
+  block_ = static_cast<Block*>(mem);
+  check(h20Memset(block_, 0, bytes), fn);
+  check(h20DeviceSynchronize(), fn);
+  check(h20EventCreateWithFlags(&done_, h20EventDisableTiming), fn);
+
+  Blob mine{};
+  std::memcpy(mine.magic, kBlobMagic, sizeof mine.magic);
+  mine.pid = static_cast<std::int32_t>(::getpid());
+  mine.device = device_;
+  mine.hostId = thisHostId();
+  mine.blockAddress = reinterpret_cast<std::uintptr_t>(block_);
+  mine.pieceBytes = static_cast<std::uint32_t>(kPieceBytes);
+  mine.slots = kSlots;
+  mine.mpiRank = mpiWorldRank();
+  const h20Error_t before = h20PeekAtLastError();
+  if (h20IpcGetMemHandle(&mine.handle, block_) == h20Success) {
+    mine.hasIpcHandle = 1;
+  } else if (before == h20Success) {
+    h20GetLastError();  // not exportable (the embedded emulator): not an error of this call
+  }
+  const auto table =
+      exchange(fn, id, nranks_, rank_,
+               std::string(reinterpret_cast<const char*>(&mine), sizeof mine), options_.timeout);
+
+  std::vector<Blob> blobs(static_cast<std::size_t>(nranks_));
+  for (int r = 0; r < nranks_; ++r) {
+    const std::string& b = table[static_cast<std::size_t>(r)];
+    Blob& x = blobs[static_cast<std::size_t>(r)];
+    if (b.size() != sizeof(Blob))
+      fail(h20ErrorRemote, "{}: rank {} sent a malformed description", fn, r);
+    std::memcpy(&x, b.data(), sizeof x);
+    if (std::memcmp(x.magic, kBlobMagic, sizeof x.magic) != 0 || x.pieceBytes != kPieceBytes ||
+        x.slots != kSlots)
+      fail(h20ErrorRemote, "{}: rank {} runs an incompatible version of libh20ccl", fn, r);
+  }
+  for (int r = 0; r < nranks_; ++r) {
+    for (int q = 0; q < r; ++q) {
+      const Blob &a = blobs[static_cast<std::size_t>(q)], &b = blobs[static_cast<std::size_t>(r)];
+      if (a.hostId == b.hostId && a.device == b.device)
+        fail(h20ErrorInvalidValue,
+             "{}: ranks {} (process {}) and {} (process {}) both use device {}; each rank needs a "
+             "device of its own",
+             fn, q, a.pid, r, b.pid, a.device);
+    }
+  }
+
+  for (const Blob& b : blobs)
+    devices_.push_back(b.device);
+  // The transport of every pair, decided alike on every rank (each knows every blob), so that
+  // all agree whether the MPI communicator is needed and fail alike when a pair has none.
+  const bool haveMpi = mpiAvailable();
+  auto pairKind = [&](int a, int b) -> std::string {
+    const Blob &x = blobs[static_cast<std::size_t>(a)], &y = blobs[static_cast<std::size_t>(b)];
+    const bool sameHost = x.hostId == y.hostId;
+    if (a == b) return "self";
+    if (sameHost && x.pid == y.pid) return "local";
+    if (options_.transport != TransportChoice::mpi && sameHost && x.hasIpcHandle && y.hasIpcHandle)
+      return "ipc";
+    if (options_.transport != TransportChoice::ipc && x.mpiRank >= 0 && y.mpiRank >= 0)
+      return "mpi";
+    return {};
+  };
+  for (int a = 0; a < nranks_; ++a) {
+    for (int b = a + 1; b < nranks_; ++b) {
+      if (!pairKind(a, b).empty()) continue;
+      const Blob &x = blobs[static_cast<std::size_t>(a)], &y = blobs[static_cast<std::size_t>(b)];
+      std::string why;
+      if (options_.transport == TransportChoice::ipc)
+        why = x.hostId != y.hostId ? "H20_CCL_TRANSPORT=ipc, but they run on different machines"
+                                   : "H20_CCL_TRANSPORT=ipc needs both processes on the device "
+                                     "daemon (H20_DRIVER=daemon)";
+      else if (options_.transport == TransportChoice::mpi)
+        why = fmt::format("H20_CCL_TRANSPORT=mpi, but {}",
+                          haveMpi ? "one of them has not initialised MPI" : mpiUnavailableReason());
+      else
+        why = fmt::format(
+            "ipc needs both processes on one machine and the device daemon (H20_DRIVER=daemon); "
+            "mpi needs MPI_THREAD_MULTIPLE initialised in both{}",
+            haveMpi ? "" : fmt::format(" ({})", mpiUnavailableReason()));
+      fail(h20ErrorNotSupported,
+           "{}: no transport connects rank {} (process {}) and rank {} "
+           "(process {}): {}",
+           fn, a, x.pid, b, y.pid, why);
+    }
+  }
+  conns_.resize(static_cast<std::size_t>(nranks_));
+  transport_.resize(static_cast<std::size_t>(nranks_));
+  pids_.assign(static_cast<std::size_t>(nranks_), 0);
+  peerBlocks_.assign(static_cast<std::size_t>(nranks_), nullptr);
+  imports_.assign(static_cast<std::size_t>(nranks_), nullptr);
+  bool anyMpi = false;
+  for (int a = 0; a < nranks_; ++a)
+    for (int b = a + 1; b < nranks_; ++b)
+      anyMpi = anyMpi || pairKind(a, b) == "mpi";
+  for (int q = 0; q < nranks_; ++q) {
+    const Blob& b = blobs[static_cast<std::size_t>(q)];
+    const auto uq = static_cast<std::size_t>(q);
+    const std::string kind = pairKind(rank_, q);
+    transport_[uq] = kind;
+    if (b.hostId == mine.hostId) pids_[uq] = b.pid;
+    Block* peer = nullptr;
+    if (kind == "self") {
+      peer = block_;
+    } else if (kind == "local") {
+      peer = reinterpret_cast<Block*>(static_cast<std::uintptr_t>(b.blockAddress));
+    } else if (kind == "ipc") {
+      void* p = nullptr;
+      check(h20IpcOpenMemHandle(&p, b.handle, h20IpcMemLazyEnablePeerAccess), fn);
+      imports_[uq] = p;
+      peer = static_cast<Block*>(p);
+    } else {
+      usesMpi_ = true;
+      continue;
+    }
+    peerBlocks_[uq] = peer;
+    conns_[uq] = std::make_unique<FifoConn>(block_->fifoFrom(q), peer->fifoFrom(rank_),
+                                            &peer->header, &block_->header);
+  }
+  if (anyMpi) {
+    // Collective over every rank (each computed anyMpi alike).
+    std::vector<int> mpiRanks;
+    for (const Blob& b : blobs)
+      mpiRanks.push_back(b.mpiRank);
+    auto mpiConns = connectMpi(fn, mpiRanks, rank_, transport_);
+    for (int q = 0; q < nranks_; ++q)
+      if (transport_[static_cast<std::size_t>(q)] == "mpi")
+        conns_[static_cast<std::size_t>(q)] = std::move(mpiConns[static_cast<std::size_t>(q)]);
+  }
+}
+
+void NetComm::enqueue(const std::vector<Call>& calls, h20Stream_t stream) {
+  auto work = std::make_unique<Work>();
+  work->comm = this;
+  work->programs = planGroup(nranks_, rank_, calls);
+  for (const Call& c : calls)
+    work->what += fmt::format("{}{}", work->what.empty() ? "" : ", ", funcName(c.func));
+  DeviceGuard guard(device_);
+  check(h20StreamWaitEvent(stream, done_, 0), "h20StreamWaitEvent");
+  check(h20LaunchHostFunc(stream, &runWork, work.get()), "h20LaunchHostFunc");
+  work.release();  // owned by the host function now
+  check(h20EventRecord(done_, stream), "h20EventRecord");
+}
+
+void NetComm::drain() {
+  if (done_) h20EventSynchronize(done_);
+}
+
+void NetComm::failRank(h20Error_t code, const std::string& message) {
+  async_->fail(code, message);
+  RankHeader& h = block_->header;
+  if (h.failed.exchange(1) == 0) {
+    const std::string m = async_->message();
+    std::snprintf(h.reason, sizeof h.reason, "%s", m.c_str());
+  }
+  for (Block* p : peerBlocks_)
+    if (p && p != block_) ringDoorbell(p->header);
+  ringDoorbell(h);
+}
+
+void NetComm::abort(const std::string& why) {
+  aborted_.store(true);
+  failRank(h20ErrorRemote, why);
+}
+
+std::string NetComm::peerProblem() const {
+  for (int q = 0; q < nranks_; ++q) {
+    if (q == rank_) continue;
+    const auto uq = static_cast<std::size_t>(q);
+    if (Block* b = peerBlocks_[uq]; b && b->header.failed.load(std::memory_order_acquire)) {
+      char reason[sizeof b->header.reason + 1] = {};
+      std::memcpy(reason, b->header.reason, sizeof b->header.reason);
+      return fmt::format("rank {} failed: {}", q, reason);
+    }
+    if (const int pid = pids_[uq]; pid > 0 && pid != ::getpid() && !processAlive(pid))
+      return fmt::format("rank {} (process {}) exited", q, pid);
+  }
+  return {};
+}
+
+void NetComm::run(Work& work) {
+  const std::string where =
+      fmt::format("{} (rank {} of {}, device {})", work.what, rank_, nranks_, device_);
+  if (async_->code() != h20Success) return;  // an earlier operation failed: nothing moves
+  // Which program may use each direction of each connection now: the earliest unfinished one
+  // that uses it (pieces of one connection go in issue order).
+  std::map<std::pair<int, int>, std::deque<Program*>> users;  // (peer, 0 recv / 1 send)
+  for (auto& p : work.programs) {
+    std::vector<std::pair<int, int>> dirs;
+    for (const Instr& in : p.instrs) {
+      if (in.recvPeer >= 0) dirs.emplace_back(in.recvPeer, 0);
+      if (in.sendPeer >= 0) dirs.emplace_back(in.sendPeer, 1);
+    }
+    std::sort(dirs.begin(), dirs.end());
+    dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+    for (auto& d : dirs)
+      users[d].push_back(&p);
+  }
+  auto mayUse = [&](int peer, int dir, Program* p) {
+    return peer < 0 || users[{peer, dir}].front() == p;
+  };
+  auto finish = [&](Program* p) {
+    for (auto& [d, q] : users)
+      if (!q.empty() && q.front() == p) q.pop_front();
+  };
+
+  // Tries the program's next instruction; true when it ran.
+  auto step = [&](Program& p) -> bool {
+    const Instr& in = p.instrs[p.next];
+    if (!mayUse(in.recvPeer, 0, &p) || !mayUse(in.sendPeer, 1, &p)) return false;
+    Conn* rc = in.recvPeer >= 0 ? conns_[static_cast<std::size_t>(in.recvPeer)].get() : nullptr;
+    Conn* sc = in.sendPeer >= 0 ? conns_[static_cast<std::size_t>(in.sendPeer)].get() : nullptr;
+    PieceMeta meta{};
+    const void* got = nullptr;
+    if (rc) {
+      got = rc->peek(&meta);
+      if (!got) return false;
+    }
+    if (sc && !sc->canSend()) return false;
+    const std::uint64_t inBytes = in.count * typeBytes(in.inType);
+    // A receive matches a send; everything else matches the same operation.
+    const auto peerFunc = static_cast<std::uint32_t>(p.func == Func::recv ? Func::send : p.func);
+    if (rc && (meta.bytes != inBytes || (meta.func != kMetaUnknown &&
+                                         (meta.func != peerFunc || meta.total != p.totalBytes))))
+      fail(h20ErrorInvalidValue,
+           "the ranks disagree: rank {} runs {} moving {} bytes and expects a piece of {} bytes "
+           "from rank {}, but rank {} sent a piece of {} bytes of {} moving {} bytes",
+           rank_, funcName(p.func), p.totalBytes, inBytes, in.recvPeer, in.recvPeer, meta.bytes,
+           sentBy(meta.func), meta.total);
+    const std::uint64_t sendBytes = in.count * typeBytes(in.sendType);
+    PieceMeta outMeta{sendBytes, static_cast<std::uint32_t>(p.func), 0, p.totalBytes};
+    if (sc && !rc && !in.out && !in.reduce && in.localType == in.sendType) {
+      sc->postFrom(in.local, outMeta);  // straight from the buffer (no slot on mpi)
+    } else {
+      void* slot = sc ? sc->sendSlot() : nullptr;
+      void* dst = in.out ? in.out : slot;
+      const std::uint8_t dstType = in.out ? in.outType : in.sendType;
+      if (in.reduce) {
+        ReduceArgs a;
+        a.op = p.op;
+        a.count = in.count;
+        a.nsrc = 2;
+        a.src[0] = in.local;
+        a.srcType[0] = in.localType;
+        a.src[1] = got;
+        a.srcType[1] = in.inType;
+        a.dst = dst;
+        a.dstType = dstType;
+        if (in.count) reduceOnHost(a);
+      } else if (dst) {
+        convert(dst, dstType, got ? got : in.local, got ? in.inType : in.localType, in.count, 0);
+      }
+      if (in.out && slot) convert(slot, in.sendType, in.out, in.outType, in.count, 0);
+      if (sc) sc->post(outMeta);
+    }
+    if (rc) rc->release();
+    if (++p.next == p.instrs.size()) finish(&p);
+    return true;
+  };
+
+  RankHeader& self = block_->header;
+  auto lastProgress = Clock::now();
+  auto lastCheck = Clock::now();
+  int idle = 0;
+  try {
+    for (;;) {
+      const std::uint32_t bell = self.doorbell.load(std::memory_order_seq_cst);
+      bool moved = false, all = true;
+      for (auto& p : work.programs) {
+        while (!p.done() && step(p))
+          moved = true;
+        all = all && p.done();
+      }
+      if (all) {
+        // Sends that went straight from a buffer must have left it before the work ends.
+        for (auto& c : conns_)
+          if (c && !c->sendsComplete()) all = false;
+        if (all) return;
+      }
+      const auto now = Clock::now();
+      if (moved) {
+        lastProgress = now;
+        idle = 0;
+        continue;
+      }
+      if (aborted_.load()) fail(h20ErrorRemote, "the communicator was aborted");
+      if (now - lastCheck > std::chrono::milliseconds(20) || ++idle % 64 == 0) {
+        lastCheck = now;
+        if (const std::string why = peerProblem(); !why.empty()) fail(h20ErrorRemote, "{}", why);
+        if (now - lastProgress > options_.timeout)
+          fail(h20ErrorRemote, "no progress from the other ranks within the timeout of {} ms",
+               options_.timeout.count());
+      }
+      if (usesMpi_) {
+        // MPI requests complete without ringing the doorbell: poll, yielding the core.
+        if (idle > 32)
+          std::this_thread::sleep_for(std::chrono::microseconds(20));
+        else
+          std::this_thread::yield();
+        continue;
+      }
+      self.sleeping.store(1, std::memory_order_seq_cst);
+      if (self.doorbell.load(std::memory_order_seq_cst) == bell)
+        futexWait(&self.doorbell, bell, std::chrono::milliseconds(20));
+      self.sleeping.store(0, std::memory_order_seq_cst);
+    }
+  } catch (const Error& e) {
+    failRank(e.code(), fmt::format("{}: {}", where, e.message()));
+  } catch (const std::exception& e) {
+    failRank(h20ErrorUnknown, fmt::format("{}: {}", where, e.what()));
+  }
+}
+
+}  // namespace h20::ccl

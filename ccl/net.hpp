@@ -1,0 +1,127 @@
+// net.hpp - communicators whose ranks live in several processes (h20cclCommInitRank when the
+// ranks are not all threads of one process).
+//
+// Each rank runs its own part of every operation: the calling thread enqueues, on the rank's
+// stream, one host function per group of operations (h20LaunchHostFunc), which moves the data
+// through connections to the peers and reduces on the host (device memory is host-addressable on
+// the emulated chips). Operations of one communicator run one after another whatever their
+// streams (an event orders them), so every connection carries the pieces of one operation at a
+// time, in issue order, on every rank.
+//
+// Connections (one per peer, both directions; net.cpp):
+//  - fifo: the receiver owns, in its device memory, a FIFO of kSlots pieces of kPieceBytes per
+//    sender with two counters (pieces posted, pieces consumed); the sender writes a piece straight
+//    into the receiver's slot and bumps the counter, then rings the receiver's doorbell (a futex
+//    word in the receiver's block). Across processes the block is shared with IPC memory handles
+//    (the device daemon); within a process it is a plain pointer.
+//  - mpi (net_mpi.cpp): pieces are MPI messages on a communicator of the library's own; sends go
+//    straight from device buffers, receives land in preposted slots.
+// The host function advances every operation of its group in turn, without blocking on any one,
+// so sends and receives of a group complete in any order; when nothing can move it sleeps on the
+// rank's doorbell, checking the deadline, this communicator's abort flag and whether the peers
+// are alive (their process, their failed flag) at least every few milliseconds.
+#pragma once
+
+#include "clique.hpp"
+
+#include <h20/ccl.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace h20::ccl {
+
+struct IdInfo;
+
+// Pieces: the unit a connection moves. A piece is at most kPieceBytes.
+inline constexpr std::size_t kPieceBytes = 256 * 1024;
+inline constexpr std::uint32_t kSlots = 4;
+
+// Which transport reaches ranks of another process (H20_CCL_TRANSPORT).
+enum class TransportChoice { automatic, ipc, mpi };
+
+// What the application asked for (h20cclConfig, environment).
+struct CommOptions {
+  bool blocking = true;
+  std::chrono::milliseconds timeout{300000};
+  TransportChoice transport = TransportChoice::automatic;
+};
+
+// The sticky asynchronous state of a communicator (h20cclCommGetAsyncError).
+class AsyncState {
+ public:
+  // Records the first failure; later ones are dropped.
+  void fail(h20Error_t code, const std::string& message);
+  h20Error_t code() const { return code_.load(std::memory_order_acquire); }
+  std::string message() const;
+
+ private:
+  std::atomic<h20Error_t> code_{h20Success};
+  mutable std::mutex mu_;
+  std::string message_;
+};
+
+class Conn;
+struct Block;
+
+class NetComm {
+ public:
+  // Meets the other ranks through `id` and connects to them. Runs on the calling thread with
+  // `device` current. Throws ccl::Error.
+  // Failures of its work are recorded in `async` (shared with the handle's state).
+  static std::shared_ptr<NetComm> create(const char* fn, const IdInfo& id, int nranks, int rank,
+                                         int device, const CommOptions& options,
+                                         std::shared_ptr<AsyncState> async);
+  ~NetComm();
+  NetComm(const NetComm&) = delete;
+  NetComm& operator=(const NetComm&) = delete;
+
+  int size() const { return nranks_; }
+  int rank() const { return rank_; }
+  int device() const { return device_; }
+  const std::string& transportOf(int peer) const;  // "self", "local", "ipc" or "mpi"
+  // Every rank's device (by rank), and whether every rank is a thread of this process.
+  const std::vector<int>& devices() const { return devices_; }
+  bool allInThisProcess() const;
+
+  // Enqueues this rank's calls (one group, checked) on `stream` as one host function. Throws
+  // ccl::Error when the runtime refuses (nothing of the group is then left enqueued that waits).
+  void enqueue(const std::vector<Call>& calls, h20Stream_t stream);
+  // Waits for the enqueued work to finish (it fails within the timeout if a peer is gone).
+  void drain();
+  // Makes running and queued work fail at once, tells the peers.
+  void abort(const std::string& why);
+
+  // Run by the host function (net.cpp).
+  struct Work;
+  void run(Work& work);
+
+ private:
+  NetComm(int nranks, int rank, int device, const CommOptions& options,
+          std::shared_ptr<AsyncState> async);
+  void connect(const char* fn, const IdInfo& id);
+  void failRank(h20Error_t code, const std::string& message);
+  // "" while every peer this work waits for can still answer, else why not.
+  std::string peerProblem() const;
+
+  int nranks_, rank_, device_;
+  CommOptions options_;
+  std::shared_ptr<AsyncState> async_;
+  std::atomic<bool> aborted_{false};
+  Block* block_ = nullptr;                    // this rank's shared block (device memory)
+  std::vector<void*> imports_;                // peers' blocks opened with h20IpcOpenMemHandle
+  std::vector<std::unique_ptr<Conn>> conns_;  // by peer
+  std::vector<std::string> transport_;        // by peer
+  std::vector<int> pids_;                     // by peer; 0 where not on this machine
+  std::vector<Block*> peerBlocks_;            // by peer, where reachable as memory
+  std::vector<int> devices_;                  // by rank
+  h20Event_t done_ = nullptr;                 // end of the last enqueued work
+  bool usesMpi_ = false;
+};
+
+}  // namespace h20::ccl

@@ -1,0 +1,433 @@
+// rank_test.cpp - communicators made with h20cclCommInitRank: ranks as threads of this process,
+// and ranks as processes (children of the test, through the device daemon: the daemon run of
+// this suite), every operation against host references; failures (a rank killed or aborted,
+// ranks that disagree) and bad input.
+#include "ccl_harness.hpp"
+#include "child_process.hpp"
+#include "h20_test.hpp"
+#include "rank_cases.hpp"
+
+#include <h20/ccl.h>
+#include <h20/h20_runtime.h>
+
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+std::string Hex(const h20cclUniqueId& id) {
+  std::string s;
+  for (char c : id.internal)
+    s += fmt::format("{:02x}", static_cast<unsigned char>(c));
+  return s;
+}
+
+h20cclUniqueId FromHex(const std::string& s) {
+  h20cclUniqueId id{};
+  for (std::size_t i = 0; i < sizeof id.internal && 2 * i + 1 < s.size(); ++i)
+    id.internal[i] = static_cast<char>(std::stoi(s.substr(2 * i, 2), nullptr, 16));
+  return id;
+}
+
+int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+// A rank in a child process: H20_CCL_TEST_{ID,RANK,NRANKS,MODE} say what to do.
+H20_CHILD_SCENARIO(CclRank) {
+  const int rank = EnvInt("H20_CCL_TEST_RANK", 0), n = EnvInt("H20_CCL_TEST_NRANKS", 1);
+  const std::string mode = std::getenv("H20_CCL_TEST_MODE") ? std::getenv("H20_CCL_TEST_MODE") : "";
+  int devices = 0;
+  h20GetDeviceCount(&devices);
+  h20SetDevice(rank % devices);
+  h20cclComm_t comm = nullptr;
+  const auto t0 = std::chrono::steady_clock::now();
+  h20Error_t rc = h20cclCommInitRank(&comm, n, FromHex(std::getenv("H20_CCL_TEST_ID")), rank);
+  h20test::Emit("init", h20GetErrorName(rc));
+  if (rc != h20Success) {
+    h20test::Emit("init_message", h20cclGetLastErrorMessage());
+    return 1;
+  }
+  std::string message;
+  if (mode == "cases" || mode == "quick") {
+    const long wrong = ccltest::RunRankCases(comm, rank, n, mode == "quick", true, &message);
+    h20test::Emit("wrong", wrong);
+    h20test::Emit("message", message);
+  } else if (mode == "kill" || mode == "abort") {
+    // The last rank goes away before its second allReduce; the others must fail, not hang.
+    h20Stream_t s = nullptr;
+    h20StreamCreate(&s);
+    void* buf = nullptr;
+    h20Malloc(&buf, 1 << 20);
+    h20cclAllReduce(buf, buf, (1 << 20) / 4, H20_R_32F, h20cclSum, comm, s);
+    h20StreamSynchronize(s);
+    if (rank == n - 1) {
+      if (mode == "kill") _exit(3);
+      h20test::Emit("abort", h20GetErrorName(h20cclCommAbort(comm)));
+      return 0;
+    }
+    rc = h20cclAllReduce(buf, buf, (1 << 20) / 4, H20_R_32F, h20cclSum, comm, s);
+    h20test::Emit("enqueue", h20GetErrorName(rc));
+    h20StreamSynchronize(s);
+    h20Error_t async = h20Success;
+    h20cclCommGetAsyncError(comm, &async);
+    h20test::Emit("async", h20GetErrorName(async));
+    h20test::Emit("async_message", h20cclGetLastErrorMessage());
+    h20test::Emit("seconds",
+                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(
+                                             std::chrono::steady_clock::now() - t0)
+                                             .count()));
+    rc = h20cclAllReduce(buf, buf, 4, H20_R_32F, h20cclSum, comm, s);
+    h20test::Emit("after", h20GetErrorName(rc));
+    h20test::Emit("abort", h20GetErrorName(h20cclCommAbort(comm)));
+    return 0;
+  } else if (mode == "mismatch") {
+    // Rank 0 sends 1024 floats to rank 1, which expects 512.
+    h20Stream_t s = nullptr;
+    h20StreamCreate(&s);
+    void* buf = nullptr;
+    h20Malloc(&buf, 4096);
+    if (rank == 0) rc = h20cclSend(buf, 1024, H20_R_32F, 1, comm, s);
+    if (rank == 1) rc = h20cclRecv(buf, 512, H20_R_32F, 0, comm, s);
+    h20StreamSynchronize(s);
+    h20Error_t async = h20Success;
+    h20cclCommGetAsyncError(comm, &async);
+    h20test::Emit("async", h20GetErrorName(async));
+    h20test::Emit("async_message", h20cclGetLastErrorMessage());
+    h20cclCommAbort(comm);
+    return 0;
+  } else if (mode == "split") {
+    h20cclComm_t half = nullptr;
+    rc = h20cclCommSplit(comm, rank % 2, -rank, &half, nullptr);
+    h20test::Emit("split", h20GetErrorName(rc));
+    if (rc == h20Success) {
+      int hr = -1, hn = -1;
+      h20cclCommUserRank(half, &hr);
+      h20cclCommCount(half, &hn);
+      h20test::Emit("half_rank", hr);
+      h20test::Emit("half_size", hn);
+      const long wrong = ccltest::RunRankCases(half, hr, hn, true, true, &message);
+      h20test::Emit("wrong", wrong);
+      h20test::Emit("message", message);
+      h20cclCommDestroy(half);
+    }
+  }
+  h20test::Emit("finalize", h20GetErrorName(h20cclCommFinalize(comm)));
+  h20test::Emit("destroy", h20GetErrorName(h20cclCommDestroy(comm)));
+  return 0;
+}
+
+struct Ranks {
+  std::vector<h20test::ChildResult> results;
+};
+
+// Runs `n` ranks as child processes of this test with `mode`; waits for all (at most `limit`).
+Ranks RunRankProcesses(int n, const std::string& mode, h20test::EnvChanges extra = {}) {
+  h20cclUniqueId id{};
+  EXPECT_EQ(h20cclGetUniqueId(&id), h20Success) << h20cclGetLastErrorMessage();
+  std::vector<pid_t> pids;
+  std::vector<std::string> files;
+  for (int r = 0; r < n; ++r) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string kv(*e);
+      const std::string key = kv.substr(0, kv.find('='));
+      if (key.rfind("H20_CCL_TEST_", 0) == 0 || key == "H20_TEST_CHILD_SCENARIO" ||
+          extra.count(key))
+        continue;
+      env.push_back(kv);
+    }
+    env.push_back("H20_TEST_CHILD_SCENARIO=CclRank");
+    env.push_back("H20_CCL_TEST_ID=" + Hex(id));
+    env.push_back(fmt::format("H20_CCL_TEST_RANK={}", r));
+    env.push_back(fmt::format("H20_CCL_TEST_NRANKS={}", n));
+    env.push_back("H20_CCL_TEST_MODE=" + mode);
+    for (const auto& [k, v] : extra)
+      if (v) env.push_back(k + "=" + *v);
+    std::vector<char*> envp;
+    for (auto& s : env)
+      envp.push_back(s.data());
+    envp.push_back(nullptr);
+    char tmpl[] = "/tmp/h20-ccl-rank-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    files.emplace_back(tmpl);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    char exe[] = "/proc/self/exe";
+    char* argv[] = {exe, nullptr};
+    pid_t pid = -1;
+    EXPECT_EQ(posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, envp.data()), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd);
+    pids.push_back(pid);
+  }
+  Ranks out;
+  for (int r = 0; r < n; ++r) {
+    int status = 0;
+    waitpid(pids[static_cast<std::size_t>(r)], &status, 0);
+    h20test::ChildResult res;
+    res.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::ifstream f(files[static_cast<std::size_t>(r)]);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    res.output = ss.str();
+    std::istringstream lines(res.output);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("H20CHILD ", 0) != 0) continue;
+      const auto eq = line.find('=');
+      res.values[line.substr(9, eq - 9)] = line.substr(eq + 1);
+    }
+    unlink(files[static_cast<std::size_t>(r)].c_str());
+    out.results.push_back(std::move(res));
+  }
+  return out;
+}
+
+class RankProcesses : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    if (!h20test::DaemonBackend())
+      GTEST_SKIP() << "ranks in several processes meet through the device daemon (its run)";
+  }
+};
+
+TEST_P(RankProcesses, EveryOperationMatchesTheHostReference) {
+  const int n = GetParam();
+  const Ranks r = RunRankProcesses(n, n >= 8 ? "quick" : "cases");
+  for (int i = 0; i < n; ++i) {
+    const auto& c = r.results[static_cast<std::size_t>(i)];
+    SCOPED_TRACE(fmt::format("rank {}:\n{}", i, c.output));
+    EXPECT_EQ(c.exitCode, 0);
+    EXPECT_EQ(c.Value("init"), "h20Success") << c.Value("init_message");
+    EXPECT_EQ(c.Value("wrong"), "0") << c.Value("message");
+    EXPECT_EQ(c.Value("finalize"), "h20Success");
+    EXPECT_EQ(c.Value("destroy"), "h20Success");
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Ranks, RankProcesses, ::testing::Values(2, 3, 4, 8),
+                         [](const auto& info) { return fmt::format("n{}", info.param); });
+
+class RankFailures : public RankProcesses {};
+
+TEST_F(RankFailures, AKilledRankMakesTheOthersFailWithARemoteError) {
+  const Ranks r = RunRankProcesses(3, "kill", {{"H20_CCL_TIMEOUT_MS", "20000"}});
+  EXPECT_EQ(r.results[2].exitCode, 3);
+  for (int i = 0; i < 2; ++i) {
+    const auto& c = r.results[static_cast<std::size_t>(i)];
+    SCOPED_TRACE(c.output);
+    EXPECT_EQ(c.Value("async"), "h20ErrorRemote");
+    EXPECT_NE(c.Value("async_message").find("rank 2"), std::string::npos);
+    // Noticed from the process table long before the timeout.
+    EXPECT_LT(c.IntValue("seconds"), 15);
+    EXPECT_EQ(c.Value("after"), "h20ErrorRemote");
+    EXPECT_EQ(c.Value("abort"), "h20Success");
+  }
+}
+
+TEST_F(RankFailures, AnAbortedRankMakesTheOthersFailWithARemoteError) {
+  const Ranks r = RunRankProcesses(3, "abort", {{"H20_CCL_TIMEOUT_MS", "20000"}});
+  EXPECT_EQ(r.results[2].Value("abort"), "h20Success");
+  for (int i = 0; i < 2; ++i) {
+    const auto& c = r.results[static_cast<std::size_t>(i)];
+    SCOPED_TRACE(c.output);
+    EXPECT_EQ(c.Value("async"), "h20ErrorRemote");
+    EXPECT_NE(c.Value("async_message").find("h20cclCommAbort"), std::string::npos);
+    EXPECT_LT(c.IntValue("seconds"), 15);
+  }
+}
+
+TEST_F(RankFailures, MismatchedCountsAreReportedWithBothValues) {
+  const Ranks r = RunRankProcesses(2, "mismatch", {{"H20_CCL_TIMEOUT_MS", "5000"}});
+  const auto& recv = r.results[1];
+  SCOPED_TRACE(recv.output);
+  EXPECT_EQ(recv.Value("async"), "h20ErrorInvalidValue");
+  EXPECT_NE(recv.Value("async_message").find("2048 bytes"), std::string::npos);
+  EXPECT_NE(recv.Value("async_message").find("4096 bytes"), std::string::npos);
+  // The sender's piece may have left before the receiver looked at it: its call succeeds or
+  // fails with the receiver's error, never hangs.
+  const std::string sender = r.results[0].Value("async");
+  EXPECT_TRUE(sender == "h20Success" || sender == "h20ErrorRemote") << sender;
+}
+
+TEST_F(RankFailures, SplitMakesTwoCommunicatorsThatWork) {
+  const Ranks r = RunRankProcesses(4, "split");
+  for (int i = 0; i < 4; ++i) {
+    const auto& c = r.results[static_cast<std::size_t>(i)];
+    SCOPED_TRACE(c.output);
+    EXPECT_EQ(c.Value("split"), "h20Success");
+    EXPECT_EQ(c.IntValue("half_size"), 2);
+    // key = -rank: the higher parent rank comes first.
+    EXPECT_EQ(c.IntValue("half_rank"), i >= 2 ? 0 : 1);
+    EXPECT_EQ(c.Value("wrong"), "0") << c.Value("message");
+  }
+}
+
+// Ranks as threads of this process (both backends).
+class RankThreads : public ::testing::TestWithParam<int> {};
+
+TEST_P(RankThreads, EveryCollectiveMatchesTheHostReference) {
+  const int n = GetParam();
+  int devices = 0;
+  ASSERT_EQ(h20GetDeviceCount(&devices), h20Success);
+  if (n > devices) GTEST_SKIP() << "needs " << n << " devices";
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  std::vector<long> wrong(static_cast<std::size_t>(n), -2);
+  std::vector<std::string> messages(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      h20SetDevice(r);
+      h20cclComm_t comm = nullptr;
+      if (h20cclCommInitRank(&comm, n, id, r) != h20Success) {
+        messages[static_cast<std::size_t>(r)] = h20cclGetLastErrorMessage();
+        wrong[static_cast<std::size_t>(r)] = -1;
+        return;
+      }
+      wrong[static_cast<std::size_t>(r)] =
+          ccltest::RunRankCases(comm, r, n, true, false, &messages[static_cast<std::size_t>(r)]);
+      h20cclCommDestroy(comm);
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  for (int r = 0; r < n; ++r)
+    EXPECT_EQ(wrong[static_cast<std::size_t>(r)], 0)
+        << "rank " << r << ": " << messages[static_cast<std::size_t>(r)];
+}
+INSTANTIATE_TEST_SUITE_P(Ranks, RankThreads, ::testing::Values(2, 3, 4, 8),
+                         [](const auto& info) { return fmt::format("n{}", info.param); });
+
+TEST(RankInit, BadArgumentsAreRefused) {
+  h20cclUniqueId id{};
+  h20cclComm_t comm = reinterpret_cast<h20cclComm_t>(0x1);
+  EXPECT_EQ(h20cclCommInitRank(&comm, 2, id, 0), h20ErrorInvalidValue);
+  EXPECT_EQ(comm, nullptr);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("not a unique id"), std::string::npos);
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  EXPECT_EQ(h20cclCommInitRank(nullptr, 2, id, 0), h20ErrorInvalidValue);
+  EXPECT_EQ(h20cclCommInitRank(&comm, 0, id, 0), h20ErrorInvalidValue);
+  EXPECT_EQ(h20cclCommInitRank(&comm, H20_CCL_MAX_RANKS + 1, id, 0), h20ErrorInvalidValue);
+  EXPECT_EQ(h20cclCommInitRank(&comm, 2, id, 2), h20ErrorInvalidValue);
+  EXPECT_EQ(h20cclCommInitRank(&comm, 2, id, -1), h20ErrorInvalidValue);
+  h20cclUniqueId damaged = id;
+  damaged.internal[H20_CCL_UNIQUE_ID_BYTES - 1] = 1;
+  EXPECT_EQ(h20cclCommInitRank(&comm, 2, damaged, 0), h20ErrorInvalidValue);
+  h20cclConfig bad{};
+  EXPECT_EQ(h20cclCommInitRankConfig(&comm, 1, id, 0, &bad), h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("H20_CCL_CONFIG_INITIALIZER"),
+            std::string::npos);
+  EXPECT_EQ(h20cclGetUniqueId(nullptr), h20ErrorInvalidValue);
+  h20Error_t e;
+  EXPECT_EQ(h20cclCommGetAsyncError(nullptr, &e), h20ErrorInvalidValue);
+}
+
+TEST(RankInit, TwoRanksClaimingTheSameRankBothFail) {
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  h20Error_t rc[2] = {h20Success, h20Success};
+  std::string msg[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      h20SetDevice(t);
+      h20cclConfig cfg = H20_CCL_CONFIG_INITIALIZER;
+      cfg.timeoutMs = 5000;
+      h20cclComm_t comm = nullptr;
+      rc[t] = h20cclCommInitRankConfig(&comm, 2, id, 0, &cfg);
+      msg[t] = h20cclGetLastErrorMessage();
+      if (comm) h20cclCommDestroy(comm);
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  for (int t = 0; t < 2; ++t) {
+    EXPECT_EQ(rc[t], h20ErrorInvalidValue) << msg[t];
+    EXPECT_NE(msg[t].find("rank 0 was claimed twice"), std::string::npos) << msg[t];
+  }
+}
+
+TEST(RankInit, AMissingRankTimesOutWithARemoteError) {
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  h20cclConfig cfg = H20_CCL_CONFIG_INITIALIZER;
+  cfg.timeoutMs = 300;
+  h20cclComm_t comm = nullptr;
+  EXPECT_EQ(h20cclCommInitRankConfig(&comm, 2, id, 0, &cfg), h20ErrorRemote);
+  EXPECT_EQ(comm, nullptr);
+  // The id is used up: its rendezvous has gone.
+  EXPECT_EQ(h20cclCommInitRankConfig(&comm, 2, id, 1, &cfg), h20ErrorRemote)
+      << h20cclGetLastErrorMessage();
+}
+
+TEST(RankInit, NonBlockingInitBecomesReady) {
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  h20cclConfig cfg = H20_CCL_CONFIG_INITIALIZER;
+  cfg.blocking = 0;
+  h20cclComm_t comm = nullptr;
+  ASSERT_EQ(h20cclCommInitRankConfig(&comm, 1, id, 0, &cfg), h20ErrorNotReady);
+  ASSERT_NE(comm, nullptr);
+  h20Error_t state = h20ErrorNotReady;
+  for (int i = 0; i < 5000 && state == h20ErrorNotReady; ++i) {
+    ASSERT_EQ(h20cclCommGetAsyncError(comm, &state), h20Success);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(state, h20Success);
+  int count = 0;
+  EXPECT_EQ(h20cclCommCount(comm, &count), h20Success);
+  EXPECT_EQ(count, 1);
+  EXPECT_EQ(h20cclCommFinalize(comm), h20Success);
+  void* buf = nullptr;
+  ASSERT_EQ(h20Malloc(&buf, 64), h20Success);
+  EXPECT_EQ(h20cclAllReduce(buf, buf, 4, H20_R_32F, h20cclSum, comm, nullptr),
+            h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("finalized"), std::string::npos);
+  EXPECT_EQ(h20cclCommDestroy(comm), h20Success);
+  EXPECT_EQ(h20cclAllReduce(buf, buf, 4, H20_R_32F, h20cclSum, comm, nullptr),
+            h20ErrorInvalidValue);
+  h20Free(buf);
+}
+
+TEST(RankInit, BuffersOfAnotherDeviceAreRefused) {
+  int devices = 0;
+  ASSERT_EQ(h20GetDeviceCount(&devices), h20Success);
+  if (devices < 2) GTEST_SKIP() << "needs 2 devices";
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  ASSERT_EQ(h20SetDevice(0), h20Success);
+  h20cclComm_t comm = nullptr;
+  ASSERT_EQ(h20cclCommInitRank(&comm, 1, id, 0), h20Success) << h20cclGetLastErrorMessage();
+  ASSERT_EQ(h20SetDevice(1), h20Success);
+  void* other = nullptr;
+  ASSERT_EQ(h20Malloc(&other, 64), h20Success);
+  ASSERT_EQ(h20SetDevice(0), h20Success);
+  EXPECT_EQ(h20cclReduce(other, other, 4, H20_R_32F, h20cclSum, 0, comm, nullptr),
+            h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("memory of device 1"), std::string::npos);
+  EXPECT_EQ(h20cclAllToAll(other, other, 4, H20_R_32F, comm, nullptr), h20ErrorInvalidValue);
+  h20Free(other);
+  EXPECT_EQ(h20cclCommDestroy(comm), h20Success);
+}
+
+}  // namespace
