@@ -572,6 +572,16 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
 
   for (const Blob& b : blobs)
     devices_.push_back(b.device);
+  // Threads of one process: the caller turns them into a clique; no connection is made (and no
+  // peer's block touched: each rank frees its own as soon as it knows).
+  bool local = options_.transport == TransportChoice::automatic;
+  for (const Blob& b : blobs)
+    local = local && b.pid == mine.pid && b.hostId == mine.hostId;
+  if (local) {
+    transport_.assign(static_cast<std::size_t>(nranks_), "local");
+    transport_[static_cast<std::size_t>(rank_)] = "self";
+    return;
+  }
   // The transport of every pair, decided alike on every rank (each knows every blob), so that
   // all agree whether the MPI communicator is needed and fail alike when a pair has none.
   const bool haveMpi = mpiAvailable();

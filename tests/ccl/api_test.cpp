@@ -189,8 +189,8 @@ TEST_F(CclApiTest, QueriesWithNullArgumentsReturnInvalidValue) {
   EXPECT_CCL_ERROR(h20cclCommGetRingOrder(comm, nullptr, 1, &v), h20ErrorInvalidValue,
                    "capacity 1");
   h20cclAlgo algo;
-  EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm, 4, 1, H20_R_32F, &algo), h20ErrorInvalidValue,
-                   "func 4");
+  EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm, 5, 1, H20_R_32F, &algo), h20ErrorInvalidValue,
+                   "func 5");
   EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm, h20cclFuncAllReduce, 1, 9, &algo),
                    h20ErrorInvalidValue, "datatype 9");
   h20cclCommDestroy(comm);
@@ -347,7 +347,7 @@ TEST_F(CclSingleRankTest, EnumArgumentsOutOfRangeAreRefusedNamingTheValue) {
                      h20ErrorInvalidValue, type);
   }
   h20cclAlgo algo = h20cclAlgoRing;
-  for (int bad : {-1, 4, INT_MIN, INT_MAX}) {
+  for (int bad : {-1, 5, INT_MIN, INT_MAX}) {
     SCOPED_TRACE(bad);
     EXPECT_CCL_ERROR(h20cclCGetAlgorithmRaw(comm_, bad, 1, H20_R_32F, &algo), h20ErrorInvalidValue,
                      "func " + std::to_string(bad));
