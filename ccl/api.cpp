@@ -406,11 +406,6 @@ h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& 
       comm->net->enqueue({call}, call.stream);
       return h20Success;
     }
-    if (h20::ccl::isPointToPoint(func))
-      fail(h20ErrorNotSupported,
-           "{}: point-to-point calls between ranks that are threads of one process are not "
-           "supported yet (use h20cclAllToAll, or ranks in separate processes)",
-           fn);
     if (tlsGroup.depth > 0) {
       tlsGroup.calls.push_back({comm, std::move(call)});
       if (problem) throw *problem;

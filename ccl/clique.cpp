@@ -160,10 +160,34 @@ h20cclAlgo Clique::algorithm(Func f, std::size_t count, h20DataType type) const 
 
 std::vector<std::shared_ptr<Pending>> Clique::contribute(std::vector<Call> calls) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!broken_.empty()) fail(h20ErrorInvalidValue, "{}", broken_);
+  // After a rank was destroyed, collectives cannot run; sends and receives between live ranks can.
+  for (const auto& c : calls) {
+    if (broken_.empty()) break;
+    if (!isPointToPoint(c.func) || c.root < 0 || c.root >= size() ||
+        !ranks_[static_cast<std::size_t>(c.rank)].alive ||
+        !ranks_[static_cast<std::size_t>(c.root)].alive)
+      fail(h20ErrorInvalidValue, "{}", broken_);
+  }
   std::vector<std::shared_ptr<Pending>> joined;
   joined.reserve(calls.size());
   for (auto& c : calls) {
+    if (isPointToPoint(c.func)) {
+      auto p = std::make_shared<Pending>(0);
+      if (c.root < 0 || c.root >= size()) {
+        // A peer outside the clique (the call failed its checks): nothing can match it.
+        p->rc = h20ErrorInvalidValue;
+        p->message = c.poison;
+        p->finished = true;
+        joined.push_back(std::move(p));
+        continue;
+      }
+      const bool isSend = c.func == Func::send;
+      const std::pair<int, int> key =
+          isSend ? std::pair{c.rank, c.root} : std::pair{c.root, c.rank};
+      (isSend ? sends_ : recvs_)[key].push_back({std::move(c), p});
+      joined.push_back(std::move(p));
+      continue;
+    }
     const std::uint64_t seq = nextSeq_[static_cast<std::size_t>(c.rank)]++;
     auto& p = pending_[seq];
     if (!p) p = std::make_shared<Pending>(size());
@@ -173,7 +197,89 @@ std::vector<std::shared_ptr<Pending>> Clique::contribute(std::vector<Call> calls
     joined.push_back(p);
   }
   launchReady();
+  matchPointToPoint();
   return joined;
+}
+
+void Clique::matchPointToPoint() {
+  bool any = false;
+  for (auto& [key, sends] : sends_) {
+    auto rit = recvs_.find(key);
+    if (rit == recvs_.end()) continue;
+    auto& recvs = rit->second;
+    while (!sends.empty() && !recvs.empty()) {
+      P2p s = std::move(sends.front()), r = std::move(recvs.front());
+      sends.pop_front();
+      recvs.pop_front();
+      any = true;
+      std::string bad;
+      if (!s.call.poison.empty())
+        bad = fmt::format("h20cclSend: rank {}'s send to rank {} failed ({}); nothing was enqueued",
+                          key.first, key.second, s.call.poison);
+      else if (!r.call.poison.empty())
+        bad = fmt::format(
+            "h20cclRecv: rank {}'s receive from rank {} failed ({}); nothing was enqueued",
+            key.second, key.first, r.call.poison);
+      else if (s.call.count != r.call.count || s.call.type != r.call.type)
+        bad = fmt::format(
+            "the ranks disagree: rank {} sends {} elements of {} to rank {}, which receives {} "
+            "elements of {}; nothing was enqueued",
+            key.first, s.call.count, typeName(s.call.type), key.second, r.call.count,
+            typeName(r.call.type));
+      else
+        for (const Call* c : {&s.call, &r.call})
+          if (c->stream == h20StreamPerThread && c->thread != std::this_thread::get_id())
+            bad = fmt::format(
+                "{}: rank {} passed h20StreamPerThread, but the send and receive are enqueued by "
+                "the thread whose call completed the pair; pass an explicit stream; nothing was "
+                "enqueued",
+                funcName(c->func), c->rank);
+      h20Error_t rc = bad.empty() ? h20Success : h20ErrorInvalidValue;
+      if (rc == h20Success) {
+        try {
+          enqueuePair(s.call, r.call);
+        } catch (const Error& e) {
+          rc = e.code();
+          bad = e.message();
+        }
+      }
+      for (auto* p : {s.done.get(), r.done.get()}) {
+        p->rc = rc;
+        p->message = bad;
+        p->finished = true;
+      }
+    }
+  }
+  if (any) cv_.notify_all();
+}
+
+void Clique::enqueuePair(const Call& send, const Call& recv) {
+  const int from = send.rank, to = recv.rank;
+  const std::size_t bytes = send.count * elementSize(send.type);
+  if (bytes == 0) return;
+  DeviceGuard guard;
+  auto checkRank = [&](h20Error_t rc, int r, const char* fn) {
+    if (rc != h20Success)
+      throw Error(
+          rc, fmt::format("{} (rank {}, device {}): {}", r == from ? "h20cclSend" : "h20cclRecv", r,
+                          device(r), h20GetLastErrorMessage()[0] ? h20GetLastErrorMessage() : fn));
+  };
+  // The send buffer is ready where the sender's stream has got to; the receiver pulls the data;
+  // the sender's stream goes on once the receiver has read its buffer.
+  guard.set(device(from));
+  checkRank(h20EventRecord(stepEvent(from), send.stream), from, "h20EventRecord");
+  guard.set(device(to));
+  checkRank(h20StreamWaitEvent(recv.stream, stepEvent(from), 0), to, "h20StreamWaitEvent");
+  if (from == to)
+    checkRank(h20MemcpyAsync(recv.recv, send.send, bytes, h20MemcpyDeviceToDevice, recv.stream), to,
+              "h20MemcpyAsync");
+  else
+    checkRank(
+        h20MemcpyPeerAsync(recv.recv, device(to), send.send, device(from), bytes, recv.stream), to,
+        "h20MemcpyPeerAsync");
+  checkRank(h20EventRecord(stepEvent(to), recv.stream), to, "h20EventRecord");
+  guard.set(device(from));
+  checkRank(h20StreamWaitEvent(send.stream, stepEvent(to), 0), from, "h20StreamWaitEvent");
 }
 
 void Clique::wait(const std::shared_ptr<Pending>& p) {
@@ -305,6 +411,20 @@ void Clique::destroyRank(int rank) {
       p->finished = true;
     }
     pending_.clear();
+    // Sends and receives waiting for the destroyed rank fail; the others still match.
+    for (auto* queues : {&sends_, &recvs_})
+      for (auto it = queues->begin(); it != queues->end();) {
+        if (it->first.first != rank && it->first.second != rank) {
+          ++it;
+          continue;
+        }
+        for (auto& op : it->second) {
+          op.done->rc = h20ErrorInvalidValue;
+          op.done->message = fmt::format("{}: {}", funcName(op.call.func), broken_);
+          op.done->finished = true;
+        }
+        it = queues->erase(it);
+      }
     cv_.notify_all();
   }
   releaseEvents(ranks_[static_cast<std::size_t>(rank)]);

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -120,6 +121,11 @@ class Clique {
 
   // Called with mu_ held: enqueues the complete collectives at the head of the queue.
   void launchReady();
+  // Called with mu_ held: matches the queued sends and receives of each pair of ranks, in issue
+  // order, and enqueues every matched pair.
+  void matchPointToPoint();
+  // Called with mu_ held: enqueues one matched send and receive (the receiver pulls).
+  void enqueuePair(const Call& send, const Call& recv);
   // Empty when the ranks agree about the collective, else the message.
   std::string disagreement(const Pending& p) const;
   void releaseEvents(RankState& r);
@@ -136,6 +142,13 @@ class Clique {
   std::map<std::uint64_t, std::shared_ptr<Pending>> pending_;
   std::uint64_t nextLaunch_ = 0;
   std::string broken_;  // non-empty once a rank was destroyed
+  // Point-to-point calls waiting for their match, per (sender, receiver), in issue order. They
+  // take no collective's place: a send and a receive are enqueued together once both are known.
+  struct P2p {
+    Call call;
+    std::shared_ptr<Pending> done;
+  };
+  std::map<std::pair<int, int>, std::deque<P2p>> sends_, recvs_;
 };
 
 }  // namespace h20::ccl

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -305,7 +306,7 @@ TEST_P(RankThreads, EveryCollectiveMatchesTheHostReference) {
         return;
       }
       wrong[static_cast<std::size_t>(r)] =
-          ccltest::RunRankCases(comm, r, n, true, false, &messages[static_cast<std::size_t>(r)]);
+          ccltest::RunRankCases(comm, r, n, true, true, &messages[static_cast<std::size_t>(r)]);
       h20cclCommDestroy(comm);
     });
   }
@@ -428,6 +429,68 @@ TEST(RankInit, BuffersOfAnotherDeviceAreRefused) {
   EXPECT_EQ(h20cclAllToAll(other, other, 4, H20_R_32F, comm, nullptr), h20ErrorInvalidValue);
   h20Free(other);
   EXPECT_EQ(h20cclCommDestroy(comm), h20Success);
+}
+
+}  // namespace
+
+namespace {
+
+// Sends and receives between the ranks of h20cclCommInitAll, issued by one thread in a group.
+TEST(CliquePointToPoint, OneThreadExchangesARingInAGroup) {
+  int devices = 0;
+  ASSERT_EQ(h20GetDeviceCount(&devices), h20Success);
+  const int n = std::min(devices, 4);
+  if (n < 2) GTEST_SKIP() << "needs 2 devices";
+  std::vector<h20cclComm_t> comms(static_cast<std::size_t>(n));
+  ASSERT_EQ(h20cclCommInitAll(comms.data(), n, nullptr), h20Success);
+  const std::size_t count = 1000;
+  std::vector<float*> bufs(static_cast<std::size_t>(2 * n));
+  for (int r = 0; r < n; ++r) {
+    ASSERT_EQ(h20SetDevice(r), h20Success);
+    std::vector<float> host(count, static_cast<float>(r + 1));
+    for (int k = 0; k < 2; ++k)
+      ASSERT_EQ(h20Malloc(reinterpret_cast<void**>(&bufs[static_cast<std::size_t>(2 * r + k)]),
+                          count * sizeof(float)),
+                h20Success);
+    ASSERT_EQ(h20Memcpy(bufs[static_cast<std::size_t>(2 * r)], host.data(), count * sizeof(float),
+                        h20MemcpyHostToDevice),
+              h20Success);
+  }
+  ASSERT_EQ(h20cclGroupStart(), h20Success);
+  // Receives first, then sends, from one thread: the group matches them whatever the order.
+  for (int r = 0; r < n; ++r)
+    EXPECT_EQ(h20cclRecv(bufs[static_cast<std::size_t>(2 * r + 1)], count, H20_R_32F,
+                         (r + n - 1) % n, comms[static_cast<std::size_t>(r)], nullptr),
+              h20Success);
+  for (int r = 0; r < n; ++r)
+    EXPECT_EQ(h20cclSend(bufs[static_cast<std::size_t>(2 * r)], count, H20_R_32F, (r + 1) % n,
+                         comms[static_cast<std::size_t>(r)], nullptr),
+              h20Success);
+  ASSERT_EQ(h20cclGroupEnd(), h20Success) << h20cclGetLastErrorMessage();
+  for (int r = 0; r < n; ++r) {
+    ASSERT_EQ(h20SetDevice(r), h20Success);
+    ASSERT_EQ(h20DeviceSynchronize(), h20Success);
+    std::vector<float> host(count);
+    ASSERT_EQ(h20Memcpy(host.data(), bufs[static_cast<std::size_t>(2 * r + 1)],
+                        count * sizeof(float), h20MemcpyDeviceToHost),
+              h20Success);
+    const float want = static_cast<float>((r + n - 1) % n + 1);
+    EXPECT_EQ(std::count(host.begin(), host.end(), want), static_cast<long>(count)) << "rank " << r;
+  }
+  // Counts that disagree: both calls fail, naming both values; nothing is enqueued.
+  ASSERT_EQ(h20cclGroupStart(), h20Success);
+  h20cclSend(bufs[0], count, H20_R_32F, 1, comms[0], nullptr);
+  h20cclRecv(bufs[3], count - 1, H20_R_32F, 0, comms[1], nullptr);
+  EXPECT_EQ(h20cclGroupEnd(), h20ErrorInvalidValue);
+  const std::string msg = h20cclGetLastErrorMessage();
+  EXPECT_NE(msg.find("rank 0 sends 1000 elements"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("receives 999 elements"), std::string::npos) << msg;
+  // A peer out of range is refused by the call itself.
+  EXPECT_EQ(h20cclSend(bufs[0], count, H20_R_32F, n, comms[0], nullptr), h20ErrorInvalidValue);
+  for (auto* b : bufs)
+    h20Free(b);
+  for (auto c : comms)
+    EXPECT_EQ(h20cclCommDestroy(c), h20Success);
 }
 
 }  // namespace
