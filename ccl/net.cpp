@@ -133,7 +133,7 @@ class FifoConn : public Conn {
     out_->tail.store(++sent_, std::memory_order_release);
     ringDoorbell(*peer_);
   }
-  const void* peek(PieceMeta* meta) override {
+  const void* peek(PieceMeta* meta, void*, std::size_t) override {
     if (in_->tail.load(std::memory_order_acquire) <= received_) return nullptr;
     *meta = in_->meta[received_ % kSlots];
     return in_->slot(received_ % kSlots);
@@ -748,7 +748,9 @@ void NetComm::run(Work& work) {
     PieceMeta meta{};
     const void* got = nullptr;
     if (rc) {
-      got = rc->peek(&meta);
+      // A piece that only lands in the output may be delivered there directly.
+      const bool direct = in.out && !in.reduce && in.inType == in.outType;
+      got = direct ? rc->peek(&meta, in.out, in.count * typeBytes(in.inType)) : rc->peek(&meta);
       if (!got) return false;
     }
     if (sc && !sc->canSend()) return false;
@@ -785,8 +787,17 @@ void NetComm::run(Work& work) {
       } else if (dst) {
         convert(dst, dstType, got ? got : in.local, got ? in.inType : in.localType, in.count, 0);
       }
-      if (in.out && slot) convert(slot, in.sendType, in.out, in.outType, in.count, 0);
-      if (sc) sc->post(outMeta);
+      if (in.out && sc) {
+        // The result is forwarded from the output itself (no copy into a slot on mpi).
+        if (in.sendType == in.outType) {
+          sc->postFrom(in.out, outMeta);
+        } else {
+          convert(slot, in.sendType, in.out, in.outType, in.count, 0);
+          sc->post(outMeta);
+        }
+      } else if (sc) {
+        sc->post(outMeta);
+      }
     }
     if (rc) rc->release();
     if (++p.next == p.instrs.size()) finish(&p);
@@ -828,8 +839,8 @@ void NetComm::run(Work& work) {
       }
       if (usesMpi_) {
         // MPI requests complete without ringing the doorbell: poll, yielding the core.
-        if (idle > 32)
-          std::this_thread::sleep_for(std::chrono::microseconds(20));
+        if (idle > 8)
+          std::this_thread::sleep_for(std::chrono::microseconds(idle > 64 ? 200 : 50));
         else
           std::this_thread::yield();
         continue;

@@ -39,7 +39,7 @@ namespace h20::ccl {
 struct IdInfo;
 
 // Pieces: the unit a connection moves. A piece is at most kPieceBytes.
-inline constexpr std::size_t kPieceBytes = 256 * 1024;
+inline constexpr std::size_t kPieceBytes = 1024 * 1024;
 inline constexpr std::uint32_t kSlots = 4;
 
 // Which transport reaches ranks of another process (H20_CCL_TRANSPORT).

@@ -59,8 +59,11 @@ class Conn {
   }
   // True once every posted piece has left this rank's buffers.
   virtual bool sendsComplete() { return true; }
-  // Receiving: the next piece (nullptr while none has arrived) and letting go of it.
-  virtual const void* peek(PieceMeta* meta) = 0;
+  // Receiving: the next piece (nullptr while none has arrived) and letting go of it. `into`
+  // (intoBytes long), when given, is where the caller will copy the piece: a transport that can
+  // deliver it there directly does (mpi), and returns `into`. The same `into` must be passed
+  // until the piece arrives.
+  virtual const void* peek(PieceMeta* meta, void* into = nullptr, std::size_t intoBytes = 0) = 0;
   virtual void release() = 0;
 };
 

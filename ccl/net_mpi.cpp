@@ -36,8 +36,8 @@ std::vector<std::unique_ptr<Conn>> connectMpi(const char* fn, const std::vector<
 
 namespace {
 
-constexpr std::size_t kPiece = 256 * 1024;  // net.hpp's kPieceBytes
-constexpr int kDepth = 4;                   // pieces in flight per direction
+constexpr std::size_t kPiece = 1024 * 1024;  // net.hpp's kPieceBytes
+constexpr int kDepth = 4;                    // pieces in flight per direction
 
 const char* levelName(int level) {
   switch (level) {
@@ -69,7 +69,7 @@ class MpiConn : public Conn {
       sendBuf_[i].resize(kPiece);
       recvBuf_[i].resize(kPiece);
       sendReq_[i] = MPI_REQUEST_NULL;
-      postRecv(i);
+      recvReq_[i] = MPI_REQUEST_NULL;
     }
   }
   ~MpiConn() override {
@@ -77,7 +77,7 @@ class MpiConn : public Conn {
     MPI_Finalized(&finalized);
     if (finalized) return;
     for (int i = 0; i < kDepth; ++i) {
-      if (recvReq_[i] != MPI_REQUEST_NULL && !recvDone_[i]) {
+      if (recvReq_[i] != MPI_REQUEST_NULL && posted_ && !recvDone_[i]) {
         MPI_Cancel(&recvReq_[i]);
         MPI_Wait(&recvReq_[i], MPI_STATUS_IGNORE);
       }
@@ -105,41 +105,49 @@ class MpiConn : public Conn {
     MPI_Testall(kDepth, sendReq_.data(), &done, MPI_STATUSES_IGNORE);
     return done != 0;
   }
-  const void* peek(PieceMeta* meta) override {
-    const int i = static_cast<int>(received_ % kDepth);
+  // Receives are posted when the piece is asked for, straight into the caller's buffer where it
+  // gives one (pieces arrive in order, and the sender's rendezvous waits for the post).
+  const void* peek(PieceMeta* meta, void* into, std::size_t intoBytes) override {
+    const int i = 0;
+    if (!posted_) {
+      target_ = into ? into : recvBuf_[i].data();
+      const int capacity = static_cast<int>(into ? intoBytes : kPiece);
+      const int rc = MPI_Irecv(target_, capacity, MPI_BYTE, peer_, 0, comm_->comm, &recvReq_[i]);
+      if (rc != MPI_SUCCESS) fail(h20ErrorRemote, "MPI_Irecv from rank {} failed ({})", peer_, rc);
+      posted_ = true;
+      recvDone_[i] = false;
+    }
     if (!recvDone_[i]) {
       int done = 0;
-      MPI_Status st;
-      MPI_Test(&recvReq_[i], &done, &st);
-      if (!done) return nullptr;
+      MPI_Status st{};
+      const int rc = MPI_Test(&recvReq_[i], &done, &st);
+      if (!done && rc == MPI_SUCCESS) return nullptr;
       int count = 0;
       MPI_Get_count(&st, MPI_BYTE, &count);
       recvDone_[i] = true;
-      recvBytes_[i] = static_cast<std::uint64_t>(count);
+      // A piece larger than the buffer (MPI_ERR_TRUNCATE): the ranks disagree about the size.
+      // (MPI_Test returns the request's error; MPI_Status.MPI_ERROR is not set by it.)
+      recvBytes_[i] = rc == MPI_SUCCESS ? static_cast<std::uint64_t>(count)
+                                        : static_cast<std::uint64_t>(kPiece) + 1;
     }
     meta->bytes = recvBytes_[i];
     meta->func = kMetaUnknown;
     meta->total = 0;
-    return recvBuf_[i].data();
+    return target_;
   }
   void release() override {
-    postRecv(static_cast<int>(received_ % kDepth));
+    posted_ = false;
     ++received_;
   }
 
  private:
-  void postRecv(int i) {
-    recvDone_[i] = false;
-    const int rc = MPI_Irecv(recvBuf_[i].data(), static_cast<int>(kPiece), MPI_BYTE, peer_, 0,
-                             comm_->comm, &recvReq_[i]);
-    if (rc != MPI_SUCCESS) fail(h20ErrorRemote, "MPI_Irecv from rank {} failed ({})", peer_, rc);
-  }
-
   std::shared_ptr<MpiComm> comm_;
   int peer_;
   std::array<std::vector<unsigned char>, kDepth> sendBuf_, recvBuf_;
   std::array<MPI_Request, kDepth> sendReq_{}, recvReq_{};
   std::array<bool, kDepth> recvDone_{};
+  bool posted_ = false;
+  void* target_ = nullptr;
   std::array<std::uint64_t, kDepth> recvBytes_{};
   std::uint64_t sent_ = 0, received_ = 0;
 };
@@ -197,6 +205,8 @@ std::vector<std::unique_ptr<Conn>> connectMpi(const char* fn, const std::vector<
   MPI_Group_free(&world);
   if (rc != MPI_SUCCESS || comm->comm == MPI_COMM_NULL)
     fail(h20ErrorRemote, "{}: MPI_Comm_create_group failed ({})", fn, rc);
+  // Errors (a truncated piece when the ranks disagree) come back as codes, not as an abort.
+  MPI_Comm_set_errhandler(comm->comm, MPI_ERRORS_RETURN);
   std::vector<std::unique_ptr<Conn>> conns(worldRanks.size());
   for (std::size_t q = 0; q < worldRanks.size(); ++q)
     if (static_cast<int>(q) != rank && transport[q] == "mpi")

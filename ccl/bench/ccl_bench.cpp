@@ -7,7 +7,16 @@
 // wall-clock per iteration over `iters` back-to-back collectives (issued in a group for all ranks)
 // followed by a synchronisation of every rank's stream, as nccl-tests measures. Bandwidths
 // (nccl-tests' definitions, see its doc/PERFORMANCE.md): algbw = size / time; busbw = algbw times
-// 2(n-1)/n for allReduce, (n-1)/n for allGather and reduceScatter, 1 for broadcast.
+// 2(n-1)/n for allReduce, (n-1)/n for allGather, reduceScatter and allToAll, 1 for broadcast,
+// reduce and sendRecv.
+//
+// Ranks: without MPI every visible device (or --ndev) is a rank of this process
+// (h20cclCommInitAll), issued by one thread in a group. Started by mpirun (the bench is built
+// with MPI and OMPI_COMM_WORLD_SIZE / PMI_SIZE say so), every process is one rank, as with
+// nccl-tests: rank 0 makes the unique id, MPI_Bcast hands it out, h20cclCommInitRank on device
+// (rank mod the visible devices); the time of a size is the slowest rank's, #wrong the sum, and
+// rank 0 prints. The transport between the processes is libh20ccl's choice (ipc through the
+// device daemon, or mpi; H20_CCL_TRANSPORT forces one).
 #include "ccl_bench.hpp"
 
 #include <h20/ccl.h>
@@ -15,6 +24,10 @@
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+
+#ifdef H20_CCL_BENCH_MPI
+#include <mpi.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -94,30 +107,48 @@ std::size_t parseBytes(const char* option, const std::string& s) {
   return static_cast<std::size_t>(v * mult);
 }
 
-// The collectives, as the public header names them (h20cclCommGetAlgorithm takes the same).
-using Coll = h20cclFunc;
+enum class Coll { allReduce, allGather, reduceScatter, broadcast, reduce, allToAll, sendRecv };
 const char* collName(Coll c) {
   switch (c) {
-    case h20cclFuncAllReduce:
+    case Coll::allReduce:
       return "allReduce";
-    case h20cclFuncAllGather:
+    case Coll::allGather:
       return "allGather";
-    case h20cclFuncReduceScatter:
+    case Coll::reduceScatter:
       return "reduceScatter";
-    case h20cclFuncBroadcast:
+    case Coll::broadcast:
       return "broadcast";
+    case Coll::reduce:
+      return "reduce";
+    case Coll::allToAll:
+      return "allToAll";
+    case Coll::sendRecv:
+      return "sendRecv";
   }
   return "?";
+}
+bool reduces(Coll c) {
+  return c == Coll::allReduce || c == Coll::reduceScatter || c == Coll::reduce;
+}
+bool hasRoot(Coll c) {
+  return c == Coll::broadcast || c == Coll::reduce;
+}
+// The size names the larger per-rank buffer: split in n blocks for these.
+bool splits(Coll c) {
+  return c == Coll::allGather || c == Coll::reduceScatter || c == Coll::allToAll;
 }
 
 double busFactor(Coll c, int n) {
   switch (c) {
-    case h20cclFuncAllReduce:
+    case Coll::allReduce:
       return 2.0 * (n - 1) / n;
-    case h20cclFuncAllGather:
-    case h20cclFuncReduceScatter:
+    case Coll::allGather:
+    case Coll::reduceScatter:
+    case Coll::allToAll:
       return static_cast<double>(n - 1) / n;
-    case h20cclFuncBroadcast:
+    case Coll::broadcast:
+    case Coll::reduce:
+    case Coll::sendRecv:
       return 1.0;
   }
   return 1.0;
@@ -164,9 +195,53 @@ float value(int rank, std::size_t i) {
   return static_cast<float>(static_cast<int>((static_cast<std::size_t>(rank) * 3 + i) % 11) - 5);
 }
 
+// Whether mpirun started this process (then each process is one rank).
+bool launchedByMpi() {
+#ifdef H20_CCL_BENCH_MPI
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (const char* s = std::getenv(v); s && *s) return true;
+#endif
+  return false;
+}
+
+// The processes' part: max and sum over the ranks (identity without MPI).
+double maxOverProcesses(double v) {
+#ifdef H20_CCL_BENCH_MPI
+  int init = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+#endif
+  return v;
+}
+long sumOverProcesses(long v) {
+#ifdef H20_CCL_BENCH_MPI
+  int init = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+#endif
+  return v;
+}
+void barrier() {
+#ifdef H20_CCL_BENCH_MPI
+  int init = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Barrier(MPI_COMM_WORLD);
+#endif
+}
+
+// One rank this process drives.
+struct Rank {
+  int rank = 0;
+  int device = 0;
+  h20cclComm_t comm = nullptr;
+  h20Stream_t stream = nullptr;
+  void* send = nullptr;
+  void* recv = nullptr;
+};
+
 class Bench {
  public:
-  Bench(const Options& o) : o_(o) {
+  Bench(const Options& o, bool mpi) : o_(o), mpi_(mpi) {
     // Every option value first, so that a typo costs no device set-up.
     if (o.type == "float")
       type_ = H20_R_32F;
@@ -191,38 +266,69 @@ class Bench {
           fmt::format("--minbytes {} is larger than --maxbytes {}", o.minBytes, o.maxBytes));
     int visible = 0;
     ok(h20GetDeviceCount(&visible), "h20GetDeviceCount");
-    n_ = o.ndev > 0 ? o.ndev : visible;
-    if (o.ndev < 0 || n_ > visible)
-      throw UsageError(fmt::format("--ndev {}: 0 (every device) or 1..{}", o.ndev, visible));
-    if (o.root < 0 || o.root >= n_)
-      throw UsageError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
     if (!o.algo.empty()) setenv("H20_CCL_ALGO", o.algo.c_str(), 1);
-    comms_.resize(static_cast<std::size_t>(n_));
-    ok(h20cclCommInitAll(comms_.data(), n_, nullptr), "h20cclCommInitAll");
-    streams_.resize(static_cast<std::size_t>(n_));
-    for (int r = 0; r < n_; ++r) {
-      ok(h20SetDevice(r), "h20SetDevice");
-      ok(h20StreamCreateWithFlags(&streams_[static_cast<std::size_t>(r)], h20StreamNonBlocking),
-         "h20StreamCreateWithFlags");
+    if (mpi_) {
+#ifdef H20_CCL_BENCH_MPI
+      int me = 0;
+      MPI_Comm_rank(MPI_COMM_WORLD, &me);
+      MPI_Comm_size(MPI_COMM_WORLD, &n_);
+      if (o.root < 0 || o.root >= n_)
+        throw UsageError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
+      Rank r;
+      r.rank = me;
+      r.device = me % visible;
+      ok(h20SetDevice(r.device), "h20SetDevice");
+      h20cclUniqueId id{};
+      if (me == 0) ok(h20cclGetUniqueId(&id), "h20cclGetUniqueId");
+      MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+      ok(h20cclCommInitRank(&r.comm, n_, id, me), "h20cclCommInitRank");
+      ranks_.push_back(r);
+#endif
+    } else {
+      n_ = o.ndev > 0 ? o.ndev : visible;
+      if (o.ndev < 0 || n_ > visible)
+        throw UsageError(fmt::format("--ndev {}: 0 (every device) or 1..{}", o.ndev, visible));
+      if (o.root < 0 || o.root >= n_)
+        throw UsageError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
+      std::vector<h20cclComm_t> comms(static_cast<std::size_t>(n_));
+      ok(h20cclCommInitAll(comms.data(), n_, nullptr), "h20cclCommInitAll");
+      for (int r = 0; r < n_; ++r)
+        ranks_.push_back(Rank{r, r, comms[static_cast<std::size_t>(r)]});
+    }
+    for (auto& r : ranks_) {
+      ok(h20SetDevice(r.device), "h20SetDevice");
+      ok(h20StreamCreateWithFlags(&r.stream, h20StreamNonBlocking), "h20StreamCreateWithFlags");
     }
   }
   ~Bench() {
-    for (auto* p : bufs_)
-      h20Free(p);
-    for (auto s : streams_)
-      h20StreamDestroy(s);
-    for (auto c : comms_)
-      h20cclCommDestroy(c);
+    for (auto& r : ranks_) {
+      h20Free(r.send);
+      h20Free(r.recv);
+      h20StreamDestroy(r.stream);
+      h20cclCommDestroy(r.comm);
+    }
+  }
+  bool printer() const {
+    return ranks_.front().rank == 0;
   }
 
   void header() const {
+    if (!printer()) return;
     const char* topo = std::getenv("H20_EMU_TOPOLOGY");
-    fmt::print("# h20-ccl-bench: {} ranks, topology {}, datatype {}, op {}, iters {}, warmup {}\n",
-               n_, topo && *topo ? topo : "switch (default)", o_.type, o_.op, o_.iters, o_.warmup);
+    const char* transport = std::getenv("H20_CCL_TRANSPORT");
+    if (mpi_)
+      fmt::print(
+          "# h20-ccl-bench: {} ranks, one per process (mpirun), transport {}, datatype {}, "
+          "op {}, iters {}, warmup {}\n",
+          n_, transport && *transport ? transport : "auto", o_.type, o_.op, o_.iters, o_.warmup);
+    else
+      fmt::print(
+          "# h20-ccl-bench: {} ranks, topology {}, datatype {}, op {}, iters {}, warmup {}\n", n_,
+          topo && *topo ? topo : "switch (default)", o_.type, o_.op, o_.iters, o_.warmup);
     std::vector<int> ring(static_cast<std::size_t>(n_));
     int count = 0;
-    ok(h20cclCommGetRingOrder(comms_[0], ring.data(), n_, &count), "h20cclCommGetRingOrder");
-    fmt::print("# ring order (ranks = devices):");
+    ok(h20cclCommGetRingOrder(ranks_[0].comm, ring.data(), n_, &count), "h20cclCommGetRingOrder");
+    fmt::print("# ring order (ranks):");
     for (int r : ring)
       fmt::print(" {}", r);
     const char* algo = std::getenv("H20_CCL_ALGO");
@@ -231,17 +337,19 @@ class Bench {
 
   // Returns the number of wrong elements over all sizes.
   long run(Coll c) {
-    fmt::print("#\n# {}\n", collName(c));
-    fmt::print(
-        "# {:>12} {:>12} {:>6} {:>6} {:>5} | {:>10} {:>8} {:>8} {:>6} | {:>10} {:>8} {:>8} {:>6} | "
-        "{}\n",
-        "size(B)", "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
-        "time(us)", "algbw", "busbw", "#wrong", "algo");
-    fmt::print(
-        "# {:>12} {:>12} {:>6} {:>6} {:>5} | {:>10} {:>8} {:>8} {:>6} | {:>10} {:>8} {:>8} "
-        "{:>6} |\n",
-        "", "(elements)", "", "", "", "out-of-place", "(GB/s)", "(GB/s)", "", "in-place", "(GB/s)",
-        "(GB/s)", "");
+    if (printer()) {
+      fmt::print("#\n# {}\n", collName(c));
+      fmt::print(
+          "# {:>12} {:>12} {:>6} {:>6} {:>5} | {:>10} {:>8} {:>8} {:>6} | {:>10} {:>8} {:>8} "
+          "{:>6} | {}\n",
+          "size(B)", "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
+          "time(us)", "algbw", "busbw", "#wrong", "algo");
+      fmt::print(
+          "# {:>12} {:>12} {:>6} {:>6} {:>5} | {:>10} {:>8} {:>8} {:>6} | {:>10} {:>8} {:>8} "
+          "{:>6} |\n",
+          "", "(elements)", "", "", "", "out-of-place", "(GB/s)", "(GB/s)", "", "in-place",
+          "(GB/s)", "(GB/s)", "");
+    }
     const std::size_t es = elemSize(type_);
     const std::size_t minB = minBytes_, maxB = maxBytes_;
     long wrongTotal = 0;
@@ -249,8 +357,7 @@ class Bench {
     for (double b = static_cast<double>(std::max<std::size_t>(minB, es));
          b <= static_cast<double>(maxB); b = std::max(b * o_.factor, b + 1)) {
       std::size_t count = static_cast<std::size_t>(b) / es;
-      const bool split = c == h20cclFuncAllGather || c == h20cclFuncReduceScatter;
-      if (split) count = count / static_cast<std::size_t>(n_) * static_cast<std::size_t>(n_);
+      if (splits(c)) count = count / static_cast<std::size_t>(n_) * static_cast<std::size_t>(n_);
       if (count == 0 || count * es == last) continue;
       last = count * es;
       wrongTotal += runSize(c, count);
@@ -264,103 +371,119 @@ class Bench {
   long runSize(Coll c, std::size_t count) {
     const std::size_t es = elemSize(type_);
     const std::size_t nn = static_cast<std::size_t>(n_);
-    const std::size_t per =
-        (c == h20cclFuncAllGather || c == h20cclFuncReduceScatter) ? count / nn : count;
+    const std::size_t per = splits(c) ? count / nn : count;
     ensureBuffers(count * es);
     double us[2] = {0, 0};
     long wrong[2] = {0, 0};
-    for (int inPlace = 0; inPlace < 2; ++inPlace) {
+    // All-to-all and send/receive have no in-place form: the second column stays empty.
+    const int forms = c == Coll::allToAll || c == Coll::sendRecv ? 1 : 2;
+    for (int inPlace = 0; inPlace < forms; ++inPlace) {
       for (int i = 0; i < o_.warmup; ++i)
         issue(c, per, inPlace);
       syncAll();
+      barrier();
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < o_.iters; ++i)
         issue(c, per, inPlace);
       syncAll();
       const auto t1 = std::chrono::steady_clock::now();
-      us[inPlace] = std::chrono::duration<double, std::micro>(t1 - t0).count() / o_.iters;
-      wrong[inPlace] = o_.check ? check(c, per, inPlace) : -1;
+      us[inPlace] =
+          maxOverProcesses(std::chrono::duration<double, std::micro>(t1 - t0).count() / o_.iters);
+      wrong[inPlace] = o_.check ? sumOverProcesses(check(c, per, inPlace)) : -1;
     }
     h20cclAlgo algo = h20cclAlgoRing;
-    ok(h20cclCommGetAlgorithm(comms_[0], c, per, type_, &algo), "h20cclCommGetAlgorithm");
+    if (c != Coll::allToAll && c != Coll::sendRecv)
+      ok(h20cclCommGetAlgorithm(ranks_[0].comm, static_cast<h20cclFunc>(c), per, type_, &algo),
+         "h20cclCommGetAlgorithm");
     const double bytes = static_cast<double>(count * es);
     auto row = [&](int k) {
+      if (k >= forms) return fmt::format("{:>10} {:>8} {:>8} {:>6}", "N/A", "N/A", "N/A", "N/A");
       const double alg = bytes / (us[k] * 1e-6) / 1e9;
       return fmt::format("{:>10.1f} {:>8.2f} {:>8.2f} {:>6}", us[k], alg, alg * busFactor(c, n_),
                          wrong[k] < 0 ? std::string("N/A") : std::to_string(wrong[k]));
     };
-    const bool reduces = c == h20cclFuncAllReduce || c == h20cclFuncReduceScatter;
-    fmt::print("  {:>12} {:>12} {:>6} {:>6} {:>5} | {} | {} | {}\n", count * es, count, o_.type,
-               reduces ? o_.op : "none", c == h20cclFuncBroadcast ? o_.root : -1, row(0), row(1),
-               algo == h20cclAlgoDirect ? "direct" : "ring");
-    std::fflush(stdout);
+    if (printer()) {
+      fmt::print("  {:>12} {:>12} {:>6} {:>6} {:>5} | {} | {} | {}\n", count * es, count, o_.type,
+                 reduces(c) ? o_.op : "none", hasRoot(c) ? o_.root : -1, row(0), row(1),
+                 c == Coll::allToAll || c == Coll::sendRecv ? "p2p"
+                 : algo == h20cclAlgoDirect                 ? "direct"
+                                                            : "ring");
+      std::fflush(stdout);
+    }
     return std::max(0L, wrong[0]) + std::max(0L, wrong[1]);
   }
 
   // Two buffers per rank (send, recv) of `bytes` each, grown as needed.
   void ensureBuffers(std::size_t bytes) {
     if (bytes <= capacity_) return;
-    for (auto* p : bufs_)
-      h20Free(p);
-    bufs_.assign(2 * static_cast<std::size_t>(n_), nullptr);
-    for (int r = 0; r < n_; ++r) {
-      ok(h20SetDevice(r), "h20SetDevice");
-      for (int k = 0; k < 2; ++k) {
-        void*& p = bufs_[static_cast<std::size_t>(2 * r + k)];
-        ok(h20Malloc(&p, bytes), "h20Malloc");
+    for (auto& r : ranks_) {
+      h20Free(r.send);
+      h20Free(r.recv);
+      r.send = r.recv = nullptr;
+      ok(h20SetDevice(r.device), "h20SetDevice");
+      for (void** p : {&r.send, &r.recv}) {
+        ok(h20Malloc(p, bytes), "h20Malloc");
         // Back every page before timing: the emulator maps device memory lazily, and reading
         // never-written pages (the kernel's shared zero page) would be faster than any real read.
         // 0x3c bytes are normal numbers in every type; repeated in-place sums only grow them (to
         // infinity in 16-bit types after a few iterations), never into slow subnormals.
-        ok(h20Memset(p, 0x3c, bytes), "h20Memset");
+        ok(h20Memset(*p, 0x3c, bytes), "h20Memset");
       }
+      ok(h20DeviceSynchronize(), "h20DeviceSynchronize");
     }
     capacity_ = bytes;
   }
-  unsigned char* sendBuf(int r) const {
-    return static_cast<unsigned char*>(bufs_[static_cast<std::size_t>(2 * r)]);
-  }
-  unsigned char* recvBuf(int r) const {
-    return static_cast<unsigned char*>(bufs_[static_cast<std::size_t>(2 * r + 1)]);
-  }
   // Where rank r's input lives for this placement.
-  unsigned char* input(Coll c, int r, std::size_t per, bool inPlace) const {
-    if (!inPlace) return sendBuf(r);
+  unsigned char* input(Coll c, const Rank& r, std::size_t per, bool inPlace) const {
+    auto* send = static_cast<unsigned char*>(r.send);
+    auto* recv = static_cast<unsigned char*>(r.recv);
+    if (!inPlace) return send;
     const std::size_t es = elemSize(type_);
     switch (c) {
-      case h20cclFuncAllGather:
-        return recvBuf(r) + static_cast<std::size_t>(r) * per * es;
-      case h20cclFuncReduceScatter:
-        return sendBuf(r);
+      case Coll::allGather:
+        return recv + static_cast<std::size_t>(r.rank) * per * es;
+      case Coll::reduceScatter:
+        return send;
       default:
-        return recvBuf(r);
+        return recv;
     }
   }
-  unsigned char* output(Coll c, int r, std::size_t per, bool inPlace) const {
-    if (inPlace && c == h20cclFuncReduceScatter)
-      return sendBuf(r) + static_cast<std::size_t>(r) * per * elemSize(type_);
-    return recvBuf(r);
+  unsigned char* output(Coll c, const Rank& r, std::size_t per, bool inPlace) const {
+    if (inPlace && c == Coll::reduceScatter)
+      return static_cast<unsigned char*>(r.send) +
+             static_cast<std::size_t>(r.rank) * per * elemSize(type_);
+    return static_cast<unsigned char*>(r.recv);
   }
 
   void issue(Coll c, std::size_t per, bool inPlace) {
     ok(h20cclGroupStart(), "h20cclGroupStart");
-    for (int r = 0; r < n_; ++r) {
-      const auto comm = comms_[static_cast<std::size_t>(r)];
-      const auto s = streams_[static_cast<std::size_t>(r)];
+    for (const Rank& r : ranks_) {
       const void* in = input(c, r, per, inPlace);
       void* out = output(c, r, per, inPlace);
       switch (c) {
-        case h20cclFuncAllReduce:
-          ok(h20cclAllReduce(in, out, per, type_, op_, comm, s), "h20cclAllReduce");
+        case Coll::allReduce:
+          ok(h20cclAllReduce(in, out, per, type_, op_, r.comm, r.stream), "h20cclAllReduce");
           break;
-        case h20cclFuncAllGather:
-          ok(h20cclAllGather(in, out, per, type_, comm, s), "h20cclAllGather");
+        case Coll::allGather:
+          ok(h20cclAllGather(in, out, per, type_, r.comm, r.stream), "h20cclAllGather");
           break;
-        case h20cclFuncReduceScatter:
-          ok(h20cclReduceScatter(in, out, per, type_, op_, comm, s), "h20cclReduceScatter");
+        case Coll::reduceScatter:
+          ok(h20cclReduceScatter(in, out, per, type_, op_, r.comm, r.stream),
+             "h20cclReduceScatter");
           break;
-        case h20cclFuncBroadcast:
-          ok(h20cclBroadcast(in, out, per, type_, o_.root, comm, s), "h20cclBroadcast");
+        case Coll::broadcast:
+          ok(h20cclBroadcast(in, out, per, type_, o_.root, r.comm, r.stream), "h20cclBroadcast");
+          break;
+        case Coll::reduce:
+          ok(h20cclReduce(in, out, per, type_, op_, o_.root, r.comm, r.stream), "h20cclReduce");
+          break;
+        case Coll::allToAll:
+          ok(h20cclAllToAll(in, out, per, type_, r.comm, r.stream), "h20cclAllToAll");
+          break;
+        case Coll::sendRecv:
+          // Every rank sends to the next and receives from the previous (nccl-tests' sendrecv).
+          ok(h20cclSend(in, per, type_, (r.rank + 1) % n_, r.comm, r.stream), "h20cclSend");
+          ok(h20cclRecv(out, per, type_, (r.rank + n_ - 1) % n_, r.comm, r.stream), "h20cclRecv");
           break;
       }
     }
@@ -368,8 +491,13 @@ class Bench {
   }
 
   void syncAll() {
-    for (auto s : streams_)
-      ok(h20StreamSynchronize(s), "h20StreamSynchronize");
+    for (const Rank& r : ranks_)
+      ok(h20StreamSynchronize(r.stream), "h20StreamSynchronize");
+    for (const Rank& r : ranks_) {
+      h20Error_t async = h20Success;
+      ok(h20cclCommGetAsyncError(r.comm, &async), "h20cclCommGetAsyncError");
+      ok(async, "a collective (h20cclCommGetAsyncError)");
+    }
   }
 
   float reduced(std::size_t i) const {
@@ -381,43 +509,53 @@ class Bench {
     return acc;
   }
 
-  // Fills the inputs, runs the collective once and counts the wrong output elements.
+  // Fills the inputs, runs the collective once and counts this process's wrong output elements.
   long check(Coll c, std::size_t per, bool inPlace) {
     const std::size_t es = elemSize(type_);
     const std::size_t nn = static_cast<std::size_t>(n_);
-    const std::size_t inCount = c == h20cclFuncReduceScatter ? per * nn : per;
-    const std::size_t outCount = c == h20cclFuncAllGather ? per * nn : per;
+    const std::size_t inCount = c == Coll::reduceScatter || c == Coll::allToAll ? per * nn : per;
+    const std::size_t outCount = c == Coll::allGather || c == Coll::allToAll ? per * nn : per;
     std::vector<unsigned char> host(std::max(inCount, outCount) * es);
-    for (int r = 0; r < n_; ++r) {
+    for (const Rank& r : ranks_) {
       // Rank r's input element i holds value(r, global index): a gathered element's expected
       // value is then value(owner, its index in the output).
-      const std::size_t base = c == h20cclFuncAllGather ? static_cast<std::size_t>(r) * per : 0;
+      const std::size_t base = c == Coll::allGather ? static_cast<std::size_t>(r.rank) * per : 0;
       for (std::size_t i = 0; i < inCount; ++i)
-        encode(type_, value(r, base + i), host.data() + i * es);
-      if (c == h20cclFuncBroadcast && r != o_.root) continue;
+        encode(type_, value(r.rank, base + i), host.data() + i * es);
+      if (c == Coll::broadcast && r.rank != o_.root) continue;
       ok(h20Memcpy(input(c, r, per, inPlace), host.data(), inCount * es, h20MemcpyHostToDevice),
          "h20Memcpy");
     }
+    barrier();
     issue(c, per, inPlace);
     syncAll();
     long wrong = 0;
-    for (int r = 0; r < n_; ++r) {
+    for (const Rank& r : ranks_) {
+      if (c == Coll::reduce && r.rank != o_.root) continue;
       ok(h20Memcpy(host.data(), output(c, r, per, inPlace), outCount * es, h20MemcpyDeviceToHost),
          "h20Memcpy");
       for (std::size_t i = 0; i < outCount; ++i) {
         float expect = 0;
+        const std::size_t rr = static_cast<std::size_t>(r.rank);
         switch (c) {
-          case h20cclFuncAllReduce:
+          case Coll::allReduce:
+          case Coll::reduce:
             expect = reduced(i);
             break;
-          case h20cclFuncReduceScatter:
-            expect = reduced(static_cast<std::size_t>(r) * per + i);
+          case Coll::reduceScatter:
+            expect = reduced(rr * per + i);
             break;
-          case h20cclFuncAllGather:
+          case Coll::allGather:
             expect = value(static_cast<int>(i / per), i);
             break;
-          case h20cclFuncBroadcast:
+          case Coll::broadcast:
             expect = value(o_.root, i);
+            break;
+          case Coll::allToAll:
+            expect = value(static_cast<int>(i / per), rr * per + i % per);
+            break;
+          case Coll::sendRecv:
+            expect = value((r.rank + n_ - 1) % n_, i);
             break;
         }
         if (decode(type_, host.data() + i * es) != expect) ++wrong;
@@ -427,12 +565,11 @@ class Bench {
   }
 
   Options o_;
+  bool mpi_ = false;
   int n_ = 0;
   h20DataType type_ = H20_R_32F;
   h20cclRedOp op_ = h20cclSum;
-  std::vector<h20cclComm_t> comms_;
-  std::vector<h20Stream_t> streams_;
-  std::vector<void*> bufs_;
+  std::vector<Rank> ranks_;
   std::size_t capacity_ = 0;
   std::size_t minBytes_ = 0, maxBytes_ = 0;
 };
@@ -443,7 +580,8 @@ int runCclBench(int argc, char** argv) {
   Options o;
   CLI::App app{"h20-ccl-bench: time and bandwidth of the libh20ccl collectives (nccl-tests style)"};
   app.add_option("-c,--collective", o.collective,
-                 "all, allreduce, allgather, reducescatter or broadcast")
+                 "all, allreduce, allgather, reducescatter, broadcast, reduce, alltoall or "
+                 "sendrecv")
       ->capture_default_str();
   app.add_option("-b,--minbytes", o.minBytes, "smallest size (bytes; K, M, G suffixes)")
       ->capture_default_str();
@@ -452,8 +590,10 @@ int runCclBench(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-d,--datatype", o.type, "float, bf16 or half")->capture_default_str();
   app.add_option("-o,--op", o.op, "sum, max or min")->capture_default_str();
-  app.add_option("-r,--root", o.root, "broadcast root")->capture_default_str();
-  app.add_option("-g,--ndev", o.ndev, "ranks (devices 0..g-1); 0: every visible device")
+  app.add_option("-r,--root", o.root, "broadcast and reduce root")->capture_default_str();
+  app.add_option("-g,--ndev", o.ndev,
+                 "ranks (devices 0..g-1) of this process; 0: every visible device (under mpirun "
+                 "each process is one rank)")
       ->capture_default_str();
   app.add_option("-n,--iters", o.iters, "timed iterations per size")->capture_default_str();
   app.add_option("-w,--warmup", o.warmup, "untimed iterations per size")->capture_default_str();
@@ -470,20 +610,19 @@ int runCclBench(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   std::vector<Coll> colls;
-  if (o.collective == "all")
-    colls = {h20cclFuncAllReduce, h20cclFuncAllGather, h20cclFuncReduceScatter,
-             h20cclFuncBroadcast};
-  else if (o.collective == "allreduce")
-    colls = {h20cclFuncAllReduce};
-  else if (o.collective == "allgather")
-    colls = {h20cclFuncAllGather};
-  else if (o.collective == "reducescatter")
-    colls = {h20cclFuncReduceScatter};
-  else if (o.collective == "broadcast")
-    colls = {h20cclFuncBroadcast};
-  else {
+  const std::pair<const char*, Coll> names[] = {{"allreduce", Coll::allReduce},
+                                                {"allgather", Coll::allGather},
+                                                {"reducescatter", Coll::reduceScatter},
+                                                {"broadcast", Coll::broadcast},
+                                                {"reduce", Coll::reduce},
+                                                {"alltoall", Coll::allToAll},
+                                                {"sendrecv", Coll::sendRecv}};
+  for (const auto& [name, c] : names)
+    if (o.collective == "all" || o.collective == name) colls.push_back(c);
+  if (colls.empty()) {
     fmt::print(stderr,
-               "{}: --collective '{}': all, allreduce, allgather, reducescatter or broadcast\n",
+               "{}: --collective '{}': all, allreduce, allgather, reducescatter, broadcast, "
+               "reduce, alltoall or sendrecv\n",
                prog, o.collective);
     return 2;
   }
@@ -491,19 +630,35 @@ int runCclBench(int argc, char** argv) {
     fmt::print(stderr, "{}: need --iters >= 1, --warmup >= 0, --stepfactor >= 1\n", prog);
     return 2;
   }
+  const bool mpi = launchedByMpi();
+#ifdef H20_CCL_BENCH_MPI
+  if (mpi) {
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  }
+#endif
+  int rc = 0;
   try {
-    Bench bench(o);
+    Bench bench(o, mpi);
     bench.header();
     long wrong = 0;
     for (Coll c : colls)
       wrong += bench.run(c);
-    fmt::print("#\n# Out of bounds values : {} {}\n", wrong, wrong ? "FAILED" : "OK");
-    return wrong ? 1 : 0;
+    if (bench.printer())
+      fmt::print("#\n# Out of bounds values : {} {}\n", wrong, wrong ? "FAILED" : "OK");
+    rc = wrong ? 1 : 0;
   } catch (const UsageError& e) {
     fmt::print(stderr, "{}: {}\n", prog, e.what());
-    return 2;
+    rc = 2;
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", prog, e.what());
-    return 1;
+    rc = 1;
   }
+#ifdef H20_CCL_BENCH_MPI
+  if (mpi) {
+    if (rc != 0) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Finalize();
+  }
+#endif
+  return rc;
 }

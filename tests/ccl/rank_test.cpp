@@ -258,7 +258,7 @@ TEST_F(RankFailures, AnAbortedRankMakesTheOthersFailWithARemoteError) {
 }
 
 TEST_F(RankFailures, MismatchedCountsAreReportedWithBothValues) {
-  const Ranks r = RunRankProcesses(2, "mismatch", {{"H20_CCL_TIMEOUT_MS", "5000"}});
+  const Ranks r = RunRankProcesses(2, "mismatch", {{"H20_CCL_TIMEOUT_MS", "20000"}});
   const auto& recv = r.results[1];
   SCOPED_TRACE(recv.output);
   EXPECT_EQ(recv.Value("async"), "h20ErrorInvalidValue");
