@@ -1,5 +1,7 @@
 /*
- * ccl.h - collective communication across the chips of one process (libh20ccl).
+ * ccl.h - collective communication across chips (libh20ccl): the chips of one process
+ * (h20cclCommInitAll, or h20cclCommInitRank from one thread per rank), or one rank per process on
+ * one machine or under MPI (h20cclCommInitRank; see "Communicators by rank" in docs/ccl.md).
  *
  * Stream-ordered collectives in the spirit of NCCL/HCCL: a clique of communicators is created over
  * a list of devices, one communicator (rank) per device; each collective call names one rank's
@@ -34,7 +36,12 @@
  *    message, naming the argument and its value, is returned by h20cclGetLastErrorMessage().
  *    Errors of the runtime (a faulted device, a stream of the wrong device, out of memory) are
  *    passed through with their code; calls from inside a host function or a kernel return
- *    h20ErrorNotPermitted, as the runtime's do.
+ *    h20ErrorNotPermitted, as the runtime's do. Across processes the ranks check their calls
+ *    alone (a bad call fails and enqueues nothing; its peers' matching work fails when the
+ *    timeout passes), and what goes wrong while the work runs (another rank exited, aborted, timed
+ *    out or disagrees) becomes the communicator's asynchronous error: h20ErrorRemote (or
+ *    h20ErrorInvalidValue for a disagreement this rank saw), reported by h20cclCommGetAsyncError
+ *    and returned by every later call on the communicator.
  *  - Thread-safety: every function may be called from any thread. The communicators of one clique
  *    may be used concurrently by different threads (one thread per rank); a communicator must not
  *    be destroyed while a call on it is in progress.
