@@ -3,7 +3,10 @@
 //
 // h20cclGetUniqueId starts a root in the calling process: a thread listening on an abstract
 // unix socket whose name (with a 128-bit secret) the id carries, as NCCL's bootstrap root listens
-// on the address its id carries. Every rank connects, presents the secret, its rank, nranks and
+// on the address its id carries. In a process with MPI initialised (MPI_THREAD_MULTIPLE) the root
+// receives the hellos on MPI_COMM_WORLD instead, on a tag the id carries with the creator's MPI
+// rank, so that ranks on other machines can meet it (the application owns MPI; the library only
+// uses that pair of tags). Every rank connects, presents the secret, its rank, nranks and
 // its blob; once all ranks have arrived the root sends each the table of blobs and exits. Errors
 // (a rank claimed twice, ranks that disagree about nranks, the timeout) are sent to every rank
 // that arrived. The socket is checked with SO_PEERCRED: only the same user (or root) may join.
@@ -26,6 +29,9 @@ struct IdInfo {
   std::uint8_t secret[16] = {};
   std::uint64_t hostId = 0;  // which machine made the id
   int creatorPid = 0;
+  bool mpi = false;  // the ranks meet over MPI_COMM_WORLD (the id was made under MPI)
+  int mpiRoot = -1;  // the creator's rank in MPI_COMM_WORLD
+  int mpiTag = 0;    // the hellos' tag (answers use the next)
 };
 
 // Makes an id and starts its root. Throws ccl::Error.
