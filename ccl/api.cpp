@@ -395,14 +395,18 @@ h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& 
     const std::optional<Error> problem = problemOf(fn, *comm, raw, call);
     if (problem) call.poison = problem->message();
     if (comm->net) {
-      // Each rank enqueues its own part; a bad call enqueues nothing (the peers' matching
-      // operations then fail with h20ErrorRemote when the timeout passes).
+      // Each rank enqueues its own part. A bad call enqueues nothing and fails the communicator:
+      // the peers would otherwise match their next call with this rank's next one; they get
+      // h20ErrorRemote at once instead.
       if (tlsGroup.depth > 0) {
         tlsGroup.calls.push_back({comm, std::move(call)});
         if (problem) throw *problem;
         return h20Success;
       }
-      if (problem) throw *problem;
+      if (problem) {
+        comm->net->failRank(problem->code(), problem->message());
+        throw *problem;
+      }
       comm->net->enqueue({call}, call.stream);
       return h20Success;
     }
@@ -770,17 +774,24 @@ H20_API h20Error_t h20cclGroupEnd(void) {
       }
       it->second.push_back(gc.call);
     }
-    if (group.error != h20Success && !byNet.empty()) throw Error(group.error, group.message);
     for (auto& [comm, calls] : byNet) {
       for (const Call& c : calls)
-        if (c.stream != calls[0].stream)
-          fail(h20ErrorInvalidValue,
-               "{}: the group's calls for rank {} use different streams ({} and {}); across "
-               "processes a rank's calls of one group run on one stream",
-               fn, comm->rank, fmt::ptr(calls[0].stream), fmt::ptr(c.stream));
+        if (c.stream != calls[0].stream && group.error == h20Success) {
+          group.error = h20ErrorInvalidValue;
+          group.message = fmt::format(
+              "{}: the group's calls for rank {} use different streams ({} and {}); across "
+              "processes a rank's calls of one group run on one stream",
+              fn, comm->rank, fmt::ptr(calls[0].stream), fmt::ptr(c.stream));
+        }
     }
-    for (auto& [comm, calls] : byNet)
-      comm->net->enqueue(calls, calls[0].stream);
+    // A failed group fails these communicators (see issue()); the clique calls below are
+    // contributed as failed calls before the error is returned.
+    for (auto& [comm, calls] : byNet) {
+      if (group.error != h20Success)
+        comm->net->failRank(group.error, group.message);
+      else
+        comm->net->enqueue(calls, calls[0].stream);
+    }
     group.calls.erase(std::remove_if(group.calls.begin(), group.calls.end(),
                                      [](const GroupCall& gc) { return gc.comm->net != nullptr; }),
                       group.calls.end());

@@ -368,6 +368,8 @@ class MpiRoot : public Meeting {
     std::memcpy(secret_, secret, sizeof secret_);
   }
   std::atomic<bool> stop{false};
+  std::atomic<bool> finished{false};
+  int tag() const { return tag_; }
 
   void run() {
     while (!stop.load()) {
@@ -376,7 +378,8 @@ class MpiRoot : public Meeting {
       MPI_Status st{};
       MPI_Iprobe(MPI_ANY_SOURCE, tag_, MPI_COMM_WORLD, &flag, &st);
       if (!flag) {
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        // Quick once ranks arrive; gentle while the id waits for its first rank.
+        std::this_thread::sleep_for(std::chrono::microseconds(deadline_ ? 200 : 2000));
         continue;
       }
       int count = 0;
@@ -432,9 +435,17 @@ int stopMpiRoots(MPI_Comm, int, void*, void*) {
   return MPI_SUCCESS;
 }
 
-void startMpiRoot(const std::uint8_t* secret, int tag, std::chrono::milliseconds timeout) {
+// Starts a root on `tag`, or on the next free even tag when a live root of this process has it;
+// returns the tag.
+int startMpiRoot(const std::uint8_t* secret, int tag, std::chrono::milliseconds timeout) {
   auto& r = mpiRoots();
   std::lock_guard<std::mutex> lock(r.mu);
+  for (bool taken = true; taken;) {
+    taken = false;
+    for (auto& [root, thread] : r.roots)
+      taken = taken || (root->tag() == tag && !root->finished.load());
+    if (taken) tag = tag + 2 > 32766 ? 16384 : tag + 2;
+  }
   if (!r.hooked) {
     int key = MPI_KEYVAL_INVALID;
     MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, stopMpiRoots, &key, nullptr);
@@ -442,7 +453,11 @@ void startMpiRoot(const std::uint8_t* secret, int tag, std::chrono::milliseconds
     r.hooked = true;
   }
   auto root = std::make_shared<MpiRoot>(secret, tag, timeout);
-  r.roots.emplace_back(root, std::thread([root] { root->run(); }));
+  r.roots.emplace_back(root, std::thread([root] {
+                         root->run();
+                         root->finished = true;
+                       }));
+  return tag;
 }
 
 std::vector<std::string> exchangeMpi(const char* fn, const IdInfo& id, int nranks, int rank,
@@ -548,8 +563,7 @@ h20cclUniqueId makeUniqueId(std::chrono::milliseconds timeout) {
     MPI_Comm_rank(MPI_COMM_WORLD, &l.mpiRoot);
     std::uint16_t t = 0;
     std::memcpy(&t, nonce, sizeof t);
-    l.mpiTag = 16384 + static_cast<int>(t % 8191) * 2;
-    startMpiRoot(l.secret, l.mpiTag, timeout);
+    l.mpiTag = startMpiRoot(l.secret, 16384 + static_cast<int>(t % 8191) * 2, timeout);
     h20cclUniqueId id{};
     std::memcpy(id.internal, &l, sizeof l);
     return id;

@@ -12,6 +12,8 @@
 
 #include <linux/futex.h>
 #include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -79,9 +81,67 @@ struct Blob {
   std::uint32_t pieceBytes;
   std::uint32_t slots;
   std::int32_t hasIpcHandle;
-  std::int32_t mpiRank;  // in MPI_COMM_WORLD, -1 without MPI
+  std::int32_t mpiRank;        // in MPI_COMM_WORLD, -1 without MPI
+  std::uint64_t process;       // random per process: "same process" (pids repeat across containers)
+  std::uint64_t pidNamespace;  // inode of /proc/self/ns/pid: whether `pid` means anything here
   h20IpcMemHandle_t handle;
 };
+
+std::uint64_t processNonce() {
+  static const std::uint64_t nonce = [] {
+    std::uint64_t v = 0;
+    while (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
+    }
+    return v;
+  }();
+  return nonce;
+}
+
+std::uint64_t pidNamespace() {
+  struct stat st {};
+  return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
+
+}  // namespace
+
+// Blocks of this process's ranks, shared by the communicators that reach them as plain memory:
+// a block is freed when its rank and every local peer using it have let go (a peer may still be
+// writing into it when its rank is destroyed or aborted).
+class LocalBlock {
+ public:
+  explicit LocalBlock(void* mem) : mem_(mem) {}
+  ~LocalBlock() { h20Free(mem_); }
+  LocalBlock(const LocalBlock&) = delete;
+  LocalBlock& operator=(const LocalBlock&) = delete;
+
+  static std::shared_ptr<LocalBlock> adopt(void* mem) {
+    auto b = std::make_shared<LocalBlock>(mem);
+    std::lock_guard<std::mutex> lock(registryMu());
+    auto& m = registry();
+    for (auto it = m.begin(); it != m.end();)
+      it = it->second.expired() ? m.erase(it) : std::next(it);
+    m[reinterpret_cast<std::uintptr_t>(mem)] = b;
+    return b;
+  }
+  static std::shared_ptr<LocalBlock> find(std::uintptr_t address) {
+    std::lock_guard<std::mutex> lock(registryMu());
+    auto it = registry().find(address);
+    return it == registry().end() ? nullptr : it->second.lock();
+  }
+
+ private:
+  static std::mutex& registryMu() {
+    static auto* m = new std::mutex;
+    return *m;
+  }
+  static std::map<std::uintptr_t, std::weak_ptr<LocalBlock>>& registry() {
+    static auto* r = new std::map<std::uintptr_t, std::weak_ptr<LocalBlock>>;
+    return *r;
+  }
+  void* mem_;
+};
+
+namespace {
 constexpr char kBlobMagic[8] = {'H', '2', '0', 'B', 'L', 'O', 'B', '1'};
 
 std::size_t typeBytes(std::uint8_t t) {
@@ -498,7 +558,7 @@ NetComm::~NetComm() {
   conns_.clear();
   for (void* p : imports_)
     if (p) h20IpcCloseMemHandle(p);
-  if (block_) h20Free(block_);
+  localBlocks_.clear();  // this rank's block, and the local peers' it used
 }
 
 bool NetComm::allInThisProcess() const {
@@ -525,6 +585,7 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   void* mem = nullptr;
   check(h20Malloc(&mem, bytes), fn);
   block_ = static_cast<Block*>(mem);
+  localBlocks_.push_back(LocalBlock::adopt(mem));
   check(h20Memset(block_, 0, bytes), fn);
   check(h20DeviceSynchronize(), fn);
   check(h20EventCreateWithFlags(&done_, h20EventDisableTiming), fn);
@@ -538,6 +599,8 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   mine.pieceBytes = static_cast<std::uint32_t>(kPieceBytes);
   mine.slots = kSlots;
   mine.mpiRank = mpiWorldRank();
+  mine.process = processNonce();
+  mine.pidNamespace = pidNamespace();
   const h20Error_t before = h20PeekAtLastError();
   if (h20IpcGetMemHandle(&mine.handle, block_) == h20Success) {
     mine.hasIpcHandle = 1;
@@ -576,7 +639,7 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   // peer's block touched: each rank frees its own as soon as it knows).
   bool local = options_.transport == TransportChoice::automatic;
   for (const Blob& b : blobs)
-    local = local && b.pid == mine.pid && b.hostId == mine.hostId;
+    local = local && b.process == mine.process;
   if (local) {
     transport_.assign(static_cast<std::size_t>(nranks_), "local");
     transport_[static_cast<std::size_t>(rank_)] = "self";
@@ -589,7 +652,7 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
     const Blob &x = blobs[static_cast<std::size_t>(a)], &y = blobs[static_cast<std::size_t>(b)];
     const bool sameHost = x.hostId == y.hostId;
     if (a == b) return "self";
-    if (sameHost && x.pid == y.pid) return "local";
+    if (x.process == y.process) return "local";
     if (options_.transport != TransportChoice::mpi && sameHost && x.hasIpcHandle && y.hasIpcHandle)
       return "ipc";
     if (options_.transport != TransportChoice::ipc && x.mpiRank >= 0 && y.mpiRank >= 0)
@@ -633,11 +696,16 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
     const auto uq = static_cast<std::size_t>(q);
     const std::string kind = pairKind(rank_, q);
     transport_[uq] = kind;
-    if (b.hostId == mine.hostId) pids_[uq] = b.pid;
+    // Whether the peer's process still exists can be asked only in the same pid namespace.
+    if (b.hostId == mine.hostId && b.pidNamespace == mine.pidNamespace && b.pidNamespace != 0)
+      pids_[uq] = b.pid;
     Block* peer = nullptr;
     if (kind == "self") {
       peer = block_;
     } else if (kind == "local") {
+      auto ref = LocalBlock::find(static_cast<std::uintptr_t>(b.blockAddress));
+      if (!ref) fail(h20ErrorRemote, "{}: rank {} (this process) is already gone", fn, q);
+      localBlocks_.push_back(std::move(ref));
       peer = reinterpret_cast<Block*>(static_cast<std::uintptr_t>(b.blockAddress));
     } else if (kind == "ipc") {
       void* p = nullptr;
@@ -657,7 +725,10 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
     std::vector<int> mpiRanks;
     for (const Blob& b : blobs)
       mpiRanks.push_back(b.mpiRank);
-    auto mpiConns = connectMpi(fn, mpiRanks, rank_, transport_);
+    // A tag of this communicator's own (from the id's secret), so that communicators created at
+    // the same time by overlapping processes do not mix.
+    const int tag = 1024 + (id.secret[0] << 8 | id.secret[1]) % 15000;
+    auto mpiConns = connectMpi(fn, mpiRanks, rank_, transport_, tag);
     for (int q = 0; q < nranks_; ++q)
       if (transport_[static_cast<std::size_t>(q)] == "mpi")
         conns_[static_cast<std::size_t>(q)] = std::move(mpiConns[static_cast<std::size_t>(q)]);
@@ -670,11 +741,18 @@ void NetComm::enqueue(const std::vector<Call>& calls, h20Stream_t stream) {
   work->programs = planGroup(nranks_, rank_, calls);
   for (const Call& c : calls)
     work->what += fmt::format("{}{}", work->what.empty() ? "" : ", ", funcName(c.func));
+  // One enqueue at a time: each work waits for the previous one, whatever thread and stream.
+  std::lock_guard<std::mutex> lock(enqueueMu_);
   DeviceGuard guard(device_);
   check(h20StreamWaitEvent(stream, done_, 0), "h20StreamWaitEvent");
   check(h20LaunchHostFunc(stream, &runWork, work.get()), "h20LaunchHostFunc");
   work.release();  // owned by the host function now
-  check(h20EventRecord(done_, stream), "h20EventRecord");
+  if (const h20Error_t rc = h20EventRecord(done_, stream); rc != h20Success) {
+    // The next work could overtake this one: the communicator cannot go on.
+    failRank(rc, fmt::format("h20EventRecord after {} failed: {}", funcName(calls[0].func),
+                             h20GetLastErrorMessage()));
+    check(rc, "h20EventRecord");
+  }
 }
 
 void NetComm::drain() {
@@ -698,9 +776,10 @@ void NetComm::abort(const std::string& why) {
   failRank(h20ErrorRemote, why);
 }
 
-std::string NetComm::peerProblem() const {
+std::string NetComm::peerProblem(const std::vector<char>& waitingFor) const {
   for (int q = 0; q < nranks_; ++q) {
-    if (q == rank_) continue;
+    // Only the peers this work waits for: one that finished its part and exited is fine.
+    if (q == rank_ || !waitingFor[static_cast<std::size_t>(q)]) continue;
     const auto uq = static_cast<std::size_t>(q);
     if (Block* b = peerBlocks_[uq]; b && b->header.failed.load(std::memory_order_acquire)) {
       char reason[sizeof b->header.reason + 1] = {};
@@ -739,6 +818,8 @@ void NetComm::run(Work& work) {
       if (!q.empty() && q.front() == p) q.pop_front();
   };
 
+  // The peers the work could not move on for in its last pass (their pieces or their room).
+  std::vector<char> waitingFor(static_cast<std::size_t>(nranks_), 0);
   // Tries the program's next instruction; true when it ran.
   auto step = [&](Program& p) -> bool {
     const Instr& in = p.instrs[p.next];
@@ -751,9 +832,15 @@ void NetComm::run(Work& work) {
       // A piece that only lands in the output may be delivered there directly.
       const bool direct = in.out && !in.reduce && in.inType == in.outType;
       got = direct ? rc->peek(&meta, in.out, in.count * typeBytes(in.inType)) : rc->peek(&meta);
-      if (!got) return false;
+      if (!got) {
+        waitingFor[static_cast<std::size_t>(in.recvPeer)] = 1;
+        return false;
+      }
     }
-    if (sc && !sc->canSend()) return false;
+    if (sc && !sc->canSend()) {
+      waitingFor[static_cast<std::size_t>(in.sendPeer)] = 1;
+      return false;
+    }
     const std::uint64_t inBytes = in.count * typeBytes(in.inType);
     // A receive matches a send; everything else matches the same operation.
     const auto peerFunc = static_cast<std::uint32_t>(p.func == Func::recv ? Func::send : p.func);
@@ -811,6 +898,7 @@ void NetComm::run(Work& work) {
   try {
     for (;;) {
       const std::uint32_t bell = self.doorbell.load(std::memory_order_seq_cst);
+      std::fill(waitingFor.begin(), waitingFor.end(), 0);
       bool moved = false, all = true;
       for (auto& p : work.programs) {
         while (!p.done() && step(p))
@@ -819,8 +907,11 @@ void NetComm::run(Work& work) {
       }
       if (all) {
         // Sends that went straight from a buffer must have left it before the work ends.
-        for (auto& c : conns_)
-          if (c && !c->sendsComplete()) all = false;
+        for (std::size_t q = 0; q < conns_.size(); ++q)
+          if (conns_[q] && !conns_[q]->sendsComplete()) {
+            all = false;
+            waitingFor[q] = 1;
+          }
         if (all) return;
       }
       const auto now = Clock::now();
@@ -832,7 +923,8 @@ void NetComm::run(Work& work) {
       if (aborted_.load()) fail(h20ErrorRemote, "the communicator was aborted");
       if (now - lastCheck > std::chrono::milliseconds(20) || ++idle % 64 == 0) {
         lastCheck = now;
-        if (const std::string why = peerProblem(); !why.empty()) fail(h20ErrorRemote, "{}", why);
+        if (const std::string why = peerProblem(waitingFor); !why.empty())
+          fail(h20ErrorRemote, "{}", why);
         if (now - lastProgress > options_.timeout)
           fail(h20ErrorRemote, "no progress from the other ranks within the timeout of {} ms",
                options_.timeout.count());
@@ -855,6 +947,9 @@ void NetComm::run(Work& work) {
   } catch (const std::exception& e) {
     failRank(h20ErrorUnknown, fmt::format("{}: {}", where, e.what()));
   }
+  // Nothing may land in the application's buffers after the work has ended.
+  for (auto& c : conns_)
+    if (c) c->cancel();
 }
 
 }  // namespace h20::ccl

@@ -67,6 +67,7 @@ class AsyncState {
 };
 
 class Conn;
+class LocalBlock;
 struct Block;
 
 class NetComm {
@@ -96,6 +97,8 @@ class NetComm {
   void drain();
   // Makes running and queued work fail at once, tells the peers.
   void abort(const std::string& why);
+  // Makes the communicator fail (this rank's error, and h20ErrorRemote for the peers).
+  void failRank(h20Error_t code, const std::string& message);
 
   // Run by the host function (net.cpp).
   struct Work;
@@ -105,9 +108,8 @@ class NetComm {
   NetComm(int nranks, int rank, int device, const CommOptions& options,
           std::shared_ptr<AsyncState> async);
   void connect(const char* fn, const IdInfo& id);
-  void failRank(h20Error_t code, const std::string& message);
   // "" while every peer this work waits for can still answer, else why not.
-  std::string peerProblem() const;
+  std::string peerProblem(const std::vector<char>& waitingFor) const;
 
   int nranks_, rank_, device_;
   CommOptions options_;
@@ -120,7 +122,10 @@ class NetComm {
   std::vector<int> pids_;                     // by peer; 0 where not on this machine
   std::vector<Block*> peerBlocks_;            // by peer, where reachable as memory
   std::vector<int> devices_;                  // by rank
-  h20Event_t done_ = nullptr;                 // end of the last enqueued work
+  // This rank's block and the blocks of local peers (threads of this process) it uses.
+  std::vector<std::shared_ptr<LocalBlock>> localBlocks_;
+  h20Event_t done_ = nullptr;  // end of the last enqueued work
+  std::mutex enqueueMu_;
   bool usesMpi_ = false;
 };
 

@@ -65,6 +65,9 @@ class Conn {
   // until the piece arrives.
   virtual const void* peek(PieceMeta* meta, void* into = nullptr, std::size_t intoBytes = 0) = 0;
   virtual void release() = 0;
+  // Withdraws what is posted but not done (mpi: a receive into the application's buffer), after
+  // a failure.
+  virtual void cancel() {}
 };
 
 // MPI (net_mpi.cpp): whether this library was built with MPI and the process initialised it,
@@ -73,7 +76,9 @@ class Conn {
 bool mpiAvailable();
 std::string mpiUnavailableReason();
 int mpiWorldRank();
+// `tag` tells concurrent creations apart (the same on every rank, from the id; < 32768).
 std::vector<std::unique_ptr<Conn>> connectMpi(const char* fn, const std::vector<int>& worldRanks,
-                                              int rank, const std::vector<std::string>& transport);
+                                              int rank, const std::vector<std::string>& transport,
+                                              int tag);
 
 }  // namespace h20::ccl

@@ -13,6 +13,8 @@
 #endif
 
 #include <array>
+#include <chrono>
+#include <thread>
 
 namespace h20::ccl {
 
@@ -28,7 +30,7 @@ int mpiWorldRank() {
   return -1;
 }
 std::vector<std::unique_ptr<Conn>> connectMpi(const char* fn, const std::vector<int>&, int,
-                                              const std::vector<std::string>&) {
+                                              const std::vector<std::string>&, int) {
   fail(h20ErrorNotSupported, "{}: {}", fn, mpiUnavailableReason());
 }
 
@@ -76,13 +78,22 @@ class MpiConn : public Conn {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
-    for (int i = 0; i < kDepth; ++i) {
-      if (recvReq_[i] != MPI_REQUEST_NULL && posted_ && !recvDone_[i]) {
-        MPI_Cancel(&recvReq_[i]);
-        MPI_Wait(&recvReq_[i], MPI_STATUS_IGNORE);
-      }
-      if (sendReq_[i] != MPI_REQUEST_NULL) MPI_Wait(&sendReq_[i], MPI_STATUS_IGNORE);
+    cancel();
+    // Sends a failed peer will never take: given a moment, then withdrawn (never waited for).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!sendsComplete() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    for (auto& r : sendReq_) {
+      if (r == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(&r);
+      MPI_Request_free(&r);
     }
+  }
+  void cancel() override {
+    if (!posted_ || recvDone_[0]) return;
+    MPI_Cancel(&recvReq_[0]);
+    MPI_Wait(&recvReq_[0], MPI_STATUS_IGNORE);
+    posted_ = false;
   }
 
   bool canSend() override {
@@ -184,7 +195,8 @@ int mpiWorldRank() {
 }
 
 std::vector<std::unique_ptr<Conn>> connectMpi(const char* fn, const std::vector<int>& worldRanks,
-                                              int rank, const std::vector<std::string>& transport) {
+                                              int rank, const std::vector<std::string>& transport,
+                                              int tag) {
   if (!mpiAvailable()) fail(h20ErrorNotSupported, "{}: {}", fn, mpiUnavailableReason());
   for (std::size_t a = 0; a < worldRanks.size(); ++a) {
     if (worldRanks[a] < 0) fail(h20ErrorNotSupported, "{}: rank {} has not initialised MPI", fn, a);
@@ -199,8 +211,7 @@ std::vector<std::unique_ptr<Conn>> connectMpi(const char* fn, const std::vector<
   MPI_Comm_group(MPI_COMM_WORLD, &world);
   MPI_Group_incl(world, static_cast<int>(worldRanks.size()), worldRanks.data(), &group);
   auto comm = std::make_shared<MpiComm>();
-  // The tag tells concurrent creations apart; every rank passes the same (rank 0's world rank).
-  const int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, 0x4832 + worldRanks[0], &comm->comm);
+  const int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &comm->comm);
   MPI_Group_free(&group);
   MPI_Group_free(&world);
   if (rc != MPI_SUCCESS || comm->comm == MPI_COMM_NULL)

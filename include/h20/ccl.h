@@ -37,8 +37,9 @@
  *    Errors of the runtime (a faulted device, a stream of the wrong device, out of memory) are
  *    passed through with their code; calls from inside a host function or a kernel return
  *    h20ErrorNotPermitted, as the runtime's do. Across processes the ranks check their calls
- *    alone (a bad call fails and enqueues nothing; its peers' matching work fails when the
- *    timeout passes), and what goes wrong while the work runs (another rank exited, aborted, timed
+ *    alone: a bad call enqueues nothing and fails the communicator (its peers' matching work
+ *    fails at once with h20ErrorRemote, rather than pairing with this rank's next call), and what
+ *    goes wrong while the work runs (another rank exited, aborted, timed
  *    out or disagrees) becomes the communicator's asynchronous error: h20ErrorRemote (or
  *    h20ErrorInvalidValue for a disagreement this rank saw), reported by h20cclCommGetAsyncError
  *    and returned by every later call on the communicator.

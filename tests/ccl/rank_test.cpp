@@ -100,6 +100,31 @@ H20_CHILD_SCENARIO(CclRank) {
     h20test::Emit("after", h20GetErrorName(rc));
     h20test::Emit("abort", h20GetErrorName(h20cclCommAbort(comm)));
     return 0;
+  } else if (mode == "badcall") {
+    // Rank 0's allReduce fails its checks; the communicator fails with it, on every rank.
+    h20Stream_t s = nullptr;
+    h20StreamCreate(&s);
+    void* buf = nullptr;
+    h20Malloc(&buf, 4096);
+    if (rank == 0) {
+      h20test::Emit("bad", h20GetErrorName(
+                               h20cclAllReduce(nullptr, buf, 1024, H20_R_32F, h20cclSum, comm, s)));
+      h20test::Emit(
+          "after", h20GetErrorName(h20cclAllReduce(buf, buf, 1024, H20_R_32F, h20cclSum, comm, s)));
+    } else {
+      h20cclAllReduce(buf, buf, 1024, H20_R_32F, h20cclSum, comm, s);
+      h20StreamSynchronize(s);
+    }
+    h20Error_t async = h20Success;
+    h20cclCommGetAsyncError(comm, &async);
+    h20test::Emit("async", h20GetErrorName(async));
+    h20test::Emit("async_message", h20cclGetLastErrorMessage());
+    h20test::Emit("seconds",
+                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(
+                                             std::chrono::steady_clock::now() - t0)
+                                             .count()));
+    h20test::Emit("abort", h20GetErrorName(h20cclCommAbort(comm)));
+    return 0;
   } else if (mode == "mismatch") {
     // Rank 0 sends 1024 floats to rank 1, which expects 512.
     h20Stream_t s = nullptr;
@@ -138,7 +163,29 @@ H20_CHILD_SCENARIO(CclRank) {
 
 struct Ranks {
   std::vector<h20test::ChildResult> results;
+  std::vector<pid_t> pids;
 };
+
+// Whether any of `pids` still appears in a device's process table (the daemon keeps a process's
+// memory, imports included, until its session ends). Polls for up to 5 s.
+bool AnyStillListed(const std::vector<pid_t>& pids) {
+  int devices = 0;
+  h20GetDeviceCount(&devices);
+  for (int tries = 0; tries < 50; ++tries) {
+    bool listed = false;
+    for (int d = 0; d < devices && !listed; ++d) {
+      h20ProcessInfo infos[64];
+      int count = 0;
+      if (h20DeviceGetProcesses(d, infos, 64, &count) != h20Success) continue;
+      for (int i = 0; i < std::min(count, 64); ++i)
+        for (pid_t p : pids)
+          listed = listed || infos[i].pid == p;
+    }
+    if (!listed) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
 
 // Runs `n` ranks as child processes of this test with `mode`; waits for all (at most `limit`).
 Ranks RunRankProcesses(int n, const std::string& mode, h20test::EnvChanges extra = {}) {
@@ -183,6 +230,7 @@ Ranks RunRankProcesses(int n, const std::string& mode, h20test::EnvChanges extra
     pids.push_back(pid);
   }
   Ranks out;
+  out.pids = pids;
   for (int r = 0; r < n; ++r) {
     int status = 0;
     waitpid(pids[static_cast<std::size_t>(r)], &status, 0);
@@ -243,6 +291,21 @@ TEST_F(RankFailures, AKilledRankMakesTheOthersFailWithARemoteError) {
     EXPECT_EQ(c.Value("after"), "h20ErrorRemote");
     EXPECT_EQ(c.Value("abort"), "h20Success");
   }
+  // Nothing of the ranks (their memory, their imports of each other's) stays in the daemon.
+  EXPECT_FALSE(AnyStillListed(r.pids));
+}
+
+TEST_F(RankFailures, ARejectedCallFailsTheCommunicatorOnEveryRank) {
+  const Ranks r = RunRankProcesses(2, "badcall", {{"H20_CCL_TIMEOUT_MS", "20000"}});
+  const auto& bad = r.results[0];
+  SCOPED_TRACE(bad.output + r.results[1].output);
+  EXPECT_EQ(bad.Value("bad"), "h20ErrorInvalidValue");
+  // Its next call does not pair with the peer's first: the communicator has failed.
+  EXPECT_EQ(bad.Value("after"), "h20ErrorInvalidValue");
+  EXPECT_EQ(r.results[1].Value("async"), "h20ErrorRemote");
+  EXPECT_NE(r.results[1].Value("async_message").find("rank 0 failed"), std::string::npos);
+  EXPECT_LT(r.results[1].IntValue("seconds"), 15);
+  EXPECT_FALSE(AnyStillListed(r.pids));
 }
 
 TEST_F(RankFailures, AnAbortedRankMakesTheOthersFailWithARemoteError) {
