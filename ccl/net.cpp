@@ -937,6 +937,12 @@ void NetComm::run(Work& work) {
           std::this_thread::yield();
         continue;
       }
+      // A piece usually follows within microseconds: yield a few times before sleeping (a futex
+      // wake-up costs more than the step it waits for at small sizes).
+      if (idle <= 16) {
+        std::this_thread::yield();
+        continue;
+      }
       self.sleeping.store(1, std::memory_order_seq_cst);
       if (self.doorbell.load(std::memory_order_seq_cst) == bell)
         futexWait(&self.doorbell, bell, std::chrono::milliseconds(20));
