@@ -443,6 +443,22 @@ void release(h20cclComm& c, bool abort) {
   c.clique.reset();
 }
 
+// h20cclCommDestroy and h20cclCommAbort: NULL is a no-op; otherwise the handle leaves the
+// registry and its communicator is released.
+h20Error_t removeAndRelease(const char* fn, h20cclComm_t comm, bool abort) {
+  return guarded(fn, [&] {
+    if (!comm) return h20Success;
+    requireCallableHere(fn);
+    auto c = registry().remove(comm);
+    if (!c)
+      fail(h20ErrorInvalidValue,
+           "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
+           fmt::ptr(comm));
+    release(*c, abort);
+    return h20Success;
+  });
+}
+
 // Options from the environment (H20_CCL_TIMEOUT_MS, H20_CCL_TRANSPORT) and the config.
 CommOptions optionsFor(const char* fn, const h20cclConfig* config, const CommOptions* inherit) {
   CommOptions o = inherit ? *inherit : CommOptions{};
@@ -646,18 +662,7 @@ H20_API h20Error_t h20cclCommInitAll(h20cclComm_t* comms, int ndev, const int* d
 }
 
 H20_API h20Error_t h20cclCommDestroy(h20cclComm_t comm) {
-  constexpr const char* fn = "h20cclCommDestroy";
-  return guarded(fn, [&] {
-    if (!comm) return h20Success;
-    requireCallableHere(fn);
-    auto c = registry().remove(comm);
-    if (!c)
-      fail(h20ErrorInvalidValue,
-           "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
-           fmt::ptr(comm));
-    release(*c, false);
-    return h20Success;
-  });
+  return removeAndRelease("h20cclCommDestroy", comm, false);
 }
 
 H20_API h20Error_t h20cclCommCount(h20cclComm_t comm, int* count) {
@@ -687,8 +692,7 @@ H20_API h20Error_t h20cclCommGetRingOrder(h20cclComm_t comm, int* ranks, int cap
     if (c->clique) {
       ring = c->clique->ring();
     } else {
-      for (int r = 0; r < c->size(); ++r)
-        ring.push_back(r);  // across processes the ring follows the ranks
+      ring = c->net->ring();  // across processes: grouped by machine
     }
     for (int i = 0; i < capacity && i < static_cast<int>(ring.size()); ++i)
       ranks[i] = ring[static_cast<std::size_t>(i)];
@@ -935,18 +939,7 @@ H20_API h20Error_t h20cclCommFinalize(h20cclComm_t comm) {
 }
 
 H20_API h20Error_t h20cclCommAbort(h20cclComm_t comm) {
-  constexpr const char* fn = "h20cclCommAbort";
-  return guarded(fn, [&] {
-    if (!comm) return h20Success;
-    requireCallableHere(fn);
-    auto c = registry().remove(comm);
-    if (!c)
-      fail(h20ErrorInvalidValue,
-           "{}: comm {} is not a live communicator (destroyed, or never created)", fn,
-           fmt::ptr(comm));
-    release(*c, true);
-    return h20Success;
-  });
+  return removeAndRelease("h20cclCommAbort", comm, true);
 }
 
 H20_API h20Error_t h20cclCommGetAsyncError(h20cclComm_t comm, h20Error_t* asyncError) {

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -317,6 +318,18 @@ class Root : public Meeting {
   std::map<int, Fd> open_;
 };
 
+// What a rank sends the root.
+Hello hello(const IdInfo& id, int nranks, int rank, const std::string& blob) {
+  Hello h{};
+  std::memcpy(h.magic, kHelloMagic, sizeof h.magic);
+  std::memcpy(h.secret, id.secret, sizeof h.secret);
+  h.nranks = nranks;
+  h.rank = rank;
+  h.blobBytes = static_cast<std::uint32_t>(blob.size());
+  h.pid = static_cast<std::int32_t>(::getpid());
+  return h;
+}
+
 // The answer to a rank as one buffer: the head, the message, the table (length-prefixed blobs).
 std::string replyBytes(h20Error_t status, const std::string& message,
                        const std::vector<std::string>* table) {
@@ -466,13 +479,7 @@ std::vector<std::string> exchangeMpi(const char* fn, const IdInfo& id, int nrank
     fail(h20ErrorNotSupported, "{}: the unique id was made under MPI, but {}", fn,
          mpiUnavailableReason());
   const auto deadline = Clock::now() + timeout;
-  Hello h{};
-  std::memcpy(h.magic, kHelloMagic, sizeof h.magic);
-  std::memcpy(h.secret, id.secret, sizeof h.secret);
-  h.nranks = nranks;
-  h.rank = rank;
-  h.blobBytes = static_cast<std::uint32_t>(blob.size());
-  h.pid = static_cast<std::int32_t>(::getpid());
+  Hello h = hello(id, nranks, rank, blob);
   std::string msg(reinterpret_cast<const char*>(&h), sizeof h);
   msg += blob;
   MPI_Request req = MPI_REQUEST_NULL;
@@ -529,11 +536,17 @@ std::string hex(const std::uint8_t* p, std::size_t n) {
 std::uint64_t thisHostId() {
   static const std::uint64_t id = [] {
     std::string text;
-    std::ifstream boot("/proc/sys/kernel/random/boot_id");
-    std::getline(boot, text);
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    text += host;
+    if (const char* v = std::getenv("H20_CCL_HOSTID"); v && *v) {
+      // As NCCL_HOSTID: the machine's identity as the ranks see it (tests make several machines
+      // of one this way; containers that share a boot id can tell themselves apart).
+      text = std::string("hostid:") + v;
+    } else {
+      std::ifstream boot("/proc/sys/kernel/random/boot_id");
+      std::getline(boot, text);
+      char host[256] = {};
+      ::gethostname(host, sizeof host - 1);
+      text += host;
+    }
     // FNV-1a: stable across processes (std::hash need not be).
     std::uint64_t h = 1469598103934665603ull;
     for (unsigned char ch : text)
@@ -642,13 +655,7 @@ std::vector<std::string> exchange(const char* fn, const IdInfo& id, int nranks, 
          fn, id.socketName, id.creatorPid, std::strerror(errno));
   if (!sameUserOrRoot(s.fd))
     fail(h20ErrorRemote, "{}: the rendezvous @{} belongs to another user", fn, id.socketName);
-  Hello h{};
-  std::memcpy(h.magic, kHelloMagic, sizeof h.magic);
-  std::memcpy(h.secret, id.secret, sizeof h.secret);
-  h.nranks = nranks;
-  h.rank = rank;
-  h.blobBytes = static_cast<std::uint32_t>(blob.size());
-  h.pid = static_cast<std::int32_t>(::getpid());
+  Hello h = hello(id, nranks, rank, blob);
   if (!transfer(s.fd, &h, sizeof h, true, deadline) ||
       !transfer(s.fd, const_cast<char*>(blob.data()), blob.size(), true, deadline))
     fail(h20ErrorRemote, "{}: the rendezvous @{} closed the connection", fn, id.socketName);

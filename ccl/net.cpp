@@ -254,7 +254,9 @@ void convert(void* dst, std::uint8_t dstType, const void* src, std::uint8_t srcT
 // Builds the programs of one rank's calls.
 class Planner {
  public:
-  Planner(int n, int rank) : n_(n), i_(rank) {}
+  // `ring`: the ranks in ring order (data flows from ring[i] to ring[i + 1]).
+  Planner(const std::vector<int>& ring, int rank)
+      : n_(static_cast<int>(ring.size())), ring_(ring), i_(positionOf(rank)) {}
 
   Program plan(const Call& c) {
     Program p;
@@ -295,9 +297,14 @@ class Planner {
   }
 
  private:
+  // Ring positions (any integer, taken modulo n) and the ranks at them.
   int at(int pos) const { return ((pos % n_) + n_) % n_; }
-  int next() const { return at(i_ + 1); }
-  int prev() const { return at(i_ - 1); }
+  int rankAt(int pos) const { return ring_[static_cast<std::size_t>(at(pos))]; }
+  int positionOf(int rank) const {
+    return static_cast<int>(std::find(ring_.begin(), ring_.end(), rank) - ring_.begin());
+  }
+  int next() const { return rankAt(i_ + 1); }
+  int prev() const { return rankAt(i_ - 1); }
   static constexpr std::uint8_t kF32 = H20_R_32F;
   std::uint64_t reducePiece() const { return kPieceBytes / sizeof(float); }
   std::uint64_t copyPiece() const { return kPieceBytes / es_; }
@@ -377,8 +384,9 @@ class Planner {
     const std::uint64_t piece = reducePiece();
     for (std::uint64_t base = 0; base < recvcount || base == 0; base += piece) {
       const std::uint64_t len = std::min(recvcount - base, piece);
+      // The segment at ring position j is the block of the rank there.
       auto seg = [&](int j) {
-        return std::tuple{static_cast<std::uint64_t>(j) * recvcount + base, len,
+        return std::tuple{static_cast<std::uint64_t>(rankAt(j)) * recvcount + base, len,
                           static_cast<void*>(recv_ + base * es_)};
       };
       reduceScatterRound(p, seg, false);
@@ -392,10 +400,10 @@ class Planner {
     for (std::uint64_t base = 0; base < sendcount || base == 0; base += piece) {
       const std::uint64_t len = std::min(sendcount - base, piece);
       for (int t = 0; t < n_; ++t) {
-        const int j = at(i_ - t);
+        const int owner = rankAt(i_ - t);
         Instr in;
         in.count = len;
-        in.out = recv_ + (static_cast<std::uint64_t>(j) * sendcount + base) * es_;
+        in.out = recv_ + (static_cast<std::uint64_t>(owner) * sendcount + base) * es_;
         in.outType = type_;
         if (t == 0) {
           in.local = send_ + base * es_;
@@ -415,7 +423,7 @@ class Planner {
   }
 
   void broadcast(Program& p, std::uint64_t count, int root) {
-    const int d = at(i_ - root);  // hops after the root along the chain
+    const int d = at(i_ - positionOf(root));  // hops after the root along the chain
     if (n_ == 1) return localCopy(p, count);
     const std::uint64_t piece = copyPiece();
     for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
@@ -441,7 +449,7 @@ class Planner {
 
   void reduce(Program& p, std::uint64_t count, int root) {
     if (n_ == 1) return localCopy(p, count);
-    const int d = at(i_ - root - 1);  // 0: the chain's start, n-1: the root
+    const int d = at(i_ - positionOf(root) - 1);  // 0: the chain's start, n-1: the root
     const std::uint64_t piece = reducePiece();
     for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
       Instr in;
@@ -487,7 +495,9 @@ class Planner {
     }
   }
 
-  int n_, i_;
+  int n_;
+  std::vector<int> ring_;
+  int i_;
   std::uint8_t type_ = 0, op_ = 0;
   std::size_t es_ = 4;
   const unsigned char* send_ = nullptr;
@@ -495,8 +505,10 @@ class Planner {
 };
 
 // Expands the calls of one group (allToAll into its sends and receives) into programs.
-std::vector<Program> planGroup(int n, int rank, const std::vector<Call>& calls) {
-  Planner planner(n, rank);
+std::vector<Program> planGroup(const std::vector<int>& ring, int rank,
+                               const std::vector<Call>& calls) {
+  const int n = static_cast<int>(ring.size());
+  Planner planner(ring, rank);
   std::vector<Program> programs;
   for (const Call& c : calls) {
     if (c.func != Func::allToAll) {
@@ -635,6 +647,15 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
 
   for (const Blob& b : blobs)
     devices_.push_back(b.device);
+  // The ring visits the ranks machine by machine (in the order the machines first appear, by
+  // rank within a machine), so that it crosses between machines once per machine, not once per
+  // rank: the traffic between machines is then a ring's over the machines.
+  std::vector<std::uint64_t> hosts;
+  for (const Blob& b : blobs)
+    if (std::find(hosts.begin(), hosts.end(), b.hostId) == hosts.end()) hosts.push_back(b.hostId);
+  for (std::uint64_t h : hosts)
+    for (int r = 0; r < nranks_; ++r)
+      if (blobs[static_cast<std::size_t>(r)].hostId == h) ring_.push_back(r);
   // Threads of one process: the caller turns them into a clique; no connection is made (and no
   // peer's block touched: each rank frees its own as soon as it knows).
   bool local = options_.transport == TransportChoice::automatic;
@@ -738,7 +759,7 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
 void NetComm::enqueue(const std::vector<Call>& calls, h20Stream_t stream) {
   auto work = std::make_unique<Work>();
   work->comm = this;
-  work->programs = planGroup(nranks_, rank_, calls);
+  work->programs = planGroup(ring_, rank_, calls);
   for (const Call& c : calls)
     work->what += fmt::format("{}{}", work->what.empty() ? "" : ", ", funcName(c.func));
   // One enqueue at a time: each work waits for the previous one, whatever thread and stream.

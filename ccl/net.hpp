@@ -89,6 +89,8 @@ class NetComm {
   // Every rank's device (by rank), and whether every rank is a thread of this process.
   const std::vector<int>& devices() const { return devices_; }
   bool allInThisProcess() const;
+  // The ring order of the ranks (grouped by machine).
+  const std::vector<int>& ring() const { return ring_; }
 
   // Enqueues this rank's calls (one group, checked) on `stream` as one host function. Throws
   // ccl::Error when the runtime refuses (nothing of the group is then left enqueued that waits).
@@ -122,6 +124,7 @@ class NetComm {
   std::vector<int> pids_;                     // by peer; 0 where not on this machine
   std::vector<Block*> peerBlocks_;            // by peer, where reachable as memory
   std::vector<int> devices_;                  // by rank
+  std::vector<int> ring_;                     // ranks in ring order
   // This rank's block and the blocks of local peers (threads of this process) it uses.
   std::vector<std::shared_ptr<LocalBlock>> localBlocks_;
   h20Event_t done_ = nullptr;  // end of the last enqueued work

@@ -11,8 +11,10 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 int main(int argc, char** argv) {
   int provided = 0;
@@ -20,7 +22,15 @@ int main(int argc, char** argv) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false;
+  int hosts = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--hosts") == 0 && i + 1 < argc) hosts = std::atoi(argv[++i]);
+  }
+  // --hosts H: rank r plays machine r mod H (H20_CCL_HOSTID), so that the ranks of one machine
+  // talk over ipc (with the daemon) and the others over MPI, and the ring goes machine by machine.
+  if (hosts > 1) setenv("H20_CCL_HOSTID", ("host" + std::to_string(rank % hosts)).c_str(), 1);
   int failed = 0;
   int devices = 0;
   h20GetDeviceCount(&devices);
@@ -36,6 +46,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rank %d: h20cclCommInitRank: %s\n", rank, h20cclGetLastErrorMessage());
     failed = 1;
   } else {
+    if (hosts > 1) {
+      // The ring visits machine 0's ranks, then machine 1's, ...
+      std::vector<int> ring(static_cast<std::size_t>(size)), want;
+      int count = 0;
+      h20cclCommGetRingOrder(comm, ring.data(), size, &count);
+      for (int h = 0; h < hosts; ++h)
+        for (int r = h; r < size; r += hosts)
+          want.push_back(r);
+      if (ring != want) {
+        std::fprintf(stderr, "rank %d: the ring is not grouped by machine\n", rank);
+        failed = 1;
+      }
+    }
     std::string message;
     const long wrong = ccltest::RunRankCases(comm, rank, size, quick, true, &message);
     if (wrong != 0) {

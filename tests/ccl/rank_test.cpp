@@ -52,6 +52,17 @@ int EnvInt(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 
+// Emits the communicator's asynchronous error, its message and the seconds since `t0`.
+void EmitAsyncError(h20cclComm_t comm, std::chrono::steady_clock::time_point t0) {
+  h20Error_t async = h20Success;
+  h20cclCommGetAsyncError(comm, &async);
+  h20test::Emit("async", h20GetErrorName(async));
+  h20test::Emit("async_message", h20cclGetLastErrorMessage());
+  h20test::Emit("seconds", static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                      std::chrono::steady_clock::now() - t0)
+                                                      .count()));
+}
+
 // A rank in a child process: H20_CCL_TEST_{ID,RANK,NRANKS,MODE} say what to do.
 H20_CHILD_SCENARIO(CclRank) {
   const int rank = EnvInt("H20_CCL_TEST_RANK", 0), n = EnvInt("H20_CCL_TEST_NRANKS", 1);
@@ -88,14 +99,7 @@ H20_CHILD_SCENARIO(CclRank) {
     rc = h20cclAllReduce(buf, buf, (1 << 20) / 4, H20_R_32F, h20cclSum, comm, s);
     h20test::Emit("enqueue", h20GetErrorName(rc));
     h20StreamSynchronize(s);
-    h20Error_t async = h20Success;
-    h20cclCommGetAsyncError(comm, &async);
-    h20test::Emit("async", h20GetErrorName(async));
-    h20test::Emit("async_message", h20cclGetLastErrorMessage());
-    h20test::Emit("seconds",
-                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(
-                                             std::chrono::steady_clock::now() - t0)
-                                             .count()));
+    EmitAsyncError(comm, t0);
     rc = h20cclAllReduce(buf, buf, 4, H20_R_32F, h20cclSum, comm, s);
     h20test::Emit("after", h20GetErrorName(rc));
     h20test::Emit("abort", h20GetErrorName(h20cclCommAbort(comm)));
@@ -115,14 +119,7 @@ H20_CHILD_SCENARIO(CclRank) {
       h20cclAllReduce(buf, buf, 1024, H20_R_32F, h20cclSum, comm, s);
       h20StreamSynchronize(s);
     }
-    h20Error_t async = h20Success;
-    h20cclCommGetAsyncError(comm, &async);
-    h20test::Emit("async", h20GetErrorName(async));
-    h20test::Emit("async_message", h20cclGetLastErrorMessage());
-    h20test::Emit("seconds",
-                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(
-                                             std::chrono::steady_clock::now() - t0)
-                                             .count()));
+    EmitAsyncError(comm, t0);
     h20test::Emit("abort", h20GetErrorName(h20cclCommAbort(comm)));
     return 0;
   } else if (mode == "mismatch") {
