@@ -228,6 +228,7 @@ struct Program {
   std::uint8_t op = 0;           // h20cclRedOp
   std::uint64_t totalBytes = 0;  // what the connection carries for it, for mismatch messages
   std::vector<Instr> instrs;
+  std::vector<float> scratch;  // host memory some instructions point into (moves with it)
   std::size_t next = 0;
   bool done() const { return next == instrs.size(); }
 };
@@ -254,14 +255,19 @@ void convert(void* dst, std::uint8_t dstType, const void* src, std::uint8_t srcT
 // Builds the programs of one rank's calls.
 class Planner {
  public:
-  // `ring`: the ranks in ring order (data flows from ring[i] to ring[i + 1]).
-  Planner(const std::vector<int>& ring, int rank)
-      : n_(static_cast<int>(ring.size())), ring_(ring), i_(positionOf(rank)) {}
+  // `ring`: the ranks in ring order (data flows from ring[i] to ring[i + 1]). `machines`, when
+  // not empty: the two-level layout (every machine's ranks, as many on each), for allReduce.
+  Planner(const std::vector<int>& ring, int rank, std::vector<std::vector<int>> machines = {})
+      : n_(static_cast<int>(ring.size())),
+        ring_(ring),
+        i_(positionOf(rank)),
+        rank_(rank),
+        machines_(std::move(machines)) {}
 
   Program plan(const Call& c) {
     Program p;
     p.func = c.func;
-    type_ = static_cast<std::uint8_t>(c.type);
+    type_ = inputType_ = resultType_ = static_cast<std::uint8_t>(c.type);
     op_ = static_cast<std::uint8_t>(c.op);
     p.op = op_;
     es_ = typeBytes(type_);
@@ -269,7 +275,10 @@ class Planner {
     recv_ = static_cast<unsigned char*>(c.recv);
     switch (c.func) {
       case Func::allReduce:
-        allReduce(p, c.count);
+        if (machines_.size() >= 2)
+          hierarchicalAllReduce(p, c.count);
+        else
+          allReduce(p, c.count);
         break;
       case Func::reduceScatter:
         reduceScatter(p, c.count);
@@ -328,19 +337,19 @@ class Planner {
       const auto [off, len, outPtr] = seg(j);
       Instr in;
       in.count = len;
-      in.local = send_ + off * es_;
-      in.localType = type_;
+      in.local = send_ + off * typeBytes(inputType_);
+      in.localType = inputType_;
       if (s > 0) {
         in.recvPeer = prev();
-        in.inType = s == 1 ? type_ : kF32;
+        in.inType = s == 1 ? inputType_ : kF32;
         in.reduce = true;
       }
       if (s < n_ - 1) {
         in.sendPeer = next();
-        in.sendType = s == 0 ? type_ : kF32;
+        in.sendType = s == 0 ? inputType_ : kF32;
       } else {
         in.out = outPtr;
-        in.outType = type_;
+        in.outType = resultType_;
         if (forward) {
           in.sendPeer = next();
           in.sendType = type_;
@@ -377,6 +386,86 @@ class Planner {
       }
       if (count == 0) break;
     }
+  }
+
+  // The all-gather steps of one round over segments seg(0..n-1) (by ring position), in place:
+  // the rank's own segment is already in the output.
+  template <class Seg>
+  void gatherRound(Program& p, Seg seg) {
+    for (int t = 0; t < n_; ++t) {
+      const auto [off, len, outPtr] = seg(at(i_ - t));
+      Instr in;
+      in.count = len;
+      in.out = outPtr;
+      in.outType = type_;
+      if (t == 0) {
+        in.local = outPtr;
+        in.localType = type_;
+      } else {
+        in.recvPeer = prev();
+        in.inType = type_;
+      }
+      if (t < n_ - 1) {
+        in.sendPeer = next();
+        in.sendType = type_;
+      }
+      p.instrs.push_back(in);
+    }
+  }
+
+  // Two levels (ranks on several machines, as many on each): per round of one piece per local
+  // rank, a reduce-scatter among the machine's ranks (each ends with one piece reduced over its
+  // machine), an allReduce of that piece among the ranks with the same local index on every
+  // machine (the only traffic between machines: 2(M-1)/M of a piece per rank), and an all-gather
+  // among the machine's ranks. Fewer steps than the flat ring (2(L-1) + 2(M-1) against
+  // 2(LM-1)), and the traffic between machines runs over L rings at once.
+  void hierarchicalAllReduce(Program& p, std::uint64_t count) {
+    std::vector<int> local, cross;
+    int li = 0;
+    for (const auto& m : machines_) {
+      const auto it = std::find(m.begin(), m.end(), rank_);
+      if (it != m.end()) {
+        local = m;
+        li = static_cast<int>(it - m.begin());
+      }
+    }
+    for (const auto& m : machines_)
+      cross.push_back(m[static_cast<std::size_t>(li)]);
+    Planner inside(local, rank_), across(cross, rank_);
+    inside.takeBuffers(*this);
+    across.takeBuffers(*this);
+    const std::uint64_t piece = reducePiece();
+    // The machine's partial sum of this rank's piece stays in fp32 (host memory of the work), so
+    // that 16-bit types are rounded once, at the end of the allReduce across machines.
+    p.scratch.resize(static_cast<std::size_t>(piece));
+    inside.resultType_ = kF32;
+    across.inputType_ = kF32;
+    const std::uint64_t round = piece * local.size();
+    for (std::uint64_t base = 0; base < count || base == 0; base += round) {
+      auto seg = [&](int j) {
+        const std::uint64_t off = std::min(count, base + static_cast<std::uint64_t>(j) * piece);
+        const std::uint64_t len = std::min(count - off, piece);
+        return std::tuple{off, len, static_cast<void*>(recv_ + off * es_)};
+      };
+      auto partial = [&](int j) {
+        const auto [off, len, out] = seg(j);
+        return std::tuple{off, len, static_cast<void*>(p.scratch.data())};
+      };
+      inside.reduceScatterRound(p, partial, false);
+      const auto [off, len, mine] = seg(li);
+      across.send_ = reinterpret_cast<const unsigned char*>(p.scratch.data());
+      across.recv_ = recv_ + off * es_;
+      across.allReduce(p, len);
+      inside.gatherRound(p, seg);
+      if (count == 0) break;
+    }
+  }
+  void takeBuffers(const Planner& o) {
+    type_ = inputType_ = resultType_ = o.type_;
+    op_ = o.op_;
+    es_ = o.es_;
+    send_ = o.send_;
+    recv_ = o.recv_;
   }
 
   void reduceScatter(Program& p, std::uint64_t recvcount) {
@@ -495,9 +584,14 @@ class Planner {
     }
   }
 
+  // The types of the local input and of a reduce-scatter's result: the data type, except inside
+  // the two-level allReduce (fp32 partial sums between the levels).
+  std::uint8_t inputType_ = 0, resultType_ = 0;
   int n_;
   std::vector<int> ring_;
   int i_;
+  int rank_;
+  std::vector<std::vector<int>> machines_;
   std::uint8_t type_ = 0, op_ = 0;
   std::size_t es_ = 4;
   const unsigned char* send_ = nullptr;
@@ -506,9 +600,10 @@ class Planner {
 
 // Expands the calls of one group (allToAll into its sends and receives) into programs.
 std::vector<Program> planGroup(const std::vector<int>& ring, int rank,
+                               const std::vector<std::vector<int>>& machines,
                                const std::vector<Call>& calls) {
   const int n = static_cast<int>(ring.size());
-  Planner planner(ring, rank);
+  Planner planner(ring, rank, machines);
   std::vector<Program> programs;
   for (const Call& c : calls) {
     if (c.func != Func::allToAll) {
@@ -653,9 +748,21 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   std::vector<std::uint64_t> hosts;
   for (const Blob& b : blobs)
     if (std::find(hosts.begin(), hosts.end(), b.hostId) == hosts.end()) hosts.push_back(b.hostId);
-  for (std::uint64_t h : hosts)
+  std::vector<std::vector<int>> machines;
+  for (std::uint64_t h : hosts) {
+    machines.emplace_back();
     for (int r = 0; r < nranks_; ++r)
-      if (blobs[static_cast<std::size_t>(r)].hostId == h) ring_.push_back(r);
+      if (blobs[static_cast<std::size_t>(r)].hostId == h) {
+        ring_.push_back(r);
+        machines.back().push_back(r);
+      }
+  }
+  // allReduce goes in two levels where there are several machines with as many ranks (two or
+  // more) on each; otherwise the machine-grouped ring is already the best ring.
+  bool even = machines.size() >= 2 && machines[0].size() >= 2;
+  for (const auto& m : machines)
+    even = even && m.size() == machines[0].size();
+  if (even) machines_ = std::move(machines);
   // Threads of one process: the caller turns them into a clique; no connection is made (and no
   // peer's block touched: each rank frees its own as soon as it knows).
   bool local = options_.transport == TransportChoice::automatic;
@@ -759,7 +866,7 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
 void NetComm::enqueue(const std::vector<Call>& calls, h20Stream_t stream) {
   auto work = std::make_unique<Work>();
   work->comm = this;
-  work->programs = planGroup(ring_, rank_, calls);
+  work->programs = planGroup(ring_, rank_, machines_, calls);
   for (const Call& c : calls)
     work->what += fmt::format("{}{}", work->what.empty() ? "" : ", ", funcName(c.func));
   // One enqueue at a time: each work waits for the previous one, whatever thread and stream.

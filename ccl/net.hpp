@@ -125,6 +125,9 @@ class NetComm {
   std::vector<Block*> peerBlocks_;            // by peer, where reachable as memory
   std::vector<int> devices_;                  // by rank
   std::vector<int> ring_;                     // ranks in ring order
+  // Every machine's ranks where allReduce goes in two levels (several machines, as many ranks on
+  // each, at least two); empty otherwise.
+  std::vector<std::vector<int>> machines_;
   // This rank's block and the blocks of local peers (threads of this process) it uses.
   std::vector<std::shared_ptr<LocalBlock>> localBlocks_;
   h20Event_t done_ = nullptr;  // end of the last enqueued work
