@@ -717,7 +717,7 @@ H20_API h20Error_t h20cclCommGetAlgorithm(h20cclComm_t comm, h20cclFunc func, si
                                       Func::broadcast, Func::reduce};
     c->waitReady();
     *algo = c->clique ? c->clique->algorithm(kFuncs[f], count, static_cast<h20DataType>(t))
-                      : h20cclAlgoRing;
+                      : c->net->algorithm(kFuncs[f], count, static_cast<h20DataType>(t));
     return h20Success;
   });
 }

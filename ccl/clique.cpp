@@ -15,8 +15,6 @@
 
 namespace h20::ccl {
 
-namespace {
-
 AlgoConfig configFromEnvironment() {
   AlgoConfig c;
   if (const char* v = std::getenv("H20_CCL_ALGO"); v && *v) {
@@ -29,7 +27,7 @@ AlgoConfig configFromEnvironment() {
       c.mode = AlgoConfig::Mode::direct;
     else
       fail(h20ErrorInitializationError,
-           "h20cclCommInitAll: H20_CCL_ALGO='{}' is not one of auto, ring, direct", s);
+           "libh20ccl: H20_CCL_ALGO='{}' is not one of auto, ring, direct", s);
   }
   if (const char* v = std::getenv("H20_CCL_DIRECT_MAX_BYTES"); v && *v) {
     char* end = nullptr;
@@ -37,12 +35,13 @@ AlgoConfig configFromEnvironment() {
     const unsigned long long n = std::strtoull(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || v[0] == '-')
       fail(h20ErrorInitializationError,
-           "h20cclCommInitAll: H20_CCL_DIRECT_MAX_BYTES='{}' is not a non-negative number of bytes",
-           v);
+           "libh20ccl: H20_CCL_DIRECT_MAX_BYTES='{}' is not a non-negative number of bytes", v);
     c.directMaxBytes = static_cast<std::size_t>(n);
   }
   return c;
 }
+
+namespace {
 
 // Enables access from every rank's device to every linked peer; an access enabled before (by the
 // application or another clique) is fine.

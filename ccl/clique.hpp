@@ -66,6 +66,9 @@ struct AlgoConfig {
   // H20_CCL_DIRECT_MAX_BYTES when set: the largest per-rank buffer for direct, on any topology.
   std::optional<std::size_t> directMaxBytes;
 };
+// H20_CCL_ALGO and H20_CCL_DIRECT_MAX_BYTES; throws ccl::Error(h20ErrorInitializationError) for a
+// bad value.
+AlgoConfig configFromEnvironment();
 // Where some pair of ranks is more than one hop apart, direct is used up to this per-rank buffer
 // size by default (see Clique::algorithm).
 inline constexpr std::size_t kDefaultMultiHopDirectMaxBytes = std::size_t{1} << 20;

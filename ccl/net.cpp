@@ -264,7 +264,8 @@ class Planner {
         rank_(rank),
         machines_(std::move(machines)) {}
 
-  Program plan(const Call& c) {
+  // `direct`: allReduce in one exchange with every peer (small buffers, see NetComm::algorithm).
+  Program plan(const Call& c, bool direct = false) {
     Program p;
     p.func = c.func;
     type_ = inputType_ = resultType_ = static_cast<std::uint8_t>(c.type);
@@ -275,7 +276,9 @@ class Planner {
     recv_ = static_cast<unsigned char*>(c.recv);
     switch (c.func) {
       case Func::allReduce:
-        if (machines_.size() >= 2)
+        if (direct)
+          directAllReduce(p, c.count);
+        else if (machines_.size() >= 2)
           hierarchicalAllReduce(p, c.count);
         else
           allReduce(p, c.count);
@@ -382,6 +385,70 @@ class Planner {
           in.sendPeer = next();
           in.sendType = type_;
         }
+        p.instrs.push_back(in);
+      }
+      if (count == 0) break;
+    }
+  }
+
+  // Direct: per round of one piece per rank, every rank sends each peer the peer's piece of its
+  // input, sums the pieces it gets for its own (in fp32, in a fixed order of the peers), sends
+  // the result to every peer and takes theirs: two exchanges instead of the ring's 2(n-1) steps,
+  // for the same bytes per rank. Each piece is summed by its owner only, so every rank ends with
+  // the same bits.
+  void directAllReduce(Program& p, std::uint64_t count) {
+    if (n_ == 1) return localCopy(p, count);
+    const std::uint64_t piece = reducePiece();
+    const std::uint64_t round = piece * static_cast<std::uint64_t>(n_);
+    p.scratch.resize(static_cast<std::size_t>(piece));
+    auto* acc = reinterpret_cast<unsigned char*>(p.scratch.data());
+    for (std::uint64_t base = 0; base < count || base == 0; base += round) {
+      auto off = [&](int r) {
+        return std::min(count, base + static_cast<std::uint64_t>(r) * piece);
+      };
+      auto len = [&](int r) { return std::min(count - off(r), piece); };
+      // Peers in the order rank+1, rank+2, ...: every rank starts with a different one.
+      std::vector<int> peers;
+      for (int k = 1; k < n_; ++k)
+        peers.push_back((rank_ + k) % n_);
+      for (int q : peers) {
+        Instr in;
+        in.count = len(q);
+        in.local = send_ + off(q) * es_;
+        in.localType = type_;
+        in.sendPeer = q;
+        in.sendType = type_;
+        p.instrs.push_back(in);
+      }
+      for (std::size_t k = 0; k < peers.size(); ++k) {
+        const bool first = k == 0, last = k + 1 == peers.size();
+        Instr in;
+        in.count = len(rank_);
+        in.recvPeer = peers[k];
+        in.inType = type_;
+        in.reduce = true;
+        in.local = first ? static_cast<const void*>(send_ + off(rank_) * es_) : acc;
+        in.localType = first ? type_ : kF32;
+        in.out = last ? static_cast<void*>(recv_ + off(rank_) * es_) : acc;
+        in.outType = last ? type_ : kF32;
+        p.instrs.push_back(in);
+      }
+      for (int q : peers) {
+        Instr in;
+        in.count = len(rank_);
+        in.local = recv_ + off(rank_) * es_;
+        in.localType = type_;
+        in.sendPeer = q;
+        in.sendType = type_;
+        p.instrs.push_back(in);
+      }
+      for (int q : peers) {
+        Instr in;
+        in.count = len(q);
+        in.recvPeer = q;
+        in.inType = type_;
+        in.out = recv_ + off(q) * es_;
+        in.outType = type_;
         p.instrs.push_back(in);
       }
       if (count == 0) break;
@@ -601,13 +668,14 @@ class Planner {
 // Expands the calls of one group (allToAll into its sends and receives) into programs.
 std::vector<Program> planGroup(const std::vector<int>& ring, int rank,
                                const std::vector<std::vector<int>>& machines,
-                               const std::vector<Call>& calls) {
+                               const std::vector<Call>& calls, const NetComm& comm) {
   const int n = static_cast<int>(ring.size());
   Planner planner(ring, rank, machines);
   std::vector<Program> programs;
   for (const Call& c : calls) {
     if (c.func != Func::allToAll) {
-      programs.push_back(planner.plan(c));
+      programs.push_back(
+          planner.plan(c, comm.algorithm(c.func, c.count, c.type) == h20cclAlgoDirect));
       continue;
     }
     const std::size_t block = c.count * elementSize(c.type);
@@ -668,6 +736,25 @@ NetComm::~NetComm() {
   localBlocks_.clear();  // this rank's block, and the local peers' it used
 }
 
+// Across processes only allReduce has a direct form; it is chosen for small buffers, where the
+// 2(n-1) dependent steps of the ring (each a hand-off between processes) cost more than the
+// bytes: up to kNetDirectMaxBytes per rank (H20_CCL_DIRECT_MAX_BYTES replaces the limit,
+// H20_CCL_ALGO forces either).
+h20cclAlgo NetComm::algorithm(Func f, std::size_t count, h20DataType type) const {
+  if (f != Func::allReduce || nranks_ < 2) return h20cclAlgoRing;
+  switch (algo_.mode) {
+    case AlgoConfig::Mode::ring:
+      return h20cclAlgoRing;
+    case AlgoConfig::Mode::direct:
+      return h20cclAlgoDirect;
+    case AlgoConfig::Mode::automatic:
+      break;
+  }
+  const std::size_t bytes = count * elementSize(type);
+  return bytes <= algo_.directMaxBytes.value_or(kNetDirectMaxBytes) ? h20cclAlgoDirect
+                                                                    : h20cclAlgoRing;
+}
+
 bool NetComm::allInThisProcess() const {
   for (const auto& t : transport_)
     if (t != "self" && t != "local") return false;
@@ -687,6 +774,7 @@ std::shared_ptr<NetComm> NetComm::create(const char* fn, const IdInfo& id, int n
 }
 
 void NetComm::connect(const char* fn, const IdInfo& id) {
+  algo_ = configFromEnvironment();
   DeviceGuard guard(device_);
   const std::size_t bytes = Block::bytes(nranks_);
   void* mem = nullptr;
@@ -837,7 +925,11 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
       peer = reinterpret_cast<Block*>(static_cast<std::uintptr_t>(b.blockAddress));
     } else if (kind == "ipc") {
       void* p = nullptr;
-      check(h20IpcOpenMemHandle(&p, b.handle, h20IpcMemLazyEnablePeerAccess), fn);
+      if (h20IpcOpenMemHandle(&p, b.handle, h20IpcMemLazyEnablePeerAccess) != h20Success)
+        fail(h20ErrorRemote,
+             "{}: cannot open the shared block of rank {} (process {}): {}; it left before this "
+             "rank connected",
+             fn, q, b.pid, h20GetLastErrorMessage());
       imports_[uq] = p;
       peer = static_cast<Block*>(p);
     } else {
@@ -848,6 +940,7 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
     conns_[uq] = std::make_unique<FifoConn>(block_->fifoFrom(q), peer->fifoFrom(rank_),
                                             &peer->header, &block_->header);
   }
+  awaitConnected(fn);
   if (anyMpi) {
     // Collective over every rank (each computed anyMpi alike).
     std::vector<int> mpiRanks;
@@ -863,10 +956,43 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   }
 }
 
+// The end of init for the peers reached through memory: this rank says it has opened their
+// blocks, and waits until they have opened its own, so that no rank can free its block (return,
+// then abort or destroy) before every peer holds it. (MPI_Comm_create_group, which comes after,
+// is the same for the others.)
+void NetComm::awaitConnected(const char* fn) {
+  RankHeader& self = block_->header;
+  self.connected.store(1, std::memory_order_release);
+  for (Block* p : peerBlocks_)
+    if (p && p != block_) ringDoorbell(p->header);
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  std::vector<char> waiting(static_cast<std::size_t>(nranks_), 0);
+  for (;;) {
+    const std::uint32_t bell = self.doorbell.load(std::memory_order_seq_cst);
+    bool all = true;
+    for (int q = 0; q < nranks_; ++q) {
+      Block* p = peerBlocks_[static_cast<std::size_t>(q)];
+      waiting[static_cast<std::size_t>(q)] =
+          p && p != block_ && p->header.connected.load(std::memory_order_acquire) == 0;
+      all = all && !waiting[static_cast<std::size_t>(q)];
+    }
+    if (all) return;
+    if (const std::string why = peerProblem(waiting); !why.empty())
+      fail(h20ErrorRemote, "{}: {} before connecting", fn, why);
+    if (std::chrono::steady_clock::now() > deadline)
+      fail(h20ErrorRemote, "{}: the other ranks did not connect within the timeout of {} ms", fn,
+           options_.timeout.count());
+    self.sleeping.store(1, std::memory_order_seq_cst);
+    if (self.doorbell.load(std::memory_order_seq_cst) == bell)
+      futexWait(&self.doorbell, bell, std::chrono::milliseconds(20));
+    self.sleeping.store(0, std::memory_order_seq_cst);
+  }
+}
+
 void NetComm::enqueue(const std::vector<Call>& calls, h20Stream_t stream) {
   auto work = std::make_unique<Work>();
   work->comm = this;
-  work->programs = planGroup(ring_, rank_, machines_, calls);
+  work->programs = planGroup(ring_, rank_, machines_, calls, *this);
   for (const Call& c : calls)
     work->what += fmt::format("{}{}", work->what.empty() ? "" : ", ", funcName(c.func));
   // One enqueue at a time: each work waits for the previous one, whatever thread and stream.

@@ -42,6 +42,9 @@ struct IdInfo;
 inline constexpr std::size_t kPieceBytes = 1024 * 1024;
 inline constexpr std::uint32_t kSlots = 4;
 
+// Across processes, allReduce goes direct up to this many bytes per rank by default.
+inline constexpr std::size_t kNetDirectMaxBytes = 64 * 1024;
+
 // Which transport reaches ranks of another process (H20_CCL_TRANSPORT).
 enum class TransportChoice { automatic, ipc, mpi };
 
@@ -89,6 +92,8 @@ class NetComm {
   // Every rank's device (by rank), and whether every rank is a thread of this process.
   const std::vector<int>& devices() const { return devices_; }
   bool allInThisProcess() const;
+  // The algorithm of a collective (count as the C call takes it).
+  h20cclAlgo algorithm(Func f, std::size_t count, h20DataType type) const;
   // The ring order of the ranks (grouped by machine).
   const std::vector<int>& ring() const { return ring_; }
 
@@ -110,6 +115,7 @@ class NetComm {
   NetComm(int nranks, int rank, int device, const CommOptions& options,
           std::shared_ptr<AsyncState> async);
   void connect(const char* fn, const IdInfo& id);
+  void awaitConnected(const char* fn);
   // "" while every peer this work waits for can still answer, else why not.
   std::string peerProblem(const std::vector<char>& waitingFor) const;
 
@@ -125,6 +131,7 @@ class NetComm {
   std::vector<Block*> peerBlocks_;            // by peer, where reachable as memory
   std::vector<int> devices_;                  // by rank
   std::vector<int> ring_;                     // ranks in ring order
+  AlgoConfig algo_;
   // Every machine's ranks where allReduce goes in two levels (several machines, as many ranks on
   // each, at least two); empty otherwise.
   std::vector<std::vector<int>> machines_;

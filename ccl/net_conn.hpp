@@ -25,12 +25,14 @@ struct PieceMeta {
 inline constexpr std::uint32_t kMetaUnknown = 0xffffffffu;
 
 // The head of a rank's shared block: its doorbell (a futex word peers bump after posting a piece
-// for it or consuming one of its pieces), whether it sleeps on it, and whether it failed (why).
+// for it or consuming one of its pieces), whether it sleeps on it, whether it failed (why), and
+// whether it has connected to its peers (init ends once every peer has: until then no rank may
+// free its block).
 struct RankHeader {
   std::atomic<std::uint32_t> doorbell;
   std::atomic<std::uint32_t> sleeping;
   std::atomic<std::uint32_t> failed;
-  std::uint32_t reserved;
+  std::atomic<std::uint32_t> connected;  // set once the rank has opened every peer's block
   char reason[240];
 };
 
