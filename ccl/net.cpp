@@ -400,7 +400,7 @@ class Planner {
     if (n_ == 1) return localCopy(p, count);
     const std::uint64_t piece = reducePiece();
     const std::uint64_t round = piece * static_cast<std::uint64_t>(n_);
-    p.scratch.resize(static_cast<std::size_t>(piece));
+    p.scratch.resize(static_cast<std::size_t>(std::min(piece, std::max<std::uint64_t>(count, 1))));
     auto* acc = reinterpret_cast<unsigned char*>(p.scratch.data());
     for (std::uint64_t base = 0; base < count || base == 0; base += round) {
       auto off = [&](int r) {
@@ -504,7 +504,7 @@ class Planner {
     const std::uint64_t piece = reducePiece();
     // The machine's partial sum of this rank's piece stays in fp32 (host memory of the work), so
     // that 16-bit types are rounded once, at the end of the allReduce across machines.
-    p.scratch.resize(static_cast<std::size_t>(piece));
+    p.scratch.resize(static_cast<std::size_t>(std::min(piece, std::max<std::uint64_t>(count, 1))));
     inside.resultType_ = kF32;
     across.inputType_ = kF32;
     const std::uint64_t round = piece * local.size();
