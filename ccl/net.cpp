@@ -907,59 +907,67 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   for (int a = 0; a < nranks_; ++a)
     for (int b = a + 1; b < nranks_; ++b)
       anyMpi = anyMpi || pairKind(a, b) == "mpi";
-  for (int q = 0; q < nranks_; ++q) {
-    const Blob& b = blobs[static_cast<std::size_t>(q)];
-    const auto uq = static_cast<std::size_t>(q);
-    const std::string kind = pairKind(rank_, q);
-    transport_[uq] = kind;
-    // Whether the peer's process still exists can be asked only in the same pid namespace.
-    if (b.hostId == mine.hostId && b.pidNamespace == mine.pidNamespace && b.pidNamespace != 0)
-      pids_[uq] = b.pid;
-    Block* peer = nullptr;
-    if (kind == "self") {
-      peer = block_;
-    } else if (kind == "local") {
-      auto ref = LocalBlock::find(static_cast<std::uintptr_t>(b.blockAddress));
-      if (!ref) fail(h20ErrorRemote, "{}: rank {} (this process) is already gone", fn, q);
-      localBlocks_.push_back(std::move(ref));
-      peer = reinterpret_cast<Block*>(static_cast<std::uintptr_t>(b.blockAddress));
-    } else if (kind == "ipc") {
-      void* p = nullptr;
-      if (h20IpcOpenMemHandle(&p, b.handle, h20IpcMemLazyEnablePeerAccess) != h20Success)
-        fail(h20ErrorRemote,
-             "{}: cannot open the shared block of rank {} (process {}): {}; it left before this "
-             "rank connected",
-             fn, q, b.pid, h20GetLastErrorMessage());
-      imports_[uq] = p;
-      peer = static_cast<Block*>(p);
-    } else {
-      usesMpi_ = true;
-      continue;
-    }
-    peerBlocks_[uq] = peer;
-    conns_[uq] = std::make_unique<FifoConn>(block_->fifoFrom(q), peer->fifoFrom(rank_),
-                                            &peer->header, &block_->header);
-  }
-  awaitConnected(fn);
+  for (int q = 0; q < nranks_; ++q)
+    transport_[static_cast<std::size_t>(q)] = pairKind(rank_, q);
+  std::vector<std::unique_ptr<Conn>> mpiConns;
   if (anyMpi) {
-    // Collective over every rank (each computed anyMpi alike).
+    // Collective over every rank (each computed anyMpi alike), and first: nothing before it can
+    // fail on one rank only (the checks above see the same table everywhere), so no rank is left
+    // waiting in it for one that gave up.
     std::vector<int> mpiRanks;
     for (const Blob& b : blobs)
       mpiRanks.push_back(b.mpiRank);
     // A tag of this communicator's own (from the id's secret), so that communicators created at
     // the same time by overlapping processes do not mix.
     const int tag = 1024 + (id.secret[0] << 8 | id.secret[1]) % 15000;
-    auto mpiConns = connectMpi(fn, mpiRanks, rank_, transport_, tag);
-    for (int q = 0; q < nranks_; ++q)
-      if (transport_[static_cast<std::size_t>(q)] == "mpi")
-        conns_[static_cast<std::size_t>(q)] = std::move(mpiConns[static_cast<std::size_t>(q)]);
+    mpiConns = connectMpi(fn, mpiRanks, rank_, transport_, tag);
+  }
+  try {
+    for (int q = 0; q < nranks_; ++q) {
+      const Blob& b = blobs[static_cast<std::size_t>(q)];
+      const auto uq = static_cast<std::size_t>(q);
+      const std::string& kind = transport_[uq];
+      // Whether the peer's process still exists can be asked only in the same pid namespace.
+      if (b.hostId == mine.hostId && b.pidNamespace == mine.pidNamespace && b.pidNamespace != 0)
+        pids_[uq] = b.pid;
+      Block* peer = nullptr;
+      if (kind == "self") {
+        peer = block_;
+      } else if (kind == "local") {
+        auto ref = LocalBlock::find(static_cast<std::uintptr_t>(b.blockAddress));
+        if (!ref) fail(h20ErrorRemote, "{}: rank {} (this process) is already gone", fn, q);
+        localBlocks_.push_back(std::move(ref));
+        peer = reinterpret_cast<Block*>(static_cast<std::uintptr_t>(b.blockAddress));
+      } else if (kind == "ipc") {
+        void* p = nullptr;
+        if (h20IpcOpenMemHandle(&p, b.handle, h20IpcMemLazyEnablePeerAccess) != h20Success)
+          fail(h20ErrorRemote,
+               "{}: cannot open the shared block of rank {} (process {}): {}; it left before "
+               "this rank connected",
+               fn, q, b.pid, h20GetLastErrorMessage());
+        imports_[uq] = p;
+        peer = static_cast<Block*>(p);
+      } else {
+        usesMpi_ = true;
+        conns_[uq] = std::move(mpiConns[uq]);
+        continue;
+      }
+      peerBlocks_[uq] = peer;
+      conns_[uq] = std::make_unique<FifoConn>(block_->fifoFrom(q), peer->fifoFrom(rank_),
+                                              &peer->header, &block_->header);
+    }
+    awaitConnected(fn);
+  } catch (const Error& e) {
+    // The peers waiting for this rank to connect learn why at once.
+    failRank(e.code(), e.message());
+    throw;
   }
 }
 
 // The end of init for the peers reached through memory: this rank says it has opened their
 // blocks, and waits until they have opened its own, so that no rank can free its block (return,
-// then abort or destroy) before every peer holds it. (MPI_Comm_create_group, which comes after,
-// is the same for the others.)
+// then abort or destroy) before every peer holds it. (MPI_Comm_create_group, before it, is the
+// same for the MPI peers.)
 void NetComm::awaitConnected(const char* fn) {
   RankHeader& self = block_->header;
   self.connected.store(1, std::memory_order_release);
