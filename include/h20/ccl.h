@@ -127,7 +127,9 @@ typedef enum h20cclFunc {
  * no link). Otherwise (auto): ring where some pair has no link; direct where every pair is one hop
  * apart; where some pair is several hops apart, direct up to 1 MiB per rank and ring above.
  * H20_CCL_DIRECT_MAX_BYTES=<bytes> replaces that rule: direct up to that size on any topology
- * where every pair is linked. Read at h20cclCommInitAll. */
+ * where every pair is linked. Across processes only allReduce has a direct form (every rank sends
+ * each peer its piece, sums its own, sends the result): auto takes it up to 4 KiB per rank, the
+ * two variables apply alike. Read when the communicator is created. */
 typedef enum h20cclAlgo { h20cclAlgoRing = 0, h20cclAlgoDirect = 1 } h20cclAlgo;
 
 /* Version of this library (H20_CCL_VERSION when header and library match). */
@@ -148,7 +150,8 @@ H20_API h20Error_t h20cclCommInitAll(h20cclComm_t* comms, int ndev, const int* d
  * with MPI initialised the id records that, and the ranks meet over MPI; otherwise the calling
  * process listens for the ranks on a local socket until they have met (or the timeout passed), so
  * the ranks must then all run on this machine, and the process that made the id must live until
- * they have. An id is good for one communicator. */
+ * they have. An id is good for one communicator. The root is a thread: a process that forks
+ * after this call may only exec in the child (as after any thread starts). */
 H20_API h20Error_t h20cclGetUniqueId(h20cclUniqueId* uniqueId);
 /* Creates rank `rank` of a communicator of `nranks` ranks on the calling thread's current device,
  * meeting the other ranks through `commId` (collective: every rank calls it, from any processes

@@ -398,15 +398,20 @@ int main(int argc, char** argv) {
   }
 #endif
   if (argc == 3 && strcmp(argv[1], "--ranks") == 0) {
-    /* The fork launcher: the id is made before the processes exist, and each inherits it. The
-     * parent uses no device (a process must not fork once its runtime runs). */
+    /* The fork launcher: the parent only forks (a process must fork before anything in it starts
+     * a thread: no runtime, no id). Rank 0 makes the id and hands it to the others through pipes
+     * made before the fork, as an application would through MPI_Bcast or a file. */
     const int n = atoi(argv[2]);
     if (n < 1 || n > kMaxDevices) {
       fprintf(stderr, "--ranks %s: 1..%d\n", argv[2], kMaxDevices);
       return 2;
     }
-    h20cclUniqueId id;
-    CHECK_CCL(h20cclGetUniqueId(&id));
+    int pipes[kMaxDevices][2];
+    for (int r = 1; r < n; ++r)
+      if (pipe(pipes[r]) != 0) {
+        perror("pipe");
+        return EXIT_FAILURE;
+      }
     pid_t pids[kMaxDevices];
     for (int r = 0; r < n; ++r) {
       fflush(stdout);
@@ -415,7 +420,17 @@ int main(int argc, char** argv) {
         perror("fork");
         return EXIT_FAILURE;
       }
-      if (pids[r] == 0) _exit(run_rank(r, n, id));
+      if (pids[r] != 0) continue;
+      h20cclUniqueId id;
+      memset(&id, 0, sizeof id);
+      if (r == 0) {
+        CHECK_CCL(h20cclGetUniqueId(&id));
+        for (int q = 1; q < n; ++q)
+          if (write(pipes[q][1], &id, sizeof id) != (ssize_t)sizeof id) _exit(EXIT_FAILURE);
+      } else if (read(pipes[r][0], &id, sizeof id) != (ssize_t)sizeof id) {
+        _exit(EXIT_FAILURE);
+      }
+      _exit(run_rank(r, n, id));
     }
     int failed = 0;
     for (int r = 0; r < n; ++r) {
