@@ -321,6 +321,30 @@ class Planner {
   std::uint64_t reducePiece() const { return kPieceBytes / sizeof(float); }
   std::uint64_t copyPiece() const { return kPieceBytes / es_; }
 
+  // A copy step of the gathers and the broadcast chain: `count` elements into `out`, taken from
+  // `local` (this rank's own data) when `fromLocal`, else from the predecessor, and passed on to
+  // the successor when `forward`. (Buffers may be NULL when count is 0: the flag, not the
+  // pointer, decides, so every rank's steps match.)
+  Instr copyStep(std::uint64_t count, void* out, bool fromLocal, const void* local,
+                 bool forward) const {
+    Instr in;
+    in.count = count;
+    in.out = out;
+    in.outType = type_;
+    if (fromLocal) {
+      in.local = local;
+      in.localType = type_;
+    } else {
+      in.recvPeer = prev();
+      in.inType = type_;
+    }
+    if (forward) {
+      in.sendPeer = next();
+      in.sendType = type_;
+    }
+    return in;
+  }
+
   void localCopy(Program& p, std::uint64_t count) {
     Instr in;
     in.local = send_;
@@ -461,22 +485,7 @@ class Planner {
   void gatherRound(Program& p, Seg seg) {
     for (int t = 0; t < n_; ++t) {
       const auto [off, len, outPtr] = seg(at(i_ - t));
-      Instr in;
-      in.count = len;
-      in.out = outPtr;
-      in.outType = type_;
-      if (t == 0) {
-        in.local = outPtr;
-        in.localType = type_;
-      } else {
-        in.recvPeer = prev();
-        in.inType = type_;
-      }
-      if (t < n_ - 1) {
-        in.sendPeer = next();
-        in.sendType = type_;
-      }
-      p.instrs.push_back(in);
+      p.instrs.push_back(copyStep(len, outPtr, t == 0, outPtr, t < n_ - 1));
     }
   }
 
@@ -557,22 +566,9 @@ class Planner {
       const std::uint64_t len = std::min(sendcount - base, piece);
       for (int t = 0; t < n_; ++t) {
         const int owner = rankAt(i_ - t);
-        Instr in;
-        in.count = len;
-        in.out = recv_ + (static_cast<std::uint64_t>(owner) * sendcount + base) * es_;
-        in.outType = type_;
-        if (t == 0) {
-          in.local = send_ + base * es_;
-          in.localType = type_;
-        } else {
-          in.recvPeer = prev();
-          in.inType = type_;
-        }
-        if (t < n_ - 1) {
-          in.sendPeer = next();
-          in.sendType = type_;
-        }
-        p.instrs.push_back(in);
+        p.instrs.push_back(
+            copyStep(len, recv_ + (static_cast<std::uint64_t>(owner) * sendcount + base) * es_,
+                     t == 0, send_ + base * es_, t < n_ - 1));
       }
       if (sendcount == 0) break;
     }
@@ -583,22 +579,9 @@ class Planner {
     if (n_ == 1) return localCopy(p, count);
     const std::uint64_t piece = copyPiece();
     for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
-      Instr in;
-      in.count = std::min(count - base, piece);
-      in.out = recv_ + base * es_;
-      in.outType = type_;
-      if (d == 0) {
-        in.local = send_ + base * es_;
-        in.localType = type_;
-      } else {
-        in.recvPeer = prev();
-        in.inType = type_;
-      }
-      if (d < n_ - 1) {
-        in.sendPeer = next();
-        in.sendType = type_;
-      }
-      p.instrs.push_back(in);
+      // Only the root has a send buffer (the others' may be NULL).
+      p.instrs.push_back(copyStep(std::min(count - base, piece), recv_ + base * es_, d == 0,
+                                  d == 0 ? send_ + base * es_ : nullptr, d < n_ - 1));
       if (count == 0) break;
     }
   }
