@@ -37,6 +37,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -204,23 +205,19 @@ bool launchedByMpi() {
   return false;
 }
 
-// The processes' part: max and sum over the ranks (identity without MPI).
-double maxOverProcesses(double v) {
+// The processes' part: the max (times) or the sum (#wrong) over the ranks; without MPI, v.
+template <class T>
+T overProcesses(T v, bool max) {
 #ifdef H20_CCL_BENCH_MPI
   int init = 0;
   MPI_Initialized(&init);
-  if (init) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  if (init)
+    MPI_Allreduce(MPI_IN_PLACE, &v, 1, std::is_same_v<T, double> ? MPI_DOUBLE : MPI_LONG,
+                  max ? MPI_MAX : MPI_SUM, MPI_COMM_WORLD);
 #endif
   return v;
 }
-long sumOverProcesses(long v) {
-#ifdef H20_CCL_BENCH_MPI
-  int init = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
-#endif
-  return v;
-}
+
 void barrier() {
 #ifdef H20_CCL_BENCH_MPI
   int init = 0;
@@ -272,8 +269,7 @@ class Bench {
       int me = 0;
       MPI_Comm_rank(MPI_COMM_WORLD, &me);
       MPI_Comm_size(MPI_COMM_WORLD, &n_);
-      if (o.root < 0 || o.root >= n_)
-        throw UsageError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
+      checkRoot();
       Rank r;
       r.rank = me;
       r.device = me % visible;
@@ -288,8 +284,7 @@ class Bench {
       n_ = o.ndev > 0 ? o.ndev : visible;
       if (o.ndev < 0 || n_ > visible)
         throw UsageError(fmt::format("--ndev {}: 0 (every device) or 1..{}", o.ndev, visible));
-      if (o.root < 0 || o.root >= n_)
-        throw UsageError(fmt::format("--root {} is not a rank (0..{})", o.root, n_ - 1));
+      checkRoot();
       std::vector<h20cclComm_t> comms(static_cast<std::size_t>(n_));
       ok(h20cclCommInitAll(comms.data(), n_, nullptr), "h20cclCommInitAll");
       for (int r = 0; r < n_; ++r)
@@ -310,6 +305,10 @@ class Bench {
   }
   bool printer() const {
     return ranks_.front().rank == 0;
+  }
+  void checkRoot() const {
+    if (o_.root < 0 || o_.root >= n_)
+      throw UsageError(fmt::format("--root {} is not a rank (0..{})", o_.root, n_ - 1));
   }
 
   void header() const {
@@ -387,9 +386,9 @@ class Bench {
         issue(c, per, inPlace);
       syncAll();
       const auto t1 = std::chrono::steady_clock::now();
-      us[inPlace] =
-          maxOverProcesses(std::chrono::duration<double, std::micro>(t1 - t0).count() / o_.iters);
-      wrong[inPlace] = o_.check ? sumOverProcesses(check(c, per, inPlace)) : -1;
+      us[inPlace] = overProcesses(
+          std::chrono::duration<double, std::micro>(t1 - t0).count() / o_.iters, true);
+      wrong[inPlace] = o_.check ? overProcesses(check(c, per, inPlace), false) : -1;
     }
     h20cclAlgo algo = h20cclAlgoRing;
     if (c != Coll::allToAll && c != Coll::sendRecv)
