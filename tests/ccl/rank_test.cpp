@@ -554,3 +554,64 @@ TEST(CliquePointToPoint, OneThreadExchangesARingInAGroup) {
 }
 
 }  // namespace
+
+namespace {
+
+// Bad environment and config values: the variable or field, and the value, are named.
+TEST(RankInit, BadEnvironmentAndConfigValuesAreRefusedNamingThem) {
+  struct Case {
+    const char* name;
+    const char* value;
+  };
+  for (const Case& c : {Case{"H20_CCL_TRANSPORT", "tcp"}, Case{"H20_CCL_TIMEOUT_MS", "soon"},
+                        Case{"H20_CCL_TIMEOUT_MS", "0"}}) {
+    SCOPED_TRACE(std::string(c.name) + "=" + c.value);
+    ASSERT_EQ(setenv(c.name, c.value, 1), 0);
+    h20cclUniqueId id{};
+    EXPECT_EQ(h20cclGetUniqueId(&id), h20ErrorInitializationError);
+    const std::string msg = h20cclGetLastErrorMessage();
+    EXPECT_NE(msg.find(c.name), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.value), std::string::npos) << msg;
+    unsetenv(c.name);
+  }
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  h20cclComm_t comm = nullptr;
+  h20cclConfig cfg = H20_CCL_CONFIG_INITIALIZER;
+  cfg.blocking = 2;
+  EXPECT_EQ(h20cclCommInitRankConfig(&comm, 1, id, 0, &cfg), h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("blocking is 2"), std::string::npos);
+  cfg = H20_CCL_CONFIG_INITIALIZER;
+  cfg.timeoutMs = -5;
+  EXPECT_EQ(h20cclCommInitRankConfig(&comm, 1, id, 0, &cfg), h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("timeoutMs is -5"), std::string::npos);
+  EXPECT_EQ(comm, nullptr);
+}
+
+TEST(RankInit, SplitRefusesBadArgumentsAndNoColorGivesNull) {
+  h20cclUniqueId id{};
+  ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+  h20cclComm_t comm = nullptr;
+  ASSERT_EQ(h20cclCommInitRank(&comm, 1, id, 0), h20Success) << h20cclGetLastErrorMessage();
+  h20cclComm_t half = reinterpret_cast<h20cclComm_t>(0x1);
+  EXPECT_EQ(h20cclCommSplit(comm, -7, 0, &half, nullptr), h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("color -7"), std::string::npos);
+  EXPECT_EQ(half, nullptr);
+  EXPECT_EQ(h20cclCommSplit(comm, 0, 0, nullptr, nullptr), h20ErrorInvalidValue);
+  ASSERT_EQ(h20cclGroupStart(), h20Success);
+  EXPECT_EQ(h20cclCommSplit(comm, 0, 0, &half, nullptr), h20ErrorInvalidValue);
+  EXPECT_NE(std::string(h20cclGetLastErrorMessage()).find("not inside a group"), std::string::npos);
+  h20cclGroupEnd();
+  EXPECT_EQ(h20cclCommSplit(comm, H20_CCL_SPLIT_NOCOLOR, 0, &half, nullptr), h20Success)
+      << h20cclGetLastErrorMessage();
+  EXPECT_EQ(half, nullptr);
+  EXPECT_EQ(h20cclCommSplit(comm, 3, 0, &half, nullptr), h20Success) << h20cclGetLastErrorMessage();
+  ASSERT_NE(half, nullptr);
+  int n = 0;
+  EXPECT_EQ(h20cclCommCount(half, &n), h20Success);
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(h20cclCommDestroy(half), h20Success);
+  EXPECT_EQ(h20cclCommDestroy(comm), h20Success);
+}
+
+}  // namespace
