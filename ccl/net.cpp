@@ -264,7 +264,7 @@ class Planner {
         rank_(rank),
         machines_(std::move(machines)) {}
 
-  // `direct`: allReduce in one exchange with every peer (small buffers, see NetComm::algorithm).
+  // `direct`: the direct form of a collective (see directAllReduce; NetComm::algorithm chooses).
   Program plan(const Call& c, bool direct = false) {
     Program p;
     p.func = c.func;
@@ -284,16 +284,16 @@ class Planner {
           allReduce(p, c.count);
         break;
       case Func::reduceScatter:
-        reduceScatter(p, c.count);
+        direct ? directReduceScatter(p, c.count) : reduceScatter(p, c.count);
         break;
       case Func::allGather:
-        allGather(p, c.count);
+        direct ? directAllGather(p, c.count) : allGather(p, c.count);
         break;
       case Func::broadcast:
-        broadcast(p, c.count, c.root);
+        direct ? directBroadcast(p, c.count, c.root) : broadcast(p, c.count, c.root);
         break;
       case Func::reduce:
-        reduce(p, c.count, c.root);
+        direct ? directReduce(p, c.count, c.root) : reduce(p, c.count, c.root);
         break;
       case Func::send:
         pointToPoint(p, c.count, c.root, true, send_);
@@ -415,66 +415,153 @@ class Planner {
     }
   }
 
-  // Direct: per round of one piece per rank, every rank sends each peer the peer's piece of its
-  // input, sums the pieces it gets for its own (in fp32, in a fixed order of the peers), sends
-  // the result to every peer and takes theirs: two exchanges instead of the ring's 2(n-1) steps,
-  // for the same bytes per rank. Each piece is summed by its owner only, so every rank ends with
-  // the same bits.
+  // The direct forms: every rank exchanges with each peer at once instead of along the ring (one
+  // exchange, two for allReduce, instead of up to 2(n-1) dependent steps, for the same bytes per
+  // rank). Peers go in the order rank+1, rank+2, ...: every rank starts with a different one.
+  std::vector<int> peersFromHere() const {
+    std::vector<int> peers;
+    for (int k = 1; k < n_; ++k)
+      peers.push_back((rank_ + k) % n_);
+    return peers;
+  }
+  // One piece to each peer q: `piece(q)` is {elements, source}.
+  template <class Piece>
+  void sendEach(Program& p, const std::vector<int>& peers, Piece piece) const {
+    for (int q : peers) {
+      const auto [len, src] = piece(q);
+      Instr in;
+      in.count = len;
+      in.local = src;
+      in.localType = type_;
+      in.sendPeer = q;
+      in.sendType = type_;
+      p.instrs.push_back(in);
+    }
+  }
+  // One piece from each peer q into `piece(q)` = {elements, destination}.
+  template <class Piece>
+  void receiveEach(Program& p, const std::vector<int>& peers, Piece piece) const {
+    for (int q : peers) {
+      const auto [len, dst] = piece(q);
+      Instr in;
+      in.count = len;
+      in.recvPeer = q;
+      in.inType = type_;
+      in.out = dst;
+      in.outType = type_;
+      p.instrs.push_back(in);
+    }
+  }
+  // Reduces `len` elements of `local` with a piece from each peer into `out`, in the order of
+  // `peers`, partial sums in fp32 in p.scratch (sized by the caller to one piece): whoever reduces
+  // a piece, the result has the same bits on every rank that gets it.
+  void reduceEach(Program& p, const std::vector<int>& peers, std::uint64_t len, const void* local,
+                  void* out) const {
+    auto* acc = p.scratch.data();
+    for (std::size_t k = 0; k < peers.size(); ++k) {
+      const bool first = k == 0, last = k + 1 == peers.size();
+      Instr in;
+      in.count = len;
+      in.recvPeer = peers[k];
+      in.inType = type_;
+      in.reduce = true;
+      in.local = first ? local : acc;
+      in.localType = first ? type_ : kF32;
+      in.out = last ? out : acc;
+      in.outType = last ? type_ : kF32;
+      p.instrs.push_back(in);
+    }
+  }
+  void reserveAccumulator(Program& p, std::uint64_t count) const {
+    p.scratch.resize(
+        static_cast<std::size_t>(std::min(reducePiece(), std::max<std::uint64_t>(count, 1))));
+  }
+
+  // allReduce, per round of one piece per rank: every rank sends each peer the peer's piece of its
+  // input, reduces the pieces it gets for its own, sends the result to every peer and takes
+  // theirs. Each piece is reduced by its owner only, so every rank ends with the same bits.
   void directAllReduce(Program& p, std::uint64_t count) {
     if (n_ == 1) return localCopy(p, count);
     const std::uint64_t piece = reducePiece();
     const std::uint64_t round = piece * static_cast<std::uint64_t>(n_);
-    p.scratch.resize(static_cast<std::size_t>(std::min(piece, std::max<std::uint64_t>(count, 1))));
-    auto* acc = reinterpret_cast<unsigned char*>(p.scratch.data());
+    reserveAccumulator(p, count);
+    const auto peers = peersFromHere();
     for (std::uint64_t base = 0; base < count || base == 0; base += round) {
       auto off = [&](int r) {
         return std::min(count, base + static_cast<std::uint64_t>(r) * piece);
       };
       auto len = [&](int r) { return std::min(count - off(r), piece); };
-      // Peers in the order rank+1, rank+2, ...: every rank starts with a different one.
-      std::vector<int> peers;
-      for (int k = 1; k < n_; ++k)
-        peers.push_back((rank_ + k) % n_);
-      for (int q : peers) {
-        Instr in;
-        in.count = len(q);
-        in.local = send_ + off(q) * es_;
-        in.localType = type_;
-        in.sendPeer = q;
-        in.sendType = type_;
-        p.instrs.push_back(in);
+      sendEach(p, peers, [&](int q) { return std::pair{len(q), send_ + off(q) * es_}; });
+      reduceEach(p, peers, len(rank_), send_ + off(rank_) * es_, recv_ + off(rank_) * es_);
+      sendEach(p, peers, [&](int) { return std::pair{len(rank_), recv_ + off(rank_) * es_}; });
+      receiveEach(p, peers, [&](int q) { return std::pair{len(q), recv_ + off(q) * es_}; });
+      if (count == 0) break;
+    }
+  }
+
+  // reduceScatter: every rank sends each peer its block of the input and reduces its own.
+  void directReduceScatter(Program& p, std::uint64_t recvcount) {
+    if (n_ == 1) return localCopy(p, recvcount);
+    const std::uint64_t piece = reducePiece();
+    reserveAccumulator(p, recvcount);
+    const auto peers = peersFromHere();
+    for (std::uint64_t base = 0; base < recvcount || base == 0; base += piece) {
+      const std::uint64_t len = std::min(recvcount - base, piece);
+      auto block = [&](int r) {
+        return send_ + (static_cast<std::uint64_t>(r) * recvcount + base) * es_;
+      };
+      sendEach(p, peers, [&](int q) { return std::pair{len, block(q)}; });
+      reduceEach(p, peers, len, block(rank_), recv_ + base * es_);
+      if (recvcount == 0) break;
+    }
+  }
+
+  // allGather: every rank sends its input to each peer and takes theirs.
+  void directAllGather(Program& p, std::uint64_t sendcount) {
+    if (n_ == 1) return localCopy(p, sendcount);
+    const std::uint64_t piece = copyPiece();
+    const auto peers = peersFromHere();
+    for (std::uint64_t base = 0; base < sendcount || base == 0; base += piece) {
+      const std::uint64_t len = std::min(sendcount - base, piece);
+      auto block = [&](int r) {
+        return recv_ + (static_cast<std::uint64_t>(r) * sendcount + base) * es_;
+      };
+      p.instrs.push_back(copyStep(len, block(rank_), true, send_ + base * es_, false));
+      sendEach(p, peers, [&](int) { return std::pair{len, send_ + base * es_}; });
+      receiveEach(p, peers, [&](int q) { return std::pair{len, block(q)}; });
+      if (sendcount == 0) break;
+    }
+  }
+
+  // broadcast: the root sends to every rank.
+  void directBroadcast(Program& p, std::uint64_t count, int root) {
+    if (n_ == 1) return localCopy(p, count);
+    const std::uint64_t piece = copyPiece();
+    const auto peers = peersFromHere();
+    for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
+      const std::uint64_t len = std::min(count - base, piece);
+      if (rank_ == root) {
+        p.instrs.push_back(copyStep(len, recv_ + base * es_, true, send_ + base * es_, false));
+        sendEach(p, peers, [&](int) { return std::pair{len, send_ + base * es_}; });
+      } else {
+        receiveEach(p, {root}, [&](int) { return std::pair{len, recv_ + base * es_}; });
       }
-      for (std::size_t k = 0; k < peers.size(); ++k) {
-        const bool first = k == 0, last = k + 1 == peers.size();
-        Instr in;
-        in.count = len(rank_);
-        in.recvPeer = peers[k];
-        in.inType = type_;
-        in.reduce = true;
-        in.local = first ? static_cast<const void*>(send_ + off(rank_) * es_) : acc;
-        in.localType = first ? type_ : kF32;
-        in.out = last ? static_cast<void*>(recv_ + off(rank_) * es_) : acc;
-        in.outType = last ? type_ : kF32;
-        p.instrs.push_back(in);
-      }
-      for (int q : peers) {
-        Instr in;
-        in.count = len(rank_);
-        in.local = recv_ + off(rank_) * es_;
-        in.localType = type_;
-        in.sendPeer = q;
-        in.sendType = type_;
-        p.instrs.push_back(in);
-      }
-      for (int q : peers) {
-        Instr in;
-        in.count = len(q);
-        in.recvPeer = q;
-        in.inType = type_;
-        in.out = recv_ + off(q) * es_;
-        in.outType = type_;
-        p.instrs.push_back(in);
-      }
+      if (count == 0) break;
+    }
+  }
+
+  // reduce: every rank sends its input to the root, which reduces them.
+  void directReduce(Program& p, std::uint64_t count, int root) {
+    if (n_ == 1) return localCopy(p, count);
+    const std::uint64_t piece = reducePiece();
+    if (rank_ == root) reserveAccumulator(p, count);
+    const auto peers = peersFromHere();
+    for (std::uint64_t base = 0; base < count || base == 0; base += piece) {
+      const std::uint64_t len = std::min(count - base, piece);
+      if (rank_ == root)
+        reduceEach(p, peers, len, send_ + base * es_, recv_ + base * es_);
+      else
+        sendEach(p, {root}, [&](int) { return std::pair{len, send_ + base * es_}; });
       if (count == 0) break;
     }
   }
@@ -719,12 +806,13 @@ NetComm::~NetComm() {
   localBlocks_.clear();  // this rank's block, and the local peers' it used
 }
 
-// Across processes only allReduce has a direct form; it is chosen for small buffers, where the
-// 2(n-1) dependent steps of the ring (each a hand-off between processes) cost more than the
-// bytes: up to kNetDirectMaxBytes per rank (H20_CCL_DIRECT_MAX_BYTES replaces the limit,
-// H20_CCL_ALGO forces either).
+// Across processes the direct forms are chosen for small buffers, where the dependent steps of
+// the ring or the chain (each a hand-off between processes) cost more than the bytes: up to
+// kNetDirectMaxBytes per rank (the larger of its send and receive buffers;
+// H20_CCL_DIRECT_MAX_BYTES replaces the limit, H20_CCL_ALGO forces either).
 h20cclAlgo NetComm::algorithm(Func f, std::size_t count, h20DataType type) const {
-  if (f != Func::allReduce || nranks_ < 2) return h20cclAlgoRing;
+  if (nranks_ < 2 || f == Func::send || f == Func::recv || f == Func::allToAll)
+    return h20cclAlgoRing;
   switch (algo_.mode) {
     case AlgoConfig::Mode::ring:
       return h20cclAlgoRing;
@@ -733,7 +821,8 @@ h20cclAlgo NetComm::algorithm(Func f, std::size_t count, h20DataType type) const
     case AlgoConfig::Mode::automatic:
       break;
   }
-  const std::size_t bytes = count * elementSize(type);
+  std::size_t bytes = count * elementSize(type);
+  if (f == Func::allGather || f == Func::reduceScatter) bytes *= static_cast<std::size_t>(nranks_);
   return bytes <= algo_.directMaxBytes.value_or(kNetDirectMaxBytes) ? h20cclAlgoDirect
                                                                     : h20cclAlgoRing;
 }

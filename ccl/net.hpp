@@ -42,9 +42,9 @@ struct IdInfo;
 inline constexpr std::size_t kPieceBytes = 1024 * 1024;
 inline constexpr std::uint32_t kSlots = 4;
 
-// Across processes, allReduce goes direct up to this many bytes per rank by default (measured
-// with 4 processes through h20d on 2 cores: 8 B 55 us direct against 71 us ring, 32 KiB 158 us
-// against 79 us; docs/ccl.md).
+// Across processes, the collectives go direct up to this many bytes per rank by default (with 4
+// processes through h20d on 2 cores, direct and ring are even up to a few KiB and the direct
+// reductions lose 1.7-2.7x from 32 KiB; docs/ccl.md has the table).
 inline constexpr std::size_t kNetDirectMaxBytes = 4 * 1024;
 
 // Which transport reaches ranks of another process (H20_CCL_TRANSPORT).

@@ -80,6 +80,17 @@ H20_CHILD_SCENARIO(CclRank) {
   }
   std::string message;
   if (mode == "cases" || mode == "quick") {
+    // The algorithm of every collective for 1 element and for 1 Mi elements: D direct, R ring.
+    std::string algos;
+    for (size_t count : {size_t{1}, size_t{1} << 20}) {
+      if (!algos.empty()) algos += "/";
+      for (int f = h20cclFuncAllReduce; f <= h20cclFuncReduce; ++f) {
+        h20cclAlgo a = h20cclAlgoRing;
+        h20cclCommGetAlgorithm(comm, static_cast<h20cclFunc>(f), count, H20_R_32F, &a);
+        algos += a == h20cclAlgoDirect ? "D" : "R";
+      }
+    }
+    h20test::Emit("algorithms", algos);
     const long wrong = ccltest::RunRankCases(comm, rank, n, mode == "quick", true, &message);
     h20test::Emit("wrong", wrong);
     h20test::Emit("message", message);
@@ -266,11 +277,30 @@ TEST_P(RankProcesses, EveryOperationMatchesTheHostReference) {
     EXPECT_EQ(c.exitCode, 0);
     EXPECT_EQ(c.Value("init"), "h20Success") << c.Value("init_message");
     EXPECT_EQ(c.Value("wrong"), "0") << c.Value("message");
+    EXPECT_EQ(c.Value("algorithms"), "DDDDD/RRRRR");  // direct for small buffers only
     EXPECT_EQ(c.Value("finalize"), "h20Success");
     EXPECT_EQ(c.Value("destroy"), "h20Success");
   }
 }
 INSTANTIATE_TEST_SUITE_P(Ranks, RankProcesses, ::testing::Values(2, 3, 4, 8),
+                         [](const auto& info) { return fmt::format("n{}", info.param); });
+
+// The direct forms (every rank exchanges with each peer at once), forced at every size: auto
+// takes them only for small buffers.
+class RankProcessesDirect : public RankProcesses {};
+TEST_P(RankProcessesDirect, EveryOperationMatchesTheHostReference) {
+  const int n = GetParam();
+  const Ranks r = RunRankProcesses(n, "cases", {{"H20_CCL_ALGO", "direct"}});
+  for (int i = 0; i < n; ++i) {
+    const auto& c = r.results[static_cast<std::size_t>(i)];
+    SCOPED_TRACE(fmt::format("rank {}:\n{}", i, c.output));
+    EXPECT_EQ(c.exitCode, 0);
+    EXPECT_EQ(c.Value("init"), "h20Success") << c.Value("init_message");
+    EXPECT_EQ(c.Value("wrong"), "0") << c.Value("message");
+    EXPECT_EQ(c.Value("algorithms"), "DDDDD/DDDDD");
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Ranks, RankProcessesDirect, ::testing::Values(2, 3, 5),
                          [](const auto& info) { return fmt::format("n{}", info.param); });
 
 class RankFailures : public RankProcesses {};
