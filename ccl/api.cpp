@@ -433,6 +433,8 @@ h20Error_t issue(const char* fn, Func func, h20cclComm_t handle, const RawArgs& 
 // Releases a communicator taken out of the registry: Destroy waits for its work, Abort makes
 // the work fail at once (and tells the other ranks) first.
 void release(h20cclComm& c, bool abort) {
+  // An init still running gives up (and the ranks waiting for this one learn it).
+  c.async->cancel();
   if (c.initThread.joinable()) c.initThread.join();
   if (c.net) {
     if (abort) c.net->abort(fmt::format("rank {} called h20cclCommAbort", c.rank));

@@ -63,6 +63,10 @@ struct Hello {
   std::uint32_t blobBytes;
   std::int32_t pid;
 };
+// Hello.nranks of a rank that stopped waiting (MPI: the socket root sees the hang-up instead).
+constexpr std::int32_t kLeaving = -1;
+constexpr const char* kCancelled =
+    "init was given up: the communicator was destroyed or aborted before every rank arrived";
 struct ReplyHead {
   std::int32_t status;  // h20Error_t
   std::uint32_t messageBytes;
@@ -101,13 +105,18 @@ int msLeft(Clock::time_point deadline) {
   return static_cast<int>(std::clamp<long long>(left, 0, 1000 * 1000));
 }
 
-// Reads or writes exactly `n` bytes before the deadline; false on EOF, error or timeout.
-bool transfer(int fd, void* buf, std::size_t n, bool write, Clock::time_point deadline) {
+// Reads or writes exactly `n` bytes before the deadline; false on EOF, error, timeout or once
+// `cancel` (when given) is true.
+bool transfer(int fd, void* buf, std::size_t n, bool write, Clock::time_point deadline,
+              const std::atomic<bool>* cancel = nullptr) {
   auto* p = static_cast<char*>(buf);
   while (n > 0) {
+    if (cancel && cancel->load(std::memory_order_acquire)) return false;
     pollfd pfd{fd, static_cast<short>(write ? POLLOUT : POLLIN), 0};
-    const int ready = ::poll(&pfd, 1, msLeft(deadline));
+    const int wait = msLeft(deadline);
+    const int ready = ::poll(&pfd, 1, cancel ? std::min(wait, 20) : wait);
     if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0 && cancel && wait > 20) continue;  // look at `cancel` again
     if (ready <= 0) return false;
     const ssize_t got = write ? ::send(fd, p, n, MSG_NOSIGNAL) : ::recv(fd, p, n, 0);
     if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
@@ -409,6 +418,13 @@ class MpiRoot : public Meeting {
                "the unique id's secret does not match (a damaged or forged id)", nullptr);
         continue;
       }
+      if (h.nranks == kLeaving) {
+        // Only the process that brought the rank can take it back; nothing is answered.
+        if (h.rank >= 0 && h.rank < nranks_ && ranks_[static_cast<std::size_t>(h.rank)].here &&
+            ranks_[static_cast<std::size_t>(h.rank)].who == st.MPI_SOURCE)
+          left(h.rank);
+        continue;
+      }
       if (admit(h, msg.substr(sizeof h), st.MPI_SOURCE, h.pid)) return;
     }
   }
@@ -473,8 +489,28 @@ int startMpiRoot(const std::uint8_t* secret, int tag, std::chrono::milliseconds 
   return tag;
 }
 
+// Tells the root that this rank, whose hello it took, stopped waiting (no answer comes).
+void sayGoodbye(const IdInfo& id, int nranks, int rank) {
+  Hello h = hello(id, nranks, rank, {});
+  h.nranks = kLeaving;
+  MPI_Request req = MPI_REQUEST_NULL;
+  MPI_Isend(&h, sizeof h, MPI_BYTE, id.mpiRoot, id.mpiTag, MPI_COMM_WORLD, &req);
+  const auto deadline = Clock::now() + std::chrono::seconds(1);
+  for (int done = 0; !done;) {
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (done) break;
+    if (Clock::now() >= deadline) {
+      MPI_Cancel(&req);
+      MPI_Request_free(&req);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
 std::vector<std::string> exchangeMpi(const char* fn, const IdInfo& id, int nranks, int rank,
-                                     const std::string& blob, std::chrono::milliseconds timeout) {
+                                     const std::string& blob, std::chrono::milliseconds timeout,
+                                     const std::atomic<bool>& cancel) {
   if (!mpiAvailable())
     fail(h20ErrorNotSupported, "{}: the unique id was made under MPI, but {}", fn,
          mpiUnavailableReason());
@@ -488,9 +524,14 @@ std::vector<std::string> exchangeMpi(const char* fn, const IdInfo& id, int nrank
   for (int done = 0;;) {
     MPI_Test(&req, &done, MPI_STATUS_IGNORE);
     if (done) break;
-    if (Clock::now() >= deadline) {
+    if (cancel.load() || Clock::now() >= deadline) {
       MPI_Cancel(&req);
-      MPI_Wait(&req, MPI_STATUS_IGNORE);
+      MPI_Status cst{};
+      MPI_Wait(&req, &cst);
+      int wasCancelled = 0;
+      MPI_Test_cancelled(&cst, &wasCancelled);
+      if (!wasCancelled) sayGoodbye(id, nranks, rank);  // the root has the hello
+      if (cancel.load()) fail(h20ErrorRemote, "{}: rank {}: {}", fn, rank, kCancelled);
       fail(h20ErrorRemote,
            "{}: rank {} of {}: the id's root (MPI rank {}) did not take the hello "
            "within the timeout of {} ms",
@@ -502,10 +543,16 @@ std::vector<std::string> exchangeMpi(const char* fn, const IdInfo& id, int nrank
   for (int flag = 0;;) {
     MPI_Iprobe(id.mpiRoot, id.mpiTag + 1, MPI_COMM_WORLD, &flag, &st);
     if (flag) break;
-    if (Clock::now() >= deadline)
+    if (cancel.load()) {
+      sayGoodbye(id, nranks, rank);
+      fail(h20ErrorRemote, "{}: rank {}: {}", fn, rank, kCancelled);
+    }
+    if (Clock::now() >= deadline) {
+      sayGoodbye(id, nranks, rank);
       fail(h20ErrorRemote,
            "{}: rank {} of {}: the other ranks did not all arrive within the timeout of {} ms", fn,
            rank, nranks, timeout.count());
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   int count = 0;
@@ -628,10 +675,11 @@ IdInfo decodeId(const char* fn, const h20cclUniqueId& id) {
 }
 
 std::vector<std::string> exchange(const char* fn, const IdInfo& id, int nranks, int rank,
-                                  const std::string& blob, std::chrono::milliseconds timeout) {
+                                  const std::string& blob, std::chrono::milliseconds timeout,
+                                  const std::atomic<bool>& cancel) {
   if (id.mpi) {
 #ifdef H20_CCL_HAVE_MPI
-    return exchangeMpi(fn, id, nranks, rank, blob, timeout);
+    return exchangeMpi(fn, id, nranks, rank, blob, timeout, cancel);
 #else
     fail(h20ErrorNotSupported, "{}: the unique id was made under MPI, but {}", fn,
          mpiUnavailableReason());
@@ -656,12 +704,20 @@ std::vector<std::string> exchange(const char* fn, const IdInfo& id, int nranks, 
   if (!sameUserOrRoot(s.fd))
     fail(h20ErrorRemote, "{}: the rendezvous @{} belongs to another user", fn, id.socketName);
   Hello h = hello(id, nranks, rank, blob);
-  if (!transfer(s.fd, &h, sizeof h, true, deadline) ||
-      !transfer(s.fd, const_cast<char*>(blob.data()), blob.size(), true, deadline))
+  auto cancelled = [&] {
+    // Hanging up tells the root, which tells the ranks that came.
+    if (cancel.load()) fail(h20ErrorRemote, "{}: rank {}: {}", fn, rank, kCancelled);
+  };
+  if (!transfer(s.fd, &h, sizeof h, true, deadline, &cancel) ||
+      !transfer(s.fd, const_cast<char*>(blob.data()), blob.size(), true, deadline, &cancel)) {
+    cancelled();
     fail(h20ErrorRemote, "{}: the rendezvous @{} closed the connection", fn, id.socketName);
+  }
   // Nothing arrives before every rank has: the first read waits for the others.
   return readReply(fn, nranks, rank, [&](void* dst, std::size_t n) {
-    return transfer(s.fd, dst, n, false, deadline);
+    if (transfer(s.fd, dst, n, false, deadline, &cancel)) return true;
+    cancelled();
+    return false;
   });
 }
 

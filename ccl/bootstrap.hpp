@@ -16,6 +16,7 @@
 
 #include <h20/ccl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -44,8 +45,10 @@ std::uint64_t thisHostId();
 
 // Sends this rank's blob to the root and returns every rank's blob, by rank. Throws ccl::Error:
 // h20ErrorInvalidValue for what the root refused (duplicate rank, nranks that disagree), and
-// h20ErrorRemote when the root cannot be reached or the ranks did not all arrive in time.
+// h20ErrorRemote when the root cannot be reached or the ranks did not all arrive in time, or
+// when `cancel` became true while waiting (the root then tells the other ranks this one left).
 std::vector<std::string> exchange(const char* fn, const IdInfo& id, int nranks, int rank,
-                                  const std::string& blob, std::chrono::milliseconds timeout);
+                                  const std::string& blob, std::chrono::milliseconds timeout,
+                                  const std::atomic<bool>& cancel);
 
 }  // namespace h20::ccl

@@ -874,9 +874,9 @@ void NetComm::connect(const char* fn, const IdInfo& id) {
   } else if (before == h20Success) {
     h20GetLastError();  // not exportable (the embedded emulator): not an error of this call
   }
-  const auto table =
-      exchange(fn, id, nranks_, rank_,
-               std::string(reinterpret_cast<const char*>(&mine), sizeof mine), options_.timeout);
+  const auto table = exchange(fn, id, nranks_, rank_,
+                              std::string(reinterpret_cast<const char*>(&mine), sizeof mine),
+                              options_.timeout, async_->cancelled());
 
   std::vector<Blob> blobs(static_cast<std::size_t>(nranks_));
   for (int r = 0; r < nranks_; ++r) {
@@ -1059,6 +1059,11 @@ void NetComm::awaitConnected(const char* fn) {
     if (all) return;
     if (const std::string why = peerProblem(waiting); !why.empty())
       fail(h20ErrorRemote, "{}: {} before connecting", fn, why);
+    if (async_->cancelled().load())
+      fail(h20ErrorRemote,
+           "{}: init was given up: the communicator was destroyed or aborted before every rank "
+           "connected",
+           fn);
     if (std::chrono::steady_clock::now() > deadline)
       fail(h20ErrorRemote, "{}: the other ranks did not connect within the timeout of {} ms", fn,
            options_.timeout.count());
@@ -1099,6 +1104,8 @@ void NetComm::failRank(h20Error_t code, const std::string& message) {
   if (h.failed.exchange(1) == 0) {
     const std::string m = async_->message();
     std::snprintf(h.reason, sizeof h.reason, "%s", m.c_str());
+    for (auto& c : conns_)
+      if (c) c->tellFailed(h.reason);
   }
   for (Block* p : peerBlocks_)
     if (p && p != block_) ringDoorbell(p->header);
@@ -1122,6 +1129,9 @@ std::string NetComm::peerProblem(const std::vector<char>& waitingFor) const {
     }
     if (const int pid = pids_[uq]; pid > 0 && pid != ::getpid() && !processAlive(pid))
       return fmt::format("rank {} (process {}) exited", q, pid);
+    if (Conn* c = conns_[uq].get())
+      if (std::string reason = c->peerFailure(); !reason.empty())
+        return fmt::format("rank {} failed: {}", q, reason);
   }
   return {};
 }

@@ -64,9 +64,14 @@ class AsyncState {
   void fail(h20Error_t code, const std::string& message);
   h20Error_t code() const { return code_.load(std::memory_order_acquire); }
   std::string message() const;
+  // Set when the handle is destroyed or aborted while its init still runs: the init gives up at
+  // its next look (the meeting, the wait for the peers to connect).
+  void cancel() { cancelled_.store(true, std::memory_order_release); }
+  const std::atomic<bool>& cancelled() const { return cancelled_; }
 
  private:
   std::atomic<h20Error_t> code_{h20Success};
+  std::atomic<bool> cancelled_{false};
   mutable std::mutex mu_;
   std::string message_;
 };

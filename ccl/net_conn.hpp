@@ -70,6 +70,11 @@ class Conn {
   // Withdraws what is posted but not done (mpi: a receive into the application's buffer), after
   // a failure.
   virtual void cancel() {}
+  // Failure notices, for transports where the peers cannot read this rank's failed flag (mpi: a
+  // message on a control tag). tellFailed is called once, from any thread; peerFailure returns
+  // the peer's reason once it has told ("" until then).
+  virtual void tellFailed(const std::string& /*reason*/) {}
+  virtual std::string peerFailure() { return {}; }
 };
 
 // MPI (net_mpi.cpp): whether this library was built with MPI and the process initialised it,

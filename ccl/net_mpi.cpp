@@ -12,6 +12,7 @@
 #include <mpi.h>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <thread>
@@ -40,6 +41,9 @@ namespace {
 
 constexpr std::size_t kPiece = 1024 * 1024;  // net.hpp's kPieceBytes
 constexpr int kDepth = 4;                    // pieces in flight per direction
+constexpr int kDataTag = 0;
+constexpr int kControlTag = 1;  // a failure notice: the reason, at most kReasonBytes
+constexpr int kReasonBytes = 256;
 
 const char* levelName(int level) {
   switch (level) {
@@ -81,12 +85,17 @@ class MpiConn : public Conn {
     cancel();
     // Sends a failed peer will never take: given a moment, then withdrawn (never waited for).
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    while (!sendsComplete() && std::chrono::steady_clock::now() < deadline)
+    auto noticeSent = [&] {
+      int done = 0;
+      MPI_Test(&noticeReq_, &done, MPI_STATUS_IGNORE);
+      return done != 0;
+    };
+    while (!(sendsComplete() && noticeSent()) && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::microseconds(100));
-    for (auto& r : sendReq_) {
-      if (r == MPI_REQUEST_NULL) continue;
-      MPI_Cancel(&r);
-      MPI_Request_free(&r);
+    for (auto* r : {&sendReq_[0], &sendReq_[1], &sendReq_[2], &sendReq_[3], &noticeReq_}) {
+      if (*r == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(r);
+      MPI_Request_free(r);
     }
   }
   void cancel() override {
@@ -106,8 +115,8 @@ class MpiConn : public Conn {
   void* sendSlot() override { return sendBuf_[sent_ % kDepth].data(); }
   void post(const PieceMeta& meta) override { postFrom(sendSlot(), meta); }
   void postFrom(const void* src, const PieceMeta& meta) override {
-    const int rc = MPI_Isend(src, static_cast<int>(meta.bytes), MPI_BYTE, peer_, 0, comm_->comm,
-                             &sendReq_[sent_ % kDepth]);
+    const int rc = MPI_Isend(src, static_cast<int>(meta.bytes), MPI_BYTE, peer_, kDataTag,
+                             comm_->comm, &sendReq_[sent_ % kDepth]);
     if (rc != MPI_SUCCESS) fail(h20ErrorRemote, "MPI_Isend to rank {} failed ({})", peer_, rc);
     ++sent_;
   }
@@ -123,7 +132,8 @@ class MpiConn : public Conn {
     if (!posted_) {
       target_ = into ? into : recvBuf_[i].data();
       const int capacity = static_cast<int>(into ? intoBytes : kPiece);
-      const int rc = MPI_Irecv(target_, capacity, MPI_BYTE, peer_, 0, comm_->comm, &recvReq_[i]);
+      const int rc =
+          MPI_Irecv(target_, capacity, MPI_BYTE, peer_, kDataTag, comm_->comm, &recvReq_[i]);
       if (rc != MPI_SUCCESS) fail(h20ErrorRemote, "MPI_Irecv from rank {} failed ({})", peer_, rc);
       posted_ = true;
       recvDone_[i] = false;
@@ -150,6 +160,26 @@ class MpiConn : public Conn {
     posted_ = false;
     ++received_;
   }
+  void tellFailed(const std::string& reason) override {
+    notice_.assign(reason, 0, kReasonBytes);
+    // Never waited for: a peer that is gone does not take it (withdrawn at destruction).
+    MPI_Isend(notice_.data(), static_cast<int>(notice_.size()), MPI_BYTE, peer_, kControlTag,
+              comm_->comm, &noticeReq_);
+  }
+  std::string peerFailure() override {
+    if (!peerReason_.empty()) return peerReason_;
+    int flag = 0;
+    MPI_Status st{};
+    if (MPI_Iprobe(peer_, kControlTag, comm_->comm, &flag, &st) != MPI_SUCCESS || !flag) return {};
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    std::string reason(static_cast<std::size_t>(std::clamp(count, 0, kReasonBytes)), '\0');
+    // A longer notice is truncated (MPI_ERR_TRUNCATE is returned, not raised: MPI_ERRORS_RETURN).
+    MPI_Recv(reason.data(), static_cast<int>(reason.size()), MPI_BYTE, peer_, kControlTag,
+             comm_->comm, MPI_STATUS_IGNORE);
+    peerReason_ = reason.empty() ? "(no reason given)" : reason;
+    return peerReason_;
+  }
 
  private:
   std::shared_ptr<MpiComm> comm_;
@@ -161,6 +191,8 @@ class MpiConn : public Conn {
   void* target_ = nullptr;
   std::array<std::uint64_t, kDepth> recvBytes_{};
   std::uint64_t sent_ = 0, received_ = 0;
+  std::string notice_, peerReason_;
+  MPI_Request noticeReq_ = MPI_REQUEST_NULL;
 };
 
 }  // namespace

@@ -471,6 +471,39 @@ TEST(RankInit, AMissingRankTimesOutWithARemoteError) {
       << h20cclGetLastErrorMessage();
 }
 
+// Destroying or aborting a handle whose non-blocking init waits for missing ranks gives the init
+// up at once (not at the timeout), and the ranks that came learn that this one left.
+TEST(RankInit, AbortOrDestroyDuringNonBlockingInitGivesUpAndTellsTheOthers) {
+  for (const bool abort : {true, false}) {
+    SCOPED_TRACE(abort ? "abort" : "destroy");
+    h20cclUniqueId id{};
+    ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
+    h20cclConfig cfg = H20_CCL_CONFIG_INITIALIZER;
+    cfg.timeoutMs = 120000;
+    const auto t0 = std::chrono::steady_clock::now();
+    // Rank 1 waits (blocking) in a thread; rank 2 never comes.
+    h20Error_t rc1 = h20Success;
+    std::string msg1;
+    std::thread waiter([&] {
+      h20cclComm_t c = nullptr;
+      rc1 = h20cclCommInitRankConfig(&c, 3, id, 1, &cfg);
+      msg1 = h20cclGetLastErrorMessage();
+    });
+    h20cclConfig nb = cfg;
+    nb.blocking = 0;
+    h20cclComm_t comm = nullptr;
+    ASSERT_EQ(h20cclCommInitRankConfig(&comm, 3, id, 0, &nb), h20ErrorNotReady);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(abort ? h20cclCommAbort(comm) : h20cclCommDestroy(comm), h20Success);
+    waiter.join();
+    // Well before the timeout of 120 s (a hang would reach it).
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+    EXPECT_EQ(rc1, h20ErrorRemote) << msg1;
+    EXPECT_NE(msg1.find("rank 0"), std::string::npos) << msg1;
+    EXPECT_NE(msg1.find("stopped waiting"), std::string::npos) << msg1;
+  }
+}
+
 TEST(RankInit, NonBlockingInitBecomesReady) {
   h20cclUniqueId id{};
   ASSERT_EQ(h20cclGetUniqueId(&id), h20Success);
