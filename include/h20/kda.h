@@ -125,6 +125,77 @@ typedef struct h20kdaDecodeArgs {
  * Asynchronous; see the conventions above. */
 H20_API h20Error_t h20kdaDecode(const h20kdaDecodeArgs* args, h20Stream_t stream);
 
+/* ---- the operations around KDA in a Kimi-Linear layer ------------------------------------ */
+
+/* Element-wise activations. */
+typedef enum h20kdaActivation {
+  H20_KDA_ACT_NONE = 0,
+  H20_KDA_ACT_SILU = 1,   /* x * sigmoid(x) (swish) */
+  H20_KDA_ACT_SIGMOID = 2 /* 1 / (1 + e^-x)         */
+} h20kdaActivation;
+
+/* Arguments of h20kdaShortConv: the causal depthwise convolution that Kimi-Linear (and
+ * flash-linear-attention's ShortConvolution) applies to q, k and v before KDA:
+ *   y[t, d] = act(bias[d] + sum_{j<W} weight[d, j] * x[t - W + 1 + j, d])
+ * per sequence, where the inputs before a sequence's first token are its initial state (zeros
+ * without one). The state of a sequence is its last W-1 inputs, oldest first, so that a prefill
+ * split anywhere, or followed by decode steps (seqLen 1, finalState = initialState), continues
+ * exactly where it stopped. (flash-linear-attention keeps a cache [N, D, W]: the same numbers in
+ * another order.) Row t of x is at x + t * xStride elements (rows may be wider than D, e.g. a
+ * slice of a fused projection); likewise out. */
+typedef struct h20kdaShortConvArgs {
+  size_t structSize;           /* sizeof(h20kdaShortConvArgs)                                    */
+  int batch;                   /* B; must be 1 when cuSeqlens != NULL                            */
+  int seqLen;                  /* T per batch row; total tokens when cuSeqlens != NULL           */
+  int channels;                /* D: a multiple of 16, at most 65536                             */
+  int width;                   /* W: 1 to 16 (Kimi-Linear: 4)                                    */
+  h20DataType dtype;           /* of x, weight, bias, out: H20_R_16BF or H20_R_32F               */
+  const void* x;               /* [B*T rows, D], rows xStride elements apart                     */
+  int64_t xStride;             /* >= D; 0 means D                                                */
+  const void* weight;          /* [D, W] (PyTorch's depthwise Conv1d weight [D, 1, W])           */
+  const void* bias;            /* [D] or NULL                                                    */
+  void* out;                   /* [B*T rows, D]; must not overlap any other tensor               */
+  int64_t outStride;           /* >= D; 0 means D                                                */
+  h20kdaActivation activation; /* H20_KDA_ACT_NONE or H20_KDA_ACT_SILU                       */
+  const void* initialState;    /* [N, W-1, D] or NULL (zeros)                                */
+  void* finalState;            /* [N, W-1, D] or NULL (not written); may be initialState     */
+  h20DataType stateDtype;      /* H20_R_32F or H20_R_16BF, for both states                   */
+  const int64_t* cuSeqlens;    /* [N+1] or NULL: B fixed-length sequences (N = B)            */
+  int numSeqs;                 /* N when cuSeqlens != NULL (>= 1); ignored otherwise          */
+} h20kdaShortConvArgs;
+
+/* Enqueues the short convolution on `stream` (fp32 arithmetic; bf16 results rounded to nearest
+ * even). cuSeqlens contents are checked when the kernel runs, as for h20kdaPrefill; an invalid
+ * cuSeqlens writes nothing. Asynchronous; see the conventions at the top. */
+H20_API h20Error_t h20kdaShortConv(const h20kdaShortConvArgs* args, h20Stream_t stream);
+
+/* Arguments of h20kdaRmsNorm: RMSNorm per head, optionally gated, as Kimi-Linear's output norm
+ * (flash-linear-attention's FusedRMSNormGated with activation "sigmoid"):
+ *   y = (x / sqrt(mean(x^2) + eps) * weight + bias) * act(gate)
+ * over each group of headDim contiguous elements (a head) of a row; weight and bias [headDim]
+ * are shared by the heads. Without a gate it is a plain RMSNorm (numHeads 1 for a whole row). */
+typedef struct h20kdaRmsNormArgs {
+  size_t structSize;  /* sizeof(h20kdaRmsNormArgs)                                          */
+  int64_t rows;       /* tokens, >= 1                                                       */
+  int numHeads;       /* H >= 1                                                             */
+  int headDim;        /* a multiple of 16, at most 65536                                    */
+  h20DataType dtype;  /* of x, gate, weight, bias, out: H20_R_16BF or H20_R_32F             */
+  const void* x;      /* [rows, H*headDim], rows xStride elements apart                     */
+  int64_t xStride;    /* >= H*headDim; 0 means H*headDim                                    */
+  const void* gate;   /* like x, or NULL (no gate)                                          */
+  int64_t gateStride; /* >= H*headDim; 0 means H*headDim                                    */
+  h20kdaActivation gateActivation; /* of the gate: SIGMOID (Kimi-Linear), SILU or NONE        */
+  const void* weight; /* [headDim] or NULL (1)                                              */
+  const void* bias;   /* [headDim] or NULL (0)                                              */
+  float eps;          /* >= 0, finite; the variance is mean(x^2) + eps, in fp32             */
+  void* out;          /* [rows, H*headDim]; may be x itself (same stride), else must not
+                         overlap any other tensor                                           */
+  int64_t outStride;  /* >= H*headDim; 0 means H*headDim                                    */
+} h20kdaRmsNormArgs;
+
+/* Enqueues the norm on `stream` (fp32 arithmetic). Asynchronous; see the conventions above. */
+H20_API h20Error_t h20kdaRmsNorm(const h20kdaRmsNormArgs* args, h20Stream_t stream);
+
 /* The detailed message of the calling thread's most recent failed h20kda* call ("" if none):
  * e.g. "h20kdaPrefill: headDimK 100 is not a multiple of 16 in [16, 256]". Owned by the thread;
  * valid until its next h20kda* call. Never NULL. */

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <h20_base/enum_value.hpp>
 
+#include "api_util.hpp"
 #include "kda_core.hpp"
 
 namespace {
@@ -30,154 +31,7 @@ using h20::base::rawEnum;
 using h20::kda::DType;
 using h20::kda::Problem;
 using h20::kda::WorkItem;
-
-thread_local std::string tlsLastError;
-
-// Thrown inside this file only, caught at the C boundary.
-struct ApiError {
-  h20Error_t code;
-  std::string message;
-};
-
-template <typename... Args>
-[[noreturn]] void invalid(const char* fn, fmt::format_string<Args...> f, Args&&... args) {
-  throw ApiError{h20ErrorInvalidValue,
-                 fmt::format("{}: {}", fn, fmt::format(f, std::forward<Args>(args)...))};
-}
-
-// Runs body; turns ApiError / exceptions into a return code and the thread's message.
-template <typename Body>
-h20Error_t guarded(const char* fn, Body&& body) {
-  try {
-    body();
-    return h20Success;
-  } catch (const ApiError& e) {
-    tlsLastError = e.message;
-    return e.code;
-  } catch (const std::bad_alloc&) {
-    tlsLastError = fmt::format("{}: out of host memory", fn);
-    return h20ErrorMemoryAllocation;
-  } catch (const std::exception& e) {
-    tlsLastError = fmt::format("{}: {}", fn, e.what());
-    return h20ErrorUnknown;
-  } catch (...) {
-    tlsLastError = fmt::format("{}: unknown exception", fn);
-    return h20ErrorUnknown;
-  }
-}
-
-// A runtime call failed: pass its code through with the runtime's message.
-void checkRuntime(const char* fn, const char* call, h20Error_t err) {
-  if (err == h20Success) return;
-  throw ApiError{err, fmt::format("{}: {} failed with {}: {}", fn, call, h20GetErrorName(err),
-                                  h20GetLastErrorMessage())};
-}
-
-const char* dtypeName(int t) {
-  switch (t) {
-    case H20_R_32F:
-      return "H20_R_32F";
-    case H20_R_16BF:
-      return "H20_R_16BF";
-    case H20_R_16F:
-      return "H20_R_16F";
-    default:
-      return "unknown";
-  }
-}
-
-DType checkDtype(const char* fn, const char* name, int t) {
-  if (t == H20_R_32F) return DType::kF32;
-  if (t == H20_R_16BF) return DType::kBF16;
-  invalid(fn, "{} {} ({}) is not supported; use H20_R_16BF or H20_R_32F", name, t, dtypeName(t));
-}
-
-std::size_t mulChecked(const char* fn, std::initializer_list<std::int64_t> factors) {
-  std::size_t r = 1;
-  for (std::int64_t f : factors) {
-    if (__builtin_mul_overflow(r, static_cast<std::size_t>(f), &r)) {
-      invalid(fn, "the tensor sizes overflow size_t");
-    }
-  }
-  return r;
-}
-
-// One tensor argument: where it is and how many bytes the problem reads or writes there.
-struct Tensor {
-  const char* name;
-  const void* ptr;
-  std::size_t bytes;
-  std::string shape;  // for messages, e.g. "[B,T,H,K] = [1, 300, 2, 128] H20_R_16BF"
-  std::size_t align;
-};
-
-const char* memoryTypeName(h20MemoryType t) {
-  switch (t) {
-    case h20MemoryTypeUnregistered:
-      return "pageable host memory";
-    case h20MemoryTypeHost:
-      return "pinned host memory";
-    case h20MemoryTypeDevice:
-      return "device memory";
-    case h20MemoryTypeManaged:
-      return "managed memory";
-  }
-  return "unknown memory";
-}
-
-// Checks that [ptr, ptr + bytes) lies inside one live device allocation of `device`.
-void checkDeviceTensor(const char* fn, const Tensor& t, int device) {
-  if (reinterpret_cast<std::uintptr_t>(t.ptr) % t.align != 0) {
-    invalid(fn, "{} ({}) is not aligned to its {}-byte elements", t.name, fmt::ptr(t.ptr), t.align);
-  }
-  h20PointerAttributes attr{};
-  if (h20PointerGetAttributes(&attr, t.ptr) != h20Success) {
-    invalid(fn, "{} ({}) is not in a live allocation: {}", t.name, fmt::ptr(t.ptr),
-            h20GetLastErrorMessage());
-  }
-  if (attr.type != h20MemoryTypeDevice) {
-    invalid(fn, "{} ({}) is {}, not device memory", t.name, fmt::ptr(t.ptr),
-            memoryTypeName(attr.type));
-  }
-  if (attr.device != device) {
-    invalid(fn, "{} ({}) is memory of device {}, but the current device is {}", t.name,
-            fmt::ptr(t.ptr), attr.device, device);
-  }
-  void* base = nullptr;
-  std::size_t size = 0;
-  if (h20MemGetAddressRange(&base, &size, t.ptr) != h20Success) {
-    invalid(fn, "{} ({}) is not in a live allocation: {}", t.name, fmt::ptr(t.ptr),
-            h20GetLastErrorMessage());
-  }
-  const std::size_t offset =
-      static_cast<std::size_t>(static_cast<const char*>(t.ptr) - static_cast<const char*>(base));
-  if (size - offset < t.bytes) {
-    invalid(fn,
-            "{} ({}) must hold {} bytes ({}), but only {} bytes remain in its allocation {} ({} "
-            "bytes) at offset {}",
-            t.name, fmt::ptr(t.ptr), t.bytes, t.shape, size - offset, fmt::ptr(base), size, offset);
-  }
-}
-
-Tensor sameShape(const Tensor& t, const char* name, const void* ptr) {
-  Tensor r = t;
-  r.name = name;
-  r.ptr = ptr;
-  return r;
-}
-
-bool overlaps(const Tensor& a, const Tensor& b) {
-  const auto a0 = reinterpret_cast<std::uintptr_t>(a.ptr),
-             b0 = reinterpret_cast<std::uintptr_t>(b.ptr);
-  return a0 < b0 + b.bytes && b0 < a0 + a.bytes;
-}
-
-void checkNoOverlap(const char* fn, const Tensor& written, const Tensor& other) {
-  if (overlaps(written, other)) {
-    invalid(fn, "{} ({}, {} bytes) overlaps {} ({}, {} bytes)", written.name, fmt::ptr(written.ptr),
-            written.bytes, other.name, fmt::ptr(other.ptr), other.bytes);
-  }
-}
+using namespace h20::kda::api;
 
 void checkHeadDim(const char* fn, const char* name, int d) {
   if (d < h20::kda::kHeadDimQuantum || d > h20::kda::kMaxHeadDim ||
@@ -201,30 +55,7 @@ h20::kda::Gate checkGate(const char* fn, int mode, float lowerBound, float scale
   return mode == H20_KDA_GATE_SOFTPLUS ? h20::kda::Gate::kSoftplus : h20::kda::Gate::kLowerBound;
 }
 
-void requireNonNull(const char* fn, const char* name, const void* p) {
-  if (p == nullptr) invalid(fn, "{} is NULL", name);
-}
-
 // ---- launch configuration -------------------------------------------------------------------
-
-struct DeviceInfo {
-  int device = 0;
-  int workers = 1;
-  std::size_t sharedMemOptin = 0;
-  unsigned maxGridX = 1;
-};
-
-// The device the work runs on: the stream's (the current device's for NULL/per-thread).
-DeviceInfo streamDevice(const char* fn, h20Stream_t stream) {
-  DeviceInfo info;
-  checkRuntime(fn, "h20StreamGetDevice", h20StreamGetDevice(stream, &info.device));
-  h20DeviceProp prop{};
-  checkRuntime(fn, "h20GetDeviceProperties", h20GetDeviceProperties(&prop, info.device));
-  info.workers = std::max(1, prop.hostWorkerThreads);
-  info.sharedMemOptin = prop.sharedMemPerBlockOptin;
-  info.maxGridX = static_cast<unsigned>(std::max(1, prop.maxGridSize[0]));
-  return info;
-}
 
 // Scratch of the widest value slab; blocks use their shared memory when it is large enough and
 // a per-thread buffer otherwise.
@@ -246,31 +77,7 @@ Scratch planScratch(int K, int V, int heads, int splits, const DeviceInfo& dev) 
   return s;
 }
 
-void* blockScratch(const h20KernelContext* ctx, std::size_t bytes) {
-  if (ctx->sharedMem != nullptr && ctx->sharedMemBytes >= bytes) return ctx->sharedMem;
-  struct Buffer {
-    void* data = nullptr;
-    std::size_t size = 0;
-    ~Buffer() { std::free(data); }
-  };
-  thread_local Buffer buf;
-  if (buf.size < bytes) {
-    std::free(buf.data);
-    buf.data = std::aligned_alloc(64, bytes);
-    buf.size = buf.data != nullptr ? bytes : 0;
-  }
-  return buf.data;
-}
-
 // ---- kernels --------------------------------------------------------------------------------
-
-constexpr std::int64_t kPlanValid = 1;
-constexpr std::int64_t kPlanInvalid = 2;
-
-// Varlen plan in device memory: [status][numSeqs x (tokenBegin, tokenEnd, seq)][order: int32 N].
-std::size_t planBytes(int numSeqs) {
-  return sizeof(std::int64_t) * (1 + 3 * std::size_t(numSeqs)) + sizeof(std::int32_t) * numSeqs;
-}
 
 struct PrefillKernelArgs {
   Problem problem;
@@ -286,30 +93,6 @@ struct PrefillKernelArgs {
 };
 static_assert(sizeof(PrefillKernelArgs) <= H20_MAX_KERNEL_ARGS_BYTES);
 
-void reportFault(const h20KernelContext* ctx, const std::string& message) {
-  h20KernelReportFault(ctx, h20ErrorLaunchFailure, message.c_str());
-}
-
-// One block: checks cuSeqlens, orders the sequences longest first and writes the plan.
-void prefillPlanKernel(const h20KernelContext* ctx, const void* raw) {
-  const auto& a = *static_cast<const PrefillKernelArgs*>(raw);
-  std::int64_t* entries = a.plan + 1;
-  auto* order = reinterpret_cast<std::int32_t*>(a.plan + 1 + 3 * std::size_t(a.numSeqs));
-  std::string error;
-  if (!h20::kda::planVarlen(a.cuSeqlens, a.numSeqs, a.seqLen, order, &error)) {
-    a.plan[0] = kPlanInvalid;
-    reportFault(ctx, "h20kdaPrefill: " + error);
-    return;
-  }
-  for (int r = 0; r < a.numSeqs; ++r) {
-    const int s = order[r];
-    entries[3 * r] = a.cuSeqlens[s];
-    entries[3 * r + 1] = a.cuSeqlens[s + 1];
-    entries[3 * r + 2] = s;
-  }
-  a.plan[0] = kPlanValid;
-}
-
 // One block per (sequence rank, value head group, value slab); consecutive blocks share a
 // sequence.
 void prefillKernel(const h20KernelContext* ctx, const void* raw) {
@@ -323,11 +106,7 @@ void prefillKernel(const h20KernelContext* ctx, const void* raw) {
   w.headCount = a.headGroup;
   h20::kda::valueSlab(a.problem.headDimV, a.valueSplits, rem % a.valueSplits, &w.vBegin, &w.vEnd);
   if (a.cuSeqlens != nullptr) {
-    if (a.plan[0] != kPlanValid) return;  // the plan kernel reported the fault
-    const std::int64_t* e = a.plan + 1 + 3 * rank;
-    w.tokenBegin = e[0];
-    w.tokenEnd = e[1];
-    w.stateIndex = e[2];
+    if (!planEntry(a.plan, rank, &w.tokenBegin, &w.tokenEnd, &w.stateIndex)) return;
   } else {
     w.tokenBegin = rank * a.seqLen;
     w.tokenEnd = w.tokenBegin + a.seqLen;
@@ -386,21 +165,6 @@ void decodeKernel(const h20KernelContext* ctx, const void* raw) {
   h20::kda::runRecurrent(static_cast<h20::kda::Isa>(a.isa), a.problem, w, scratch);
 }
 
-// The struct the caller passed, copied as far as its structSize reaches (later fields keep their
-// defaults), after checking that size.
-template <class Args>
-Args copyArgs(const char* fn, const Args* in, std::size_t minSize, const char* typeName) {
-  if (in == nullptr) invalid(fn, "args is NULL");
-  if (in->structSize < minSize || in->structSize > sizeof(Args)) {
-    invalid(fn, "args->structSize {} is outside [{}, {}] (set it to sizeof({}))", in->structSize,
-            minSize, sizeof(Args), typeName);
-  }
-  Args a{};
-  std::memcpy(&a, in, in->structSize);
-  return a;
-}
-
-// The checked values of the fields prefill and decode arguments share (same names in both).
 struct SharedFields {
   int numValueHeads = 0;  // numValueHeads, or numHeads where it is 0
   DType io{}, stateType{};
@@ -497,16 +261,6 @@ IoTensors ioTensors(const char* fn, const Args& a, const SharedFields& f, std::i
   return t;
 }
 
-unsigned gridSize(const char* fn, std::int64_t blocks, const DeviceInfo& dev) {
-  if (blocks > std::int64_t(dev.maxGridX)) {
-    invalid(fn,
-            "the problem needs {} blocks (sequences x value heads x value slabs), more than "
-            "the device's maxGridSize[0] = {}",
-            blocks, dev.maxGridX);
-  }
-  return static_cast<unsigned>(blocks);
-}
-
 // ---- prefill --------------------------------------------------------------------------------
 
 constexpr std::size_t kPrefillMinSize = offsetof(h20kdaPrefillArgs, numSeqs) + sizeof(int);
@@ -584,31 +338,21 @@ void prefill(const h20kdaPrefillArgs* in, h20Stream_t stream) {
   ka.isa = static_cast<int>(h20::kda::defaultIsa());
   const Scratch scratch = planScratch(a.headDimK, a.headDimV, ka.headGroup, ka.valueSplits, dev);
   ka.scratchBytes = scratch.bytes;
-  const unsigned blocks =
-      gridSize(fn, std::int64_t(numSeqs) * (HV / ka.headGroup) * ka.valueSplits, dev);
+  const unsigned blocks = gridSize(fn, std::int64_t(numSeqs) * (HV / ka.headGroup) * ka.valueSplits,
+                                   dev, "sequences x value heads x value slabs");
 
   const h20Dim3 one{1, 1, 1};
+  auto launch = [&] {
+    return h20LaunchKernel(&prefillKernel, h20Dim3{blocks, 1, 1}, one, &ka, sizeof(ka),
+                           scratch.sharedMemBytes, stream);
+  };
   if (a.cuSeqlens != nullptr) {
-    void* plan = nullptr;
-    checkRuntime(fn, "h20MallocAsync", h20MallocAsync(&plan, planBytes(numSeqs), stream));
-    ka.plan = static_cast<std::int64_t*>(plan);
-    h20Error_t err = h20LaunchKernel(&prefillPlanKernel, one, one, &ka, sizeof(ka), 0, stream);
-    if (err == h20Success) {
-      err = h20LaunchKernel(&prefillKernel, h20Dim3{blocks, 1, 1}, one, &ka, sizeof(ka),
-                            scratch.sharedMemBytes, stream);
-    }
-    // Freed in stream order after the kernels, or at once if they were not enqueued.
-    const std::string launchMessage = err != h20Success ? h20GetLastErrorMessage() : "";
-    const h20Error_t freeErr = h20FreeAsync(plan, stream);
-    if (err != h20Success) {
-      throw ApiError{err, fmt::format("{}: h20LaunchKernel failed with {}: {}", fn,
-                                      h20GetErrorName(err), launchMessage)};
-    }
-    checkRuntime(fn, "h20FreeAsync", freeErr);
+    launchWithVarlenPlan(fn, a.cuSeqlens, numSeqs, a.seqLen, stream, [&](std::int64_t* plan) {
+      ka.plan = plan;
+      return launch();
+    });
   } else {
-    checkRuntime(fn, "h20LaunchKernel",
-                 h20LaunchKernel(&prefillKernel, h20Dim3{blocks, 1, 1}, one, &ka, sizeof(ka),
-                                 scratch.sharedMemBytes, stream));
+    checkRuntime(fn, "h20LaunchKernel", launch());
   }
 }
 
@@ -665,7 +409,8 @@ void decode(const h20kdaDecodeArgs* in, h20Stream_t stream) {
   ka.isa = static_cast<int>(h20::kda::defaultIsa());
   const Scratch scratch = planScratch(a.headDimK, a.headDimV, ka.headGroup, ka.valueSplits, dev);
   ka.scratchBytes = scratch.bytes;
-  const unsigned blocks = gridSize(fn, N * (HV / ka.headGroup) * ka.valueSplits, dev);
+  const unsigned blocks = gridSize(fn, N * (HV / ka.headGroup) * ka.valueSplits, dev,
+                                   "sequences x value heads x value slabs");
   checkRuntime(fn, "h20LaunchKernel",
                h20LaunchKernel(&decodeKernel, h20Dim3{blocks, 1, 1}, h20Dim3{1, 1, 1}, &ka,
                                sizeof(ka), scratch.sharedMemBytes, stream));

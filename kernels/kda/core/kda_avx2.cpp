@@ -13,6 +13,7 @@
 
 #include "kda_core.hpp"
 #include "kda_isa.hpp"
+#include "layer_ops.hpp"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,bmi,bmi2")
@@ -128,5 +129,6 @@ struct Simd {
 }  // namespace h20::kda::avx2
 
 #include "kda_kernels.inc"
+#include "layer_kernels.inc"
 
 #pragma GCC pop_options

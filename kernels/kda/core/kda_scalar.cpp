@@ -14,6 +14,7 @@
 
 #include "kda_core.hpp"
 #include "kda_isa.hpp"
+#include "layer_ops.hpp"
 
 #define H20_KDA_ISA_NS scalar
 
@@ -52,3 +53,4 @@ struct Simd {
 }  // namespace h20::kda::scalar
 
 #include "kda_kernels.inc"
+#include "layer_kernels.inc"
