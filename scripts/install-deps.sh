@@ -30,6 +30,7 @@ PACKAGES=(
   libgmock-dev        # GoogleMock
   libopenmpi-dev      # MPI transport of libh20ccl (find_package(MPI)); its tests run under mpirun
   openmpi-bin         # mpirun
+  libdnnl-dev         # oneDNN: the projections of libh20kernels (h20kdaLinear)
 )
 
 mode=install

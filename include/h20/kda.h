@@ -196,6 +196,27 @@ typedef struct h20kdaRmsNormArgs {
 /* Enqueues the norm on `stream` (fp32 arithmetic). Asynchronous; see the conventions above. */
 H20_API h20Error_t h20kdaRmsNorm(const h20kdaRmsNormArgs* args, h20Stream_t stream);
 
+/* Arguments of h20kdaLinear: out = x W^T + bias (PyTorch's Linear), the projections of a KDA
+ * layer (q/k/v, the low-rank gate pairs, beta, the output projection). bf16 or fp32 with fp32
+ * accumulation, on oneDNN's matmul run inside the device's workers, one output tile per block.
+ * A library built without oneDNN returns h20ErrorNotSupported. */
+typedef struct h20kdaLinearArgs {
+  size_t structSize;  /* sizeof(h20kdaLinearArgs)                                            */
+  int64_t rows;       /* M >= 1 (tokens)                                                      */
+  int inFeatures;     /* K >= 1                                                               */
+  int outFeatures;    /* N >= 1                                                               */
+  h20DataType dtype;  /* of x, weight, bias, out: H20_R_16BF or H20_R_32F                     */
+  const void* x;      /* [M, K], rows xStride elements apart                                  */
+  int64_t xStride;    /* >= K; 0 means K                                                      */
+  const void* weight; /* [N, K] (PyTorch's Linear weight)                                     */
+  const void* bias;   /* [N] or NULL                                                          */
+  void* out;          /* [M, N], rows outStride elements apart; must not overlap the others  */
+  int64_t outStride;  /* >= N; 0 means N                                                      */
+} h20kdaLinearArgs;
+
+/* Enqueues the projection on `stream`. Asynchronous; see the conventions at the top. */
+H20_API h20Error_t h20kdaLinear(const h20kdaLinearArgs* args, h20Stream_t stream);
+
 /* The detailed message of the calling thread's most recent failed h20kda* call ("" if none):
  * e.g. "h20kdaPrefill: headDimK 100 is not a multiple of 16 in [16, 256]". Owned by the thread;
  * valid until its next h20kda* call. Never NULL. */

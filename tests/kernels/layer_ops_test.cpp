@@ -16,6 +16,7 @@
 #include "h20/kda.h"
 #include "kda_test_util.hpp"
 #include "layer_ops.hpp"
+#include "linear.hpp"
 
 namespace h20::kda::test {
 namespace {
@@ -287,6 +288,96 @@ TEST(RmsNormCore, EveryIsaMatchesTheFp64ReferenceOverTheTable) {
       for (std::int64_t row = 0; c.pad > 0 && row < c.rows; ++row)
         EXPECT_EQ(h.out[std::size_t(row * (width + c.pad) + width) * eb], 0xff);
     }
+  }
+}
+
+// ---- projections on host arrays ---------------------------------------------------------------
+
+struct LinearCase {
+  std::int64_t M = 5;
+  int K = 33, N = 70;
+  DType io = DType::kBF16;
+  bool bias = true;
+  std::int64_t pad = 0;  // extra elements per row of x and out
+};
+
+struct HostLinear {
+  LinearCase c;
+  std::vector<std::uint8_t> x, weight, bias, out;
+  LinearProblem p;
+};
+
+HostLinear makeLinear(const LinearCase& c, std::uint64_t seed) {
+  HostLinear h;
+  h.c = c;
+  h.x = randomTensor(c.io, std::size_t(c.M * (c.K + c.pad)), seed);
+  h.weight = randomTensor(c.io, std::size_t(c.N) * c.K, seed + 1, 0.05f);
+  h.bias = randomTensor(c.io, std::size_t(c.N), seed + 2);
+  h.out.assign(std::size_t(c.M * (c.N + c.pad)) * dtypeBytes(c.io), 0xff);
+  LinearProblem& p = h.p;
+  p.rows = c.M;
+  p.inFeatures = c.K;
+  p.outFeatures = c.N;
+  p.io = c.io;
+  p.xStride = c.K + c.pad;
+  p.outStride = c.N + c.pad;
+  p.x = h.x.data();
+  p.weight = h.weight.data();
+  p.bias = c.bias ? h.bias.data() : nullptr;
+  p.out = h.out.data();
+  return h;
+}
+
+std::vector<double> linearOut(const HostLinear& h) {
+  std::vector<double> r;
+  for (std::int64_t m = 0; m < h.c.M; ++m)
+    for (int n = 0; n < h.c.N; ++n)
+      r.push_back(loadElement(h.out.data(), h.c.io, std::size_t(m * (h.c.N + h.c.pad) + n)));
+  return r;
+}
+
+std::vector<LinearCase> linearTable() {
+  std::vector<LinearCase> t;
+  for (DType io : {DType::kBF16, DType::kF32}) {
+    LinearCase odd;  // odd sizes, padded rows
+    odd.io = io;
+    odd.pad = 3;
+    t.push_back(odd);
+    LinearCase one;  // decode: one token, no bias
+    one.M = 1;
+    one.K = 2304;
+    one.N = 32;
+    one.bias = false;
+    one.io = io;
+    t.push_back(one);
+    LinearCase tall;  // more rows than a tile
+    tall.M = 300;
+    tall.K = 128;
+    tall.N = 600;
+    tall.io = io;
+    t.push_back(tall);
+  }
+  return t;
+}
+
+TEST(LinearCore, TilesMatchTheFp64Reference) {
+  if (!linearAvailable()) GTEST_SKIP() << linearUnavailableReason();
+  int seed = 0;
+  for (const LinearCase& c : linearTable()) {
+    HostLinear h = makeLinear(c, 300 + seed++);
+    std::vector<double> ref;
+    referenceLinearF64(h.p, &ref);
+    // Uneven tiles, as the API's last row and column tiles are.
+    for (std::int64_t r0 = 0; r0 < c.M; r0 += 256)
+      for (int c0 = 0; c0 < c.N; c0 += 64)
+        ASSERT_EQ(runLinearTile(h.p, r0, std::min(c.M, r0 + 256), c0, std::min(c.N, c0 + 64)), "");
+    const Accuracy a = compare(linearOut(h), ref);
+    EXPECT_TRUE(a.allFinite);
+    EXPECT_LE(a.relRmse, c.io == DType::kBF16 ? 5e-3 : 1e-6) << "case " << seed;
+    // The padding after each output row is never written.
+    const std::size_t eb = dtypeBytes(c.io);
+    for (std::int64_t m = 0; c.pad > 0 && m < c.M; ++m)
+      EXPECT_EQ(h.out[std::size_t(m * (c.N + c.pad) + c.N) * eb], 0xff);
   }
 }
 
@@ -603,6 +694,66 @@ TEST_F(LayerApi, RmsNormRefusesBadArgumentsNamingThemAndWritesNothing) {
   download(d.x, &x);
   EXPECT_EQ(out, h.out);
   EXPECT_EQ(x, h.x);
+}
+
+TEST_F(LayerApi, LinearMatchesTheReferenceAndRefusesBadArguments) {
+  if (!linearAvailable()) {
+    h20kdaLinearArgs a{};
+    a.structSize = sizeof(a);
+    EXPECT_EQ(h20kdaLinear(&a, stream_), h20ErrorNotSupported);
+    GTEST_SKIP() << linearUnavailableReason();
+  }
+  for (const LinearCase& c : linearTable()) {
+    HostLinear h = makeLinear(c, 77);
+    std::vector<double> ref;
+    referenceLinearF64(h.p, &ref);
+    DevicePtr x = upload(h.x), w = upload(h.weight), b = upload(h.bias), o = upload(h.out);
+    h20kdaLinearArgs a{};
+    a.structSize = sizeof(a);
+    a.rows = c.M;
+    a.inFeatures = c.K;
+    a.outFeatures = c.N;
+    a.dtype = h20Type(c.io);
+    a.x = x.get();
+    a.xStride = h.p.xStride;
+    a.weight = w.get();
+    a.bias = c.bias ? b.get() : nullptr;
+    a.out = o.get();
+    a.outStride = h.p.outStride;
+    ASSERT_EQ(h20kdaLinear(&a, stream_), h20Success) << h20kdaGetLastErrorMessage();
+    ASSERT_EQ(h20StreamSynchronize(stream_), h20Success) << h20GetLastErrorMessage();
+    std::vector<std::uint8_t> before = h.out;
+    download(o, &h.out);
+    EXPECT_LE(compare(linearOut(h), ref).relRmse, c.io == DType::kBF16 ? 5e-3 : 1e-6);
+    // Bad arguments: named, nothing written.
+    const std::pair<const char*, void (*)(h20kdaLinearArgs*)> bad[] = {
+        {"rows", [](h20kdaLinearArgs* v) { v->rows = 0; }},
+        {"inFeatures", [](h20kdaLinearArgs* v) { v->inFeatures = -1; }},
+        {"outFeatures", [](h20kdaLinearArgs* v) { v->outFeatures = 0; }},
+        {"dtype", [](h20kdaLinearArgs* v) { v->dtype = H20_R_16F; }},
+        {"weight is NULL", [](h20kdaLinearArgs* v) { v->weight = nullptr; }},
+        {"xStride", [](h20kdaLinearArgs* v) { v->xStride = v->inFeatures - 1; }},
+        {"weight (",
+         [](h20kdaLinearArgs* v) {
+           v->outFeatures += 1000;
+           v->outStride = 0;
+         }},
+        {"overlaps", [](h20kdaLinearArgs* v) { v->out = const_cast<void*>(v->x); }},
+        {"structSize", [](h20kdaLinearArgs* v) { v->structSize = 1; }},
+    };
+    std::vector<std::uint8_t> sentinel(h.out.size(), 0xee);
+    h20Memcpy(o.get(), sentinel.data(), sentinel.size(), h20MemcpyHostToDevice);
+    for (const auto& [what, apply] : bad) {
+      h20kdaLinearArgs v = a;
+      apply(&v);
+      EXPECT_EQ(h20kdaLinear(&v, stream_), h20ErrorInvalidValue) << what;
+      EXPECT_NE(std::string(h20kdaGetLastErrorMessage()).find(what), std::string::npos)
+          << what << ": " << h20kdaGetLastErrorMessage();
+    }
+    ASSERT_EQ(h20StreamSynchronize(stream_), h20Success);
+    download(o, &h.out);
+    EXPECT_EQ(h.out, sentinel);
+  }
 }
 
 }  // namespace

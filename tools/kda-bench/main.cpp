@@ -248,6 +248,115 @@ Row runCase(const Case& c, const Options& opt, h20Stream_t stream) {
   return row;
 }
 
+// The machine's peaks, on one worker and on all of them.
+struct Peaks {
+  PeakResult fmaOne, fmaAll, dotOne, dotAll;
+};
+
+Peaks measurePeaks(h20Stream_t stream, int workers, bool quick) {
+  using h20::kdabench::PeakKind;
+  const double seconds = quick ? 0.05 : 0.3;
+  Peaks p;
+  check(h20::kdabench::measurePeak(stream, 1, seconds, PeakKind::fp32Fma, &p.fmaOne),
+        "measuring the FMA peak");
+  check(h20::kdabench::measurePeak(stream, workers, seconds, PeakKind::fp32Fma, &p.fmaAll),
+        "measuring the FMA peak");
+  check(h20::kdabench::measurePeak(stream, 1, seconds, PeakKind::bf16Dot, &p.dotOne),
+        "measuring the bf16 dot-product peak");
+  check(h20::kdabench::measurePeak(stream, workers, seconds, PeakKind::bf16Dot, &p.dotAll),
+        "measuring the bf16 dot-product peak");
+  return p;
+}
+
+void printPeaks(const Peaks& p) {
+  fmt::print(
+      "fp32 FMA peak (measured, {}, best of 3): {:.1f} GFLOP/s on 1 thread, {:.1f} GFLOP/s on "
+      "{} threads\n",
+      p.fmaAll.isa, p.fmaOne.flopsPerSecond / 1e9, p.fmaAll.flopsPerSecond / 1e9, p.fmaAll.threads);
+  if (p.dotAll.flopsPerSecond > 0) {
+    fmt::print(
+        "bf16 dot-product peak (measured, vdpbf16ps, best of 3): {:.1f} GFLOP/s on 1 thread, "
+        "{:.1f} GFLOP/s on {} threads\n",
+        p.dotOne.flopsPerSecond / 1e9, p.dotAll.flopsPerSecond / 1e9, p.dotAll.threads);
+  } else {
+    fmt::print("bf16 dot-product peak: this CPU has no AVX512_BF16\n");
+  }
+}
+
+// A rate as a share of a peak ("-" without the peak).
+std::string share(double gflops, const PeakResult& peak) {
+  if (peak.flopsPerSecond <= 0) return "-";
+  return fmt::format("{:.1f} %", 100.0 * gflops * 1e9 / peak.flopsPerSecond);
+}
+
+// `h20-kda-bench linear`: the projections of a Kimi-Linear KDA layer (hidden 2304, 32 heads of
+// 128, low rank 128) over T tokens, bf16 with fp32 accumulation, 2*M*N*K FLOP each.
+int runLinear(const Options& opt, std::int64_t T) {
+  check(h20SetDevice(opt.device), "h20SetDevice");
+  h20DeviceProp prop{};
+  check(h20GetDeviceProperties(&prop, opt.device), "h20GetDeviceProperties");
+  h20Stream_t stream;
+  check(h20StreamCreate(&stream), "h20StreamCreate");
+  const int workers = std::max(1, prop.hostWorkerThreads);
+  const Peaks peaks = measurePeaks(stream, workers, opt.quick);
+  fmt::print("# h20-kda-bench linear{}\n\n", opt.quick ? " (quick)" : "");
+  fmt::print("device {}: {}, {} worker threads; h20kdaLinear (oneDNN matmul, one tile per block)\n",
+             opt.device, prop.name, workers);
+  printPeaks(peaks);
+  fmt::print(
+      "bf16 x, W and out, fp32 accumulation, M = {} tokens; median of {} after {} warm-up\n\n", T,
+      opt.runs, opt.warmup);
+  struct Shape {
+    const char* name;
+    int K, N;
+  };
+  const Shape shapes[] = {{"q/k/v proj", 2304, 4096},
+                          {"gate/output-gate down", 2304, 128},
+                          {"gate/output-gate up", 128, 4096},
+                          {"beta proj", 2304, 32},
+                          {"o_proj", 4096, 2304}};
+  fmt::print("| projection | K | N | ms | GFLOP/s | % of bf16 peak | % of FMA peak |\n");
+  fmt::print("|---|---:|---:|---:|---:|---:|---:|\n");
+  h20Event_t start, stop;
+  check(h20EventCreate(&start), "h20EventCreate");
+  check(h20EventCreate(&stop), "h20EventCreate");
+  Rng rng{0x11ea7u};
+  for (const Shape& sh : shapes) {
+    DeviceBuffer x(std::size_t(T) * sh.K * 2), w(std::size_t(sh.N) * sh.K * 2),
+        out(std::size_t(T) * sh.N * 2);
+    fillBf16(x, rng, -1.0f, 1.0f);
+    fillBf16(w, rng, -0.05f, 0.05f);
+    h20kdaLinearArgs a{};
+    a.structSize = sizeof(a);
+    a.rows = T;
+    a.inFeatures = sh.K;
+    a.outFeatures = sh.N;
+    a.dtype = H20_R_16BF;
+    a.x = x.get();
+    a.weight = w.get();
+    a.out = out.get();
+    std::vector<double> ms;
+    for (int i = 0; i < opt.warmup + opt.runs; ++i) {
+      check(h20EventRecord(start, stream), "h20EventRecord");
+      check(h20kdaLinear(&a, stream), "h20kdaLinear");
+      check(h20EventRecord(stop, stream), "h20EventRecord");
+      check(h20EventSynchronize(stop), "h20EventSynchronize");
+      float e = 0;
+      check(h20EventElapsedTime(&e, start, stop), "h20EventElapsedTime");
+      if (i >= opt.warmup) ms.push_back(e);
+    }
+    const double m = median(ms);
+    const double gflops = 2.0 * double(T) * sh.N * sh.K / (m * 1e-3) / 1e9;
+    fmt::print("| {} | {} | {} | {:.2f} | {:.1f} | {} | {} |\n", sh.name, sh.K, sh.N, m, gflops,
+               share(gflops, peaks.dotAll), share(gflops, peaks.fmaAll));
+    std::fflush(stdout);
+  }
+  h20EventDestroy(start);
+  h20EventDestroy(stop);
+  check(h20StreamDestroy(stream), "h20StreamDestroy");
+  return 0;
+}
+
 int run(const Options& opt) {
   check(h20SetDevice(opt.device), "h20SetDevice");
   h20DeviceProp prop{};
@@ -256,17 +365,15 @@ int run(const Options& opt) {
   check(h20StreamCreate(&stream), "h20StreamCreate");
   const int workers = std::max(1, prop.hostWorkerThreads);
 
-  PeakResult peak;
-  check(h20::kdabench::measurePeak(stream, workers, opt.quick ? 0.05 : 0.3, &peak),
-        "measuring the FMA peak");
+  const Peaks peaks = measurePeaks(stream, workers, opt.quick);
+  const PeakResult& peak = peaks.fmaAll;
 
   const int K = 128, V = 128;
   const double flopPerTokenHead = 6.0 * K * V + 2.0 * kChunk * (K + V);
   fmt::print("# h20-kda-bench{}\n\n", opt.quick ? " (quick)" : "");
   fmt::print("device {}: {}, {} worker threads; KDA kernels: {}\n", opt.device, prop.name, workers,
              h20kdaGetIsaName());
-  fmt::print("fp32 FMA peak (measured, {} on {} threads, best of 3): {:.1f} GFLOP/s\n", peak.isa,
-             peak.threads, peak.flopsPerSecond / 1e9);
+  printPeaks(peaks);
   fmt::print("FLOP per token and value head: 6*K*V + 2*C*(K+V), C = {} ({:.0f} for K = V = {})\n",
              kChunk, flopPerTokenHead, K);
   fmt::print(
@@ -275,9 +382,9 @@ int run(const Options& opt) {
       K, opt.runs, opt.warmup, opt.baseline ? opt.baselineRuns : 0);
 
   fmt::print(
-      "| case | H | T | ms | Mtoken·heads/s | GFLOP/s | % of FMA peak | per-token ms | "
-      "speedup | rel. diff |\n");
-  fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| case | H | T | ms | Mtoken·heads/s | GFLOP/s | % of FMA peak | % of bf16 peak | "
+      "per-token ms | speedup | rel. diff |\n");
+  fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Case& c : cases(opt.quick)) {
     if (!opt.filter.empty() &&
         fmt::format("{} H={}", c.name, c.heads).find(opt.filter) == std::string::npos) {
@@ -293,9 +400,10 @@ int run(const Options& opt) {
       speedup = fmt::format("{:.2f}x", r.baselineMs / r.ms);
       diff = fmt::format("{:.1e}", r.relDiff);
     }
-    fmt::print("| {} | {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} % | {} | {} | {} |\n", c.name,
-               c.heads, c.tokens, r.ms, tokenHeads / (r.ms * 1e-3) / 1e6, gflops,
-               100.0 * gflops * 1e9 / peak.flopsPerSecond, base, speedup, diff);
+    fmt::print("| {} | {} | {} | {:.1f} | {:.2f} | {:.1f} | {:.1f} % | {} | {} | {} | {} |\n",
+               c.name, c.heads, c.tokens, r.ms, tokenHeads / (r.ms * 1e-3) / 1e6, gflops,
+               100.0 * gflops * 1e9 / peak.flopsPerSecond, share(gflops, peaks.dotAll), base,
+               speedup, diff);
     std::fflush(stdout);
   }
   check(h20StreamDestroy(stream), "h20StreamDestroy");
@@ -320,10 +428,17 @@ int main(int argc, char** argv) {
   app.add_option("--device", opt.device, "device ordinal")->check(CLI::NonNegativeNumber);
   app.add_option("--filter", opt.filter,
                  "run only the cases whose \"<case> H=<heads>\" contains this text");
+  std::int64_t linearTokens = 4096;
+  CLI::App* linear =
+      app.add_subcommand("linear", "the projections of a Kimi-Linear KDA layer (h20kdaLinear)");
+  linear->add_option("--tokens", linearTokens, "M: tokens (default 4096, quick 256)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   opt.runs = runs > 0 ? runs : (opt.quick ? 3 : 5);
   opt.baselineRuns = baselineRuns > 0 ? baselineRuns : (opt.quick ? 2 : 3);
   try {
+    if (linear->parsed())
+      return runLinear(opt, opt.quick && linear->count("--tokens") == 0 ? 256 : linearTokens);
     return run(opt);
   } catch (const BenchError& e) {
     std::fprintf(stderr, "h20-kda-bench: %s\n", e.message.c_str());

@@ -1,4 +1,5 @@
-// peak.cpp - measures the device's fp32 FMA peak by running an FMA-bound kernel on it.
+// peak.cpp - measures the device's fp32 FMA and bf16 dot-product peaks by running kernels bound
+// by them.
 //
 // Owns the peak kernels (AVX-512, AVX2+FMA and portable variants, chosen from the CPU's features
 // at run time) and the timing loop. The kernel runs through h20LaunchKernel on the same worker
@@ -37,6 +38,28 @@ void peakAvx512(const h20KernelContext* ctx, const void* raw) {
 #pragma GCC unroll 16
     for (int i = 0; i < kChains; ++i)
       acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i)
+    s = _mm512_add_ps(s, acc[i]);
+  a.sink[ctx->blockIdx.x] = _mm512_reduce_add_ps(s);
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bf16")
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+void peakBf16Dot(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const PeakArgs*>(raw);
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i)
+    acc[i] = _mm512_set1_ps(0.001f * float(i));
+  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3a83);
+  for (long it = 0; it < a.iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i)
+      acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
   }
   __m512 s = acc[0];
   for (int i = 1; i < kChains; ++i)
@@ -87,23 +110,33 @@ void peakPortable(const h20KernelContext* ctx, const void* raw) {
 
 struct Variant {
   h20KernelFn fn;
-  int lanes;
+  int flopsPerChainStep;  // FLOP of one instruction of one chain
   const char* isa;
 };
 
-Variant bestVariant() {
-  if (__builtin_cpu_supports("avx512f")) return {&peakAvx512, 16, "avx512"};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return {&peakAvx2, 8, "avx2"};
+Variant bestVariant(PeakKind kind) {
+  if (kind == PeakKind::bf16Dot) {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
+      return {&peakBf16Dot, 64, "avx512_bf16"};
+    return {nullptr, 0, "none"};
   }
-  return {&peakPortable, 1, "scalar"};
+  if (__builtin_cpu_supports("avx512f")) return {&peakAvx512, 32, "avx512"};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return {&peakAvx2, 16, "avx2"};
+  }
+  return {&peakPortable, 2, "scalar"};
 }
 
 }  // namespace
 
-h20Error_t measurePeak(h20Stream_t stream, int workers, double seconds, PeakResult* result) {
-  const Variant v = bestVariant();
+h20Error_t measurePeak(h20Stream_t stream, int workers, double seconds, PeakKind kind,
+                       PeakResult* result) {
+  const Variant v = bestVariant(kind);
   const unsigned blocks = static_cast<unsigned>(std::max(1, workers));
+  result->flopsPerSecond = 0;
+  result->isa = v.isa;
+  result->threads = static_cast<int>(blocks);
+  if (v.fn == nullptr) return h20Success;
   float* sink = nullptr;
   h20Error_t err = h20Malloc(reinterpret_cast<void**>(&sink), blocks * sizeof(float));
   if (err != h20Success) return err;
@@ -136,15 +169,13 @@ h20Error_t measurePeak(h20Stream_t stream, int workers, double seconds, PeakResu
   double best = 0;
   for (int run = 0; run < 3 && err == h20Success; ++run) {
     err = timed(iterations, &ms);
-    const double flops = 2.0 * kChains * v.lanes * double(iterations) * blocks;
+    const double flops = double(v.flopsPerChainStep) * kChains * double(iterations) * blocks;
     if (ms > 0) best = std::max(best, flops / (ms * 1e-3));
   }
   h20EventDestroy(start);
   h20EventDestroy(stop);
   h20Free(sink);
   result->flopsPerSecond = best;
-  result->isa = v.isa;
-  result->threads = static_cast<int>(blocks);
   return err;
 }
 

@@ -14,6 +14,7 @@
 #include "h20/kda.h"
 #include "kda_core.hpp"
 #include "layer_ops.hpp"
+#include "linear.hpp"
 
 namespace {
 
@@ -283,9 +284,92 @@ void rmsNorm(const h20kdaRmsNormArgs* in, h20Stream_t stream) {
                                sizeof(ka), 0, stream));
 }
 
+// ---- projections -------------------------------------------------------------------------------
+
+struct LinearKernelArgs {
+  h20::kda::LinearProblem problem;
+  std::int64_t tileRows;
+  int tileCols;
+  int colTiles;
+};
+static_assert(sizeof(LinearKernelArgs) <= H20_MAX_KERNEL_ARGS_BYTES);
+
+void linearKernel(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const LinearKernelArgs*>(raw);
+  const std::int64_t r0 = std::int64_t(ctx->blockIdx.x / a.colTiles) * a.tileRows;
+  const int c0 = int(ctx->blockIdx.x % a.colTiles) * a.tileCols;
+  const std::string error =
+      h20::kda::runLinearTile(a.problem, r0, std::min(a.problem.rows, r0 + a.tileRows), c0,
+                              std::min(a.problem.outFeatures, c0 + a.tileCols));
+  if (!error.empty()) reportFault(ctx, "h20kdaLinear: " + error);
+}
+
+void linear(const h20kdaLinearArgs* in, h20Stream_t stream) {
+  const char* fn = "h20kdaLinear";
+  const h20kdaLinearArgs a = copyArgs(fn, in, sizeof(h20kdaLinearArgs), "h20kdaLinearArgs");
+  if (!h20::kda::linearAvailable())
+    throw ApiError{h20ErrorNotSupported,
+                   fmt::format("{}: {}", fn, h20::kda::linearUnavailableReason())};
+  if (a.rows <= 0) invalid(fn, "rows {} must be positive", a.rows);
+  if (a.inFeatures <= 0) invalid(fn, "inFeatures {} must be positive", a.inFeatures);
+  if (a.outFeatures <= 0) invalid(fn, "outFeatures {} must be positive", a.outFeatures);
+  const DType io = checkDtype(fn, "dtype", rawEnum(a.dtype));
+  requireNonNull(fn, "x", a.x);
+  requireNonNull(fn, "weight", a.weight);
+  requireNonNull(fn, "out", a.out);
+  const std::int64_t K = a.inFeatures, N = a.outFeatures;
+  const std::int64_t xStride = rowStride(fn, "xStride", a.xStride, K);
+  const std::int64_t outStride = rowStride(fn, "outStride", a.outStride, N);
+  const std::int64_t eb = static_cast<std::int64_t>(h20::kda::dtypeBytes(io));
+  const char* ioName = dtypeName(rawEnum(a.dtype));
+  const Tensor x = rowsTensor(fn, "x", a.x, a.rows, K, xStride, io, ioName);
+  const Tensor out = rowsTensor(fn, "out", a.out, a.rows, N, outStride, io, ioName);
+  const Tensor weight{"weight", a.weight, mulChecked(fn, {N, K, eb}),
+                      fmt::format("[N, K] = [{}, {}] {}", N, K, ioName), std::size_t(eb)};
+  const Tensor bias{"bias", a.bias, mulChecked(fn, {N, eb}),
+                    fmt::format("[N] = [{}] {}", N, ioName), std::size_t(eb)};
+  const DeviceInfo dev = streamDevice(fn, stream);
+  std::vector<const Tensor*> given = {&x, &weight};
+  if (a.bias != nullptr) given.push_back(&bias);
+  for (const Tensor* t : given) {
+    checkDeviceTensor(fn, *t, dev.device);
+    checkNoOverlap(fn, out, *t);
+  }
+  checkDeviceTensor(fn, out, dev.device);
+
+  LinearKernelArgs ka{};
+  h20::kda::LinearProblem& p = ka.problem;
+  p.rows = a.rows;
+  p.inFeatures = a.inFeatures;
+  p.outFeatures = a.outFeatures;
+  p.io = io;
+  p.xStride = xStride;
+  p.outStride = outStride;
+  p.x = a.x;
+  p.weight = a.weight;
+  p.bias = a.bias;
+  p.out = a.out;
+  // Tiles of up to 256 rows x 512 columns, narrower until there are 4 per worker (down to 64
+  // columns): every tile reads all of K, so wide tiles reuse the x rows best.
+  ka.tileRows = std::min<std::int64_t>(a.rows, 256);
+  ka.tileCols = static_cast<int>(std::min<std::int64_t>(N, 512));
+  const std::int64_t rowTiles = (a.rows + ka.tileRows - 1) / ka.tileRows;
+  while (ka.tileCols > 64 && rowTiles * ((N + ka.tileCols - 1) / ka.tileCols) < 4LL * dev.workers)
+    ka.tileCols /= 2;
+  ka.colTiles = static_cast<int>((N + ka.tileCols - 1) / ka.tileCols);
+  const unsigned blocks = gridSize(fn, rowTiles * ka.colTiles, dev, "output tiles");
+  checkRuntime(fn, "h20LaunchKernel",
+               h20LaunchKernel(&linearKernel, h20Dim3{blocks, 1, 1}, h20Dim3{1, 1, 1}, &ka,
+                               sizeof(ka), 0, stream));
+}
+
 }  // namespace
 
 extern "C" {
+
+H20_API h20Error_t h20kdaLinear(const h20kdaLinearArgs* args, h20Stream_t stream) {
+  return guarded("h20kdaLinear", [&] { linear(args, stream); });
+}
 
 H20_API h20Error_t h20kdaShortConv(const h20kdaShortConvArgs* args, h20Stream_t stream) {
   return guarded("h20kdaShortConv", [&] { shortConv(args, stream); });
