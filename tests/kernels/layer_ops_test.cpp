@@ -350,6 +350,13 @@ std::vector<LinearCase> linearTable() {
     one.bias = false;
     one.io = io;
     t.push_back(one);
+    LinearCase deep;  // o_proj's depth: tiles of one primitive run on every worker at once
+    deep.M = 96;
+    deep.K = 4096;
+    deep.N = 640;
+    deep.bias = false;
+    deep.io = io;
+    t.push_back(deep);
     LinearCase tall;  // more rows than a tile
     tall.M = 300;
     tall.K = 128;

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -50,10 +51,17 @@ namespace {
 // A tile's shape and strides, and what the primitive computes.
 using TileKey = std::tuple<std::int64_t, int, int, std::int64_t, std::int64_t, int, bool>;
 
+// A primitive and the scratchpad it needs. Primitives are made with a user scratchpad: with the
+// library's own (the default) the same primitive may not run on two threads at once.
+struct Tile {
+  dnnl::matmul prim;
+  dnnl::memory::desc scratchpad;
+};
+
 struct Primitives {
   std::mutex mu;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  std::map<TileKey, std::shared_ptr<dnnl::matmul> > cache;
+  std::map<TileKey, std::shared_ptr<Tile> > cache;
 };
 
 Primitives& primitives() {
@@ -87,7 +95,7 @@ std::string runLinearTile(const LinearProblem& p, std::int64_t r0, std::int64_t 
     const memory::desc dst({mb, nb}, t, memory::dims{p.outStride, 1});
     const memory::desc bia({1, nb}, t, memory::dims{nb, 1});
     Primitives& pr = primitives();
-    std::shared_ptr<dnnl::matmul> prim;
+    std::shared_ptr<Tile> tile;
     {
       const TileKey key{mb, int(nb), int(K), p.xStride, p.outStride, int(p.io), p.bias != nullptr};
       std::lock_guard<std::mutex> lock(pr.mu);
@@ -95,9 +103,12 @@ std::string runLinearTile(const LinearProblem& p, std::int64_t r0, std::int64_t 
       if (!slot) {
         const dnnl::matmul::desc d = p.bias != nullptr ? dnnl::matmul::desc(src, wei, bia, dst)
                                                        : dnnl::matmul::desc(src, wei, dst);
-        slot = std::make_shared<dnnl::matmul>(dnnl::matmul::primitive_desc(d, pr.engine));
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::matmul::primitive_desc pd(d, attr, pr.engine);
+        slot = std::make_shared<Tile>(Tile{dnnl::matmul(pd), pd.scratchpad_desc()});
       }
-      prim = slot;
+      tile = slot;
     }
     // oneDNN runs its primitives on omp_get_max_threads() threads: one, the calling worker.
     omp_set_num_threads(1);
@@ -110,11 +121,17 @@ std::string runLinearTile(const LinearProblem& p, std::int64_t r0, std::int64_t 
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, memory(src, pr.engine, x)},
                                             {DNNL_ARG_WEIGHTS, memory(wei, pr.engine, w)},
                                             {DNNL_ARG_DST, memory(dst, pr.engine, o)}};
+    // This thread's scratchpad, grown to the largest tile it has run.
+    thread_local std::vector<char> pad;
+    const std::size_t padBytes = tile->scratchpad.get_size();
+    if (pad.size() < padBytes) pad.resize(padBytes);
+    if (padBytes > 0)
+      args.emplace(DNNL_ARG_SCRATCHPAD, memory(tile->scratchpad, pr.engine, pad.data()));
     if (p.bias != nullptr) {
       auto* b = static_cast<char*>(const_cast<void*>(p.bias)) + std::size_t(c0) * eb;
       args.emplace(DNNL_ARG_BIAS, memory(bia, pr.engine, b));
     }
-    prim->execute(stream, args);
+    tile->prim.execute(stream, args);
     stream.wait();
     return {};
   } catch (const dnnl::error& e) {
