@@ -289,6 +289,42 @@ std::string share(double gflops, const PeakResult& peak) {
   return fmt::format("{:.1f} %", 100.0 * gflops * 1e9 / peak.flopsPerSecond);
 }
 
+// The median time of `enqueue` on `stream` in milliseconds (events around it), after warm-up.
+template <class Enqueue>
+double timeMedian(const Options& opt, h20Stream_t stream, Enqueue enqueue) {
+  h20Event_t start, stop;
+  check(h20EventCreate(&start), "h20EventCreate");
+  check(h20EventCreate(&stop), "h20EventCreate");
+  std::vector<double> ms;
+  for (int i = 0; i < opt.warmup + opt.runs; ++i) {
+    check(h20EventRecord(start, stream), "h20EventRecord");
+    enqueue();
+    check(h20EventRecord(stop, stream), "h20EventRecord");
+    check(h20EventSynchronize(stop), "h20EventSynchronize");
+    float e = 0;
+    check(h20EventElapsedTime(&e, start, stop), "h20EventElapsedTime");
+    if (i >= opt.warmup) ms.push_back(e);
+  }
+  h20EventDestroy(start);
+  h20EventDestroy(stop);
+  return median(ms);
+}
+
+// The arguments of a bf16 projection of `rows` rows, K -> N.
+h20kdaLinearArgs linearArgs(std::int64_t rows, int K, int N, const void* x, const void* w,
+                            void* out) {
+  h20kdaLinearArgs a{};
+  a.structSize = sizeof(a);
+  a.rows = rows;
+  a.inFeatures = K;
+  a.outFeatures = N;
+  a.dtype = H20_R_16BF;
+  a.x = x;
+  a.weight = w;
+  a.out = out;
+  return a;
+}
+
 // `h20-kda-bench linear`: the projections of a Kimi-Linear KDA layer (hidden 2304, 32 heads of
 // 128, low rank 128) over T tokens, bf16 with fp32 accumulation, 2*M*N*K FLOP each.
 int runLinear(const Options& opt, std::int64_t T) {
@@ -317,42 +353,134 @@ int runLinear(const Options& opt, std::int64_t T) {
                           {"o_proj", 4096, 2304}};
   fmt::print("| projection | K | N | ms | GFLOP/s | % of bf16 peak | % of FMA peak |\n");
   fmt::print("|---|---:|---:|---:|---:|---:|---:|\n");
-  h20Event_t start, stop;
-  check(h20EventCreate(&start), "h20EventCreate");
-  check(h20EventCreate(&stop), "h20EventCreate");
   Rng rng{0x11ea7u};
   for (const Shape& sh : shapes) {
     DeviceBuffer x(std::size_t(T) * sh.K * 2), w(std::size_t(sh.N) * sh.K * 2),
         out(std::size_t(T) * sh.N * 2);
     fillBf16(x, rng, -1.0f, 1.0f);
     fillBf16(w, rng, -0.05f, 0.05f);
-    h20kdaLinearArgs a{};
-    a.structSize = sizeof(a);
-    a.rows = T;
-    a.inFeatures = sh.K;
-    a.outFeatures = sh.N;
-    a.dtype = H20_R_16BF;
-    a.x = x.get();
-    a.weight = w.get();
-    a.out = out.get();
-    std::vector<double> ms;
-    for (int i = 0; i < opt.warmup + opt.runs; ++i) {
-      check(h20EventRecord(start, stream), "h20EventRecord");
-      check(h20kdaLinear(&a, stream), "h20kdaLinear");
-      check(h20EventRecord(stop, stream), "h20EventRecord");
-      check(h20EventSynchronize(stop), "h20EventSynchronize");
-      float e = 0;
-      check(h20EventElapsedTime(&e, start, stop), "h20EventElapsedTime");
-      if (i >= opt.warmup) ms.push_back(e);
-    }
-    const double m = median(ms);
+    const h20kdaLinearArgs a = linearArgs(T, sh.K, sh.N, x.get(), w.get(), out.get());
+    const double m =
+        timeMedian(opt, stream, [&] { check(h20kdaLinear(&a, stream), "h20kdaLinear"); });
     const double gflops = 2.0 * double(T) * sh.N * sh.K / (m * 1e-3) / 1e9;
     fmt::print("| {} | {} | {} | {:.2f} | {:.1f} | {} | {} |\n", sh.name, sh.K, sh.N, m, gflops,
                share(gflops, peaks.dotAll), share(gflops, peaks.fmaAll));
     std::fflush(stdout);
   }
-  h20EventDestroy(start);
-  h20EventDestroy(stop);
+  check(h20StreamDestroy(stream), "h20StreamDestroy");
+  return 0;
+}
+
+// `h20-kda-bench layer`: every operation of a Kimi-Linear KDA layer (hidden 2304, 32 heads of
+// 128, conv 4, low rank 128) on one chip over T tokens, timed one by one (median each); the sum
+// is the layer's time. bf16 activations and weights, as samples/kimi_linear_layer runs them.
+int runLayer(const Options& opt, std::int64_t T) {
+  constexpr int kHidden = 2304, kHeads = 32, kDim = 128, kProj = kHeads * kDim, kRank = 128;
+  check(h20SetDevice(opt.device), "h20SetDevice");
+  h20DeviceProp prop{};
+  check(h20GetDeviceProperties(&prop, opt.device), "h20GetDeviceProperties");
+  h20Stream_t stream;
+  check(h20StreamCreate(&stream), "h20StreamCreate");
+  fmt::print("# h20-kda-bench layer{}\n\n", opt.quick ? " (quick)" : "");
+  fmt::print(
+      "device {}: {}, {} worker threads; KDA kernels: {}\nKimi-Linear KDA layer: hidden {}, {} "
+      "heads of {}, conv 4, rank {}; T = {} tokens, one sequence, bf16; median of {} after {} "
+      "warm-up per operation\n\n",
+      opt.device, prop.name, prop.hostWorkerThreads, h20kdaGetIsaName(), kHidden, kHeads, kDim,
+      kRank, T, opt.runs, opt.warmup);
+  Rng rng{0x1a7e5u};
+  const std::size_t t = std::size_t(T);
+  DeviceBuffer x(t * kHidden * 2), wqkv(std::size_t(kProj) * kHidden * 2),
+      wLow(std::size_t(kRank) * kHidden * 2), wUp(std::size_t(kProj) * kRank * 2),
+      wBeta(std::size_t(kHeads) * kHidden * 2), wo(std::size_t(kHidden) * kProj * 2),
+      convW(std::size_t(kProj) * 4 * 2), normW(kDim * 2), aLog(kHeads * 4), dtBias(kProj * 4),
+      a(t * kProj * 2), b(t * kProj * 2), low(t * kRank * 2), g(t * kProj * 2), og(t * kProj * 2),
+      beta(t * kHeads * 2), o(t * kProj * 2), y(t * kHidden * 2);
+  for (const DeviceBuffer* buf : {&x, &a, &b, &g, &og, &o})
+    fillBf16(*buf, rng, -1.0f, 1.0f);
+  for (const DeviceBuffer* buf : {&wqkv, &wLow, &wUp, &wBeta, &wo, &convW, &normW, &beta})
+    fillBf16(*buf, rng, -0.05f, 0.05f);
+  fillF32(aLog, rng, -1.0f, 1.0f);
+  fillF32(dtBias, rng, -0.1f, 0.1f);
+
+  struct Op {
+    std::string name;
+    int count;  // how many times the layer runs it
+    double ms;
+  };
+  std::vector<Op> ops;
+  auto lin = [&](const char* name, int count, int K, int N, const DeviceBuffer& in,
+                 const DeviceBuffer& w, const DeviceBuffer& out) {
+    const h20kdaLinearArgs la = linearArgs(T, K, N, in.get(), w.get(), out.get());
+    ops.push_back({name, count, timeMedian(opt, stream, [&] {
+                     check(h20kdaLinear(&la, stream), "h20kdaLinear");
+                   })});
+  };
+  lin("q, k, v projections (2304 -> 4096)", 3, kHidden, kProj, x, wqkv, a);
+  lin("gate, output gate down (2304 -> 128)", 2, kHidden, kRank, x, wLow, low);
+  lin("gate, output gate up (128 -> 4096)", 2, kRank, kProj, low, wUp, g);
+  lin("beta projection (2304 -> 32)", 1, kHidden, kHeads, x, wBeta, beta);
+  h20kdaShortConvArgs c{};
+  c.structSize = sizeof(c);
+  c.batch = 1;
+  c.seqLen = static_cast<int>(T);
+  c.channels = kProj;
+  c.width = 4;
+  c.dtype = H20_R_16BF;
+  c.x = a.get();
+  c.weight = convW.get();
+  c.out = b.get();
+  c.activation = H20_KDA_ACT_SILU;
+  c.stateDtype = H20_R_32F;
+  ops.push_back({"short convolution + SiLU of q, k, v", 3, timeMedian(opt, stream, [&] {
+                   check(h20kdaShortConv(&c, stream), "h20kdaShortConv");
+                 })});
+  h20kdaPrefillArgs k{};
+  k.structSize = sizeof(k);
+  k.batch = 1;
+  k.seqLen = static_cast<int>(T);
+  k.numHeads = kHeads;
+  k.headDimK = k.headDimV = kDim;
+  k.dtype = H20_R_16BF;
+  k.q = a.get();
+  k.k = b.get();
+  k.v = b.get();
+  k.g = g.get();
+  k.beta = beta.get();
+  k.out = o.get();
+  k.scale = 1.0f / std::sqrt(float(kDim));
+  k.gateMode = H20_KDA_GATE_SOFTPLUS;
+  k.A_log = static_cast<const float*>(aLog.get());
+  k.dtBias = static_cast<const float*>(dtBias.get());
+  k.stateDtype = H20_R_32F;
+  ops.push_back({"KDA prefill (softplus gate)", 1, timeMedian(opt, stream, [&] {
+                   check(h20kdaPrefill(&k, stream), "h20kdaPrefill");
+                 })});
+  h20kdaRmsNormArgs n{};
+  n.structSize = sizeof(n);
+  n.rows = T;
+  n.numHeads = kHeads;
+  n.headDim = kDim;
+  n.dtype = H20_R_16BF;
+  n.x = o.get();
+  n.gate = og.get();
+  n.gateActivation = H20_KDA_ACT_SIGMOID;
+  n.weight = normW.get();
+  n.eps = 1e-5f;
+  n.out = o.get();
+  ops.push_back({"gated RMSNorm", 1, timeMedian(opt, stream, [&] {
+                   check(h20kdaRmsNorm(&n, stream), "h20kdaRmsNorm");
+                 })});
+  lin("o_proj (4096 -> 2304)", 1, kProj, kHidden, o, wo, y);
+
+  double total = 0;
+  for (const Op& op : ops)
+    total += op.count * op.ms;
+  fmt::print("| operation | per layer | ms each | share |\n|---|---:|---:|---:|\n");
+  for (const Op& op : ops)
+    fmt::print("| {} | {}x | {:.2f} | {:.1f} % |\n", op.name, op.count, op.ms,
+               100.0 * op.count * op.ms / total);
+  fmt::print("| **layer** | | {:.1f} | {:.0f} tokens/s |\n", total, double(T) / (total * 1e-3));
   check(h20StreamDestroy(stream), "h20StreamDestroy");
   return 0;
 }
@@ -433,10 +561,17 @@ int main(int argc, char** argv) {
       app.add_subcommand("linear", "the projections of a Kimi-Linear KDA layer (h20kdaLinear)");
   linear->add_option("--tokens", linearTokens, "M: tokens (default 4096, quick 256)")
       ->check(CLI::PositiveNumber);
+  std::int64_t layerTokens = 4096;
+  CLI::App* layer = app.add_subcommand(
+      "layer", "every operation of a Kimi-Linear KDA layer, its share of the layer's time");
+  layer->add_option("--tokens", layerTokens, "T: tokens (default 4096, quick 256)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   opt.runs = runs > 0 ? runs : (opt.quick ? 3 : 5);
   opt.baselineRuns = baselineRuns > 0 ? baselineRuns : (opt.quick ? 2 : 3);
   try {
+    if (layer->parsed())
+      return runLayer(opt, opt.quick && layer->count("--tokens") == 0 ? 256 : layerTokens);
     if (linear->parsed())
       return runLinear(opt, opt.quick && linear->count("--tokens") == 0 ? 256 : linearTokens);
     return run(opt);
