@@ -493,7 +493,9 @@ TEST(RankInit, AbortOrDestroyDuringNonBlockingInitGivesUpAndTellsTheOthers) {
     nb.blocking = 0;
     h20cclComm_t comm = nullptr;
     ASSERT_EQ(h20cclCommInitRankConfig(&comm, 3, id, 0, &nb), h20ErrorNotReady);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Long enough for rank 0's init to reach the meeting (a few daemon calls; slow under TSan): a
+    // rank that is given up before it arrived has nobody to tell, and rank 1 would wait it out.
+    std::this_thread::sleep_for(std::chrono::seconds(2));
     EXPECT_EQ(abort ? h20cclCommAbort(comm) : h20cclCommDestroy(comm), h20Success);
     waiter.join();
     // Well before the timeout of 120 s (a hang would reach it).
