@@ -485,6 +485,95 @@ int runLayer(const Options& opt, std::int64_t T) {
   return 0;
 }
 
+// `h20-kda-bench decode`: one h20kdaDecode step (one token for each of N sequences, states updated
+// in place) is bound by reading and writing the fp32 states; its rate is compared with a
+// device-to-device copy of as many bytes, timed in the same run.
+int runDecode(const Options& opt) {
+  constexpr int kDim = 128;
+  constexpr int kBackToBack = 20;
+  check(h20SetDevice(opt.device), "h20SetDevice");
+  h20DeviceProp prop{};
+  check(h20GetDeviceProperties(&prop, opt.device), "h20GetDeviceProperties");
+  h20Stream_t stream;
+  check(h20StreamCreate(&stream), "h20StreamCreate");
+  fmt::print("# h20-kda-bench decode{}\n\n", opt.quick ? " (quick)" : "");
+  fmt::print(
+      "device {}: {}, {} worker threads; KDA kernels: {}\nK = V = {}, bf16 inputs, fp32 states "
+      "in place; median of {} after {} warm-up. \"alone\": one step between synchronisations; "
+      "\"in a row\": {} steps back to back, per step. state GB/s: the states' bytes (read once "
+      "and written once) per second of a step in a row, against h20MemcpyAsync D2D of as many "
+      "bytes (also read once and written once)\n\n",
+      opt.device, prop.name, prop.hostWorkerThreads, h20kdaGetIsaName(), kDim, opt.runs, opt.warmup,
+      kBackToBack);
+  fmt::print(
+      "| H | N | state MiB | µs alone | µs in a row | state GB/s | copy GB/s | % of copy |\n"
+      "|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  Rng rng{0xdec0de};
+  const std::vector<int> heads = opt.quick ? std::vector<int>{16} : std::vector<int>{16, 96};
+  const std::vector<int> batches =
+      opt.quick ? std::vector<int>{1, 16} : std::vector<int>{1, 16, 64};
+  for (int H : heads) {
+    for (int N : batches) {
+      const std::size_t n = std::size_t(N), h = std::size_t(H);
+      const std::size_t stateBytes = n * h * kDim * kDim * 4;
+      DeviceBuffer q(n * h * kDim * 2), k(n * h * kDim * 2), v(n * h * kDim * 2),
+          g(n * h * kDim * 2), beta(n * h * 2), out(n * h * kDim * 2), aLog(h * 4),
+          dtBias(h * kDim * 4), state(stateBytes), copyDst(stateBytes);
+      for (const DeviceBuffer* b : {&q, &k, &v})
+        fillBf16(*b, rng, -1.0f, 1.0f);
+      fillBf16(g, rng, -3.0f, 3.0f);
+      fillBf16(beta, rng, -2.0f, 2.0f);
+      fillF32(aLog, rng, -1.0f, 1.0f);
+      fillF32(dtBias, rng, -0.1f, 0.1f);
+      fillF32(state, rng, -0.1f, 0.1f);
+      h20kdaDecodeArgs a{};
+      a.structSize = sizeof(a);
+      a.numSeqs = N;
+      a.numHeads = H;
+      a.headDimK = a.headDimV = kDim;
+      a.dtype = H20_R_16BF;
+      a.q = q.get();
+      a.k = k.get();
+      a.v = v.get();
+      a.g = g.get();
+      a.beta = beta.get();
+      a.out = out.get();
+      a.scale = 1.0f / std::sqrt(float(kDim));
+      a.gateMode = H20_KDA_GATE_LOWER_BOUND;
+      a.A_log = static_cast<const float*>(aLog.get());
+      a.dtBias = static_cast<const float*>(dtBias.get());
+      a.lowerBound = -5.0f;
+      a.state = state.get();
+      a.stateDtype = H20_R_32F;
+      auto step = [&] { check(h20kdaDecode(&a, stream), "h20kdaDecode"); };
+      const double alone = timeMedian(opt, stream, step) * 1e3;
+      const double inRow = timeMedian(opt, stream,
+                                      [&] {
+                                        for (int i = 0; i < kBackToBack; ++i)
+                                          step();
+                                      }) *
+                           1e3 / kBackToBack;
+      const double copy =
+          timeMedian(opt, stream,
+                     [&] {
+                       for (int i = 0; i < kBackToBack; ++i)
+                         check(h20MemcpyAsync(copyDst.get(), state.get(), stateBytes,
+                                              h20MemcpyDeviceToDevice, stream),
+                               "h20MemcpyAsync");
+                     }) *
+          1e3 / kBackToBack;
+      const double stateGBs = double(stateBytes) / (inRow * 1e-6) / 1e9;
+      const double copyGBs = double(stateBytes) / (copy * 1e-6) / 1e9;
+      fmt::print("| {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.0f} % |\n", H, N,
+                 double(stateBytes) / (1 << 20), alone, inRow, stateGBs, copyGBs,
+                 100.0 * stateGBs / copyGBs);
+      std::fflush(stdout);
+    }
+  }
+  check(h20StreamDestroy(stream), "h20StreamDestroy");
+  return 0;
+}
+
 int run(const Options& opt) {
   check(h20SetDevice(opt.device), "h20SetDevice");
   h20DeviceProp prop{};
@@ -566,10 +655,13 @@ int main(int argc, char** argv) {
       "layer", "every operation of a Kimi-Linear KDA layer, its share of the layer's time");
   layer->add_option("--tokens", layerTokens, "T: tokens (default 4096, quick 256)")
       ->check(CLI::PositiveNumber);
+  CLI::App* decode = app.add_subcommand(
+      "decode", "one decode step for batches of 1, 16 and 64 against the copy bandwidth");
   CLI11_PARSE(app, argc, argv);
   opt.runs = runs > 0 ? runs : (opt.quick ? 3 : 5);
   opt.baselineRuns = baselineRuns > 0 ? baselineRuns : (opt.quick ? 2 : 3);
   try {
+    if (decode->parsed()) return runDecode(opt);
     if (layer->parsed())
       return runLayer(opt, opt.quick && layer->count("--tokens") == 0 ? 256 : layerTokens);
     if (linear->parsed())
