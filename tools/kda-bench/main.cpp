@@ -485,6 +485,23 @@ int runLayer(const Options& opt, std::int64_t T) {
   return 0;
 }
 
+// A copy of `bytes` split over the blocks: the copy bandwidth of the device's workers, the ceiling
+// of a kernel that reads and writes as many bytes on all of them.
+struct CopyArgs {
+  const char* src;
+  char* dst;
+  std::size_t bytes;
+  unsigned blocks;
+};
+
+void copyKernel(const h20KernelContext* ctx, const void* raw) {
+  const auto& a = *static_cast<const CopyArgs*>(raw);
+  const std::size_t per = (a.bytes / a.blocks + 63) / 64 * 64;
+  const std::size_t begin = std::min(a.bytes, std::size_t(ctx->blockIdx.x) * per);
+  const std::size_t end = std::min(a.bytes, begin + per);
+  std::memcpy(a.dst + begin, a.src + begin, end - begin);
+}
+
 // `h20-kda-bench decode`: one h20kdaDecode step (one token for each of N sequences, states updated
 // in place) is bound by reading and writing the fp32 states; its rate is compared with a
 // device-to-device copy of as many bytes, timed in the same run.
@@ -501,13 +518,14 @@ int runDecode(const Options& opt) {
       "device {}: {}, {} worker threads; KDA kernels: {}\nK = V = {}, bf16 inputs, fp32 states "
       "in place; median of {} after {} warm-up. \"alone\": one step between synchronisations; "
       "\"in a row\": {} steps back to back, per step. state GB/s: the states' bytes (read once "
-      "and written once) per second of a step in a row, against h20MemcpyAsync D2D of as many "
-      "bytes (also read once and written once)\n\n",
+      "and written once) per second of a step in a row, against copies of as many bytes in a row: "
+      "h20MemcpyAsync D2D, and a kernel copying on every worker (the ceiling of the step)\n\n",
       opt.device, prop.name, prop.hostWorkerThreads, h20kdaGetIsaName(), kDim, opt.runs, opt.warmup,
       kBackToBack);
   fmt::print(
-      "| H | N | state MiB | µs alone | µs in a row | state GB/s | copy GB/s | % of copy |\n"
-      "|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| H | N | state MiB | µs alone | µs in a row | state GB/s | D2D copy GB/s | worker copy "
+      "GB/s "
+      "| % of worker copy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   Rng rng{0xdec0de};
   const std::vector<int> heads = opt.quick ? std::vector<int>{16} : std::vector<int>{16, 96};
   const std::vector<int> batches =
@@ -562,11 +580,22 @@ int runDecode(const Options& opt) {
                                "h20MemcpyAsync");
                      }) *
           1e3 / kBackToBack;
-      const double stateGBs = double(stateBytes) / (inRow * 1e-6) / 1e9;
-      const double copyGBs = double(stateBytes) / (copy * 1e-6) / 1e9;
-      fmt::print("| {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.0f} % |\n", H, N,
-                 double(stateBytes) / (1 << 20), alone, inRow, stateGBs, copyGBs,
-                 100.0 * stateGBs / copyGBs);
+      const unsigned workers = static_cast<unsigned>(std::max(1, prop.hostWorkerThreads));
+      const CopyArgs ca{static_cast<const char*>(state.get()), static_cast<char*>(copyDst.get()),
+                        stateBytes, workers};
+      const double workerCopy =
+          timeMedian(opt, stream,
+                     [&] {
+                       for (int i = 0; i < kBackToBack; ++i)
+                         check(h20LaunchKernel(&copyKernel, h20Dim3{workers, 1, 1},
+                                               h20Dim3{1, 1, 1}, &ca, sizeof(ca), 0, stream),
+                               "h20LaunchKernel");
+                     }) *
+          1e3 / kBackToBack;
+      auto gbs = [&](double us) { return double(stateBytes) / (us * 1e-6) / 1e9; };
+      fmt::print("| {} | {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.0f} % |\n",
+                 H, N, double(stateBytes) / (1 << 20), alone, inRow, gbs(inRow), gbs(copy),
+                 gbs(workerCopy), 100.0 * workerCopy / inRow);
       std::fflush(stdout);
     }
   }
