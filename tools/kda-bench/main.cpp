@@ -1,8 +1,9 @@
 // main.cpp - h20-kda-bench: FlashKDA's H20 prefill benchmark table, run on the emulated device.
 //
 // Owns the benchmark cases (FlashKDA's: T = 8192, D = 128, H in {96, 64}; fixed length, varlen
-// [1300, 547, 2048, 963, 271, 3063] and varlen 1024 x 8; bf16 inputs, fp32 states, lower-bound
-// gate -5), their timing through the public API (events around h20kdaPrefill on one stream,
+// [1300, 547, 2048, 963, 271, 3063] and varlen 1024 x 8; then T = 4096, H = 16 fixed and varlen
+// 512 x 8, and fp32 inputs; bf16 inputs elsewhere, fp32 states, lower-bound gate -5), their
+// timing through the public API (events around h20kdaPrefill on one stream,
 // median of several runs after warm-up), and the markdown table. Everything goes through the C
 // API of include/h20/kda.h and include/h20/h20_runtime.h, like an application.
 //
@@ -53,6 +54,7 @@ struct Case {
   int heads;
   std::vector<std::int64_t> seqLens;  // empty: one fixed-length sequence of `tokens`
   std::int64_t tokens;
+  bool fp32 = false;  // fp32 q/k/v/g/beta/out instead of bf16
 };
 
 std::vector<Case> cases(bool quick) {
@@ -62,15 +64,22 @@ std::vector<Case> cases(bool quick) {
       r.push_back({"fixed", h, {}, 1024});
       r.push_back({"varlen [163, 68, 256, 120, 34, 383]", h, {163, 68, 256, 120, 34, 383}, 1024});
       r.push_back({"varlen 128 x 8", h, std::vector<std::int64_t>(8, 128), 1024});
+      r.push_back({"fixed fp32", h, {}, 1024, true});
     }
     return r;
   }
+  // FlashKDA's cases (T = 8192, H = 96 and 64), then a smaller model's (T = 4096, H = 16), then
+  // fp32 inputs and outputs.
   for (int h : {96, 64}) {
     r.push_back({"fixed", h, {}, 8192});
     r.push_back(
         {"varlen [1300, 547, 2048, 963, 271, 3063]", h, {1300, 547, 2048, 963, 271, 3063}, 8192});
     r.push_back({"varlen 1024 x 8", h, std::vector<std::int64_t>(8, 1024), 8192});
   }
+  r.push_back({"fixed", 16, {}, 4096});
+  r.push_back({"varlen 512 x 8", 16, std::vector<std::int64_t>(8, 512), 4096});
+  r.push_back({"fixed fp32", 96, {}, 8192, true});
+  r.push_back({"fixed fp32", 16, {}, 4096, true});
   return r;
 }
 
@@ -168,14 +177,18 @@ Row runCase(const Case& c, const Options& opt, h20Stream_t stream) {
   const std::int64_t T = c.tokens;
   const int N = c.seqLens.empty() ? 1 : static_cast<int>(c.seqLens.size());
   Rng rng{0x5eed0000u + static_cast<std::uint64_t>(H)};
-  DeviceBuffer q(T * H * K * 2), k(T * H * K * 2), v(T * HV * V * 2), g(T * HV * K * 2),
-      beta(T * HV * 2), out(T * HV * V * 2), aLog(HV * 4), dtBias(HV * K * 4),
+  const std::int64_t es = c.fp32 ? 4 : 2;
+  DeviceBuffer q(T * H * K * es), k(T * H * K * es), v(T * HV * V * es), g(T * HV * K * es),
+      beta(T * HV * es), out(T * HV * V * es), aLog(HV * 4), dtBias(HV * K * 4),
       init(std::size_t(N) * HV * V * K * 4), fin(std::size_t(N) * HV * V * K * 4), cu((N + 1) * 8);
-  fillBf16(q, rng, -1.0f, 1.0f);
-  fillBf16(k, rng, -1.0f, 1.0f);
-  fillBf16(v, rng, -1.0f, 1.0f);
-  fillBf16(g, rng, -3.0f, 3.0f);
-  fillBf16(beta, rng, -2.0f, 2.0f);
+  auto fill = [&](const DeviceBuffer& b, float lo, float hi) {
+    c.fp32 ? fillF32(b, rng, lo, hi) : fillBf16(b, rng, lo, hi);
+  };
+  fill(q, -1.0f, 1.0f);
+  fill(k, -1.0f, 1.0f);
+  fill(v, -1.0f, 1.0f);
+  fill(g, -3.0f, 3.0f);
+  fill(beta, -2.0f, 2.0f);
   fillF32(aLog, rng, -1.0f, 1.0f);
   fillF32(dtBias, rng, -0.1f, 0.1f);
   fillF32(init, rng, -0.1f, 0.1f);
@@ -194,7 +207,7 @@ Row runCase(const Case& c, const Options& opt, h20Stream_t stream) {
   a.numValueHeads = HV;
   a.headDimK = K;
   a.headDimV = V;
-  a.dtype = H20_R_16BF;
+  a.dtype = c.fp32 ? H20_R_32F : H20_R_16BF;
   a.q = q.get();
   a.k = k.get();
   a.v = v.get();
@@ -237,11 +250,18 @@ Row runCase(const Case& c, const Options& opt, h20Stream_t stream) {
   row.ms = median(chunkedMs);
   if (opt.baseline) {
     row.baselineMs = median(baselineMs);
+    // The outputs as 16-bit words: bf16 values, or the halves of fp32 ones.
+    auto value = [&](const std::vector<std::uint16_t>& w, std::size_t i) -> double {
+      if (!c.fp32) return fromBf16(w[i]);
+      float f;
+      std::memcpy(&f, &w[2 * i], 4);
+      return f;
+    };
     double err = 0, norm = 0;
-    for (std::size_t i = 0; i < fast.size(); ++i) {
-      const double d = double(fromBf16(fast[i])) - fromBf16(slow[i]);
+    for (std::size_t i = 0; i < fast.size() / (c.fp32 ? 2 : 1); ++i) {
+      const double d = value(fast, i) - value(slow, i);
       err += d * d;
-      norm += double(fromBf16(slow[i])) * fromBf16(slow[i]);
+      norm += value(slow, i) * value(slow, i);
     }
     row.relDiff = std::sqrt(err / std::max(norm, 1e-300));
   }
@@ -623,7 +643,8 @@ int run(const Options& opt) {
   fmt::print("FLOP per token and value head: 6*K*V + 2*C*(K+V), C = {} ({:.0f} for K = V = {})\n",
              kChunk, flopPerTokenHead, K);
   fmt::print(
-      "bf16 inputs, fp32 states, lower-bound gate -5, D = {}; chunked kernel: median of {} "
+      "bf16 inputs (fp32 where the case says so), fp32 states, lower-bound gate -5, D = {}; "
+      "chunked kernel: median of {} "
       "after {} warm-up; per-token baseline: median of {}\n\n",
       K, opt.runs, opt.warmup, opt.baseline ? opt.baselineRuns : 0);
 
