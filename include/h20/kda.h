@@ -157,16 +157,21 @@ typedef struct h20kdaShortConvArgs {
   void* out;                   /* [B*T rows, D]; must not overlap any other tensor               */
   int64_t outStride;           /* >= D; 0 means D                                                */
   h20kdaActivation activation; /* H20_KDA_ACT_NONE or H20_KDA_ACT_SILU                       */
-  const void* initialState;    /* [N, W-1, D] or NULL (zeros)                                */
-  void* finalState;            /* [N, W-1, D] or NULL (not written); may be initialState     */
+  const void* initialState;    /* [S, W-1, D] or NULL (zeros)                                */
+  void* finalState;            /* [S, W-1, D] or NULL (not written); may be initialState     */
   h20DataType stateDtype;      /* H20_R_32F or H20_R_16BF, for both states                   */
   const int64_t* cuSeqlens;    /* [N+1] or NULL: B fixed-length sequences (N = B)            */
   int numSeqs;                 /* N when cuSeqlens != NULL (>= 1); ignored otherwise          */
+  const int32_t* stateSlots;   /* [N]: the state slot of sequence n (distinct), as for
+                                  h20kdaDecode's pool; or NULL: slot n                        */
+  int numStateSlots;           /* S: slots in the states; 0 means N. Without stateSlots, >= N */
 } h20kdaShortConvArgs;
 
 /* Enqueues the short convolution on `stream` (fp32 arithmetic; bf16 results rounded to nearest
  * even). cuSeqlens contents are checked when the kernel runs, as for h20kdaPrefill; an invalid
- * cuSeqlens writes nothing. Asynchronous; see the conventions at the top. */
+ * cuSeqlens writes nothing. A slot outside [0, numStateSlots) is reported as
+ * h20ErrorLaunchFailure at the next synchronisation (that sequence is not computed).
+ * Asynchronous; see the conventions at the top. */
 H20_API h20Error_t h20kdaShortConv(const h20kdaShortConvArgs* args, h20Stream_t stream);
 
 /* Arguments of h20kdaRmsNorm: RMSNorm per head, optionally gated, as Kimi-Linear's output norm

@@ -520,6 +520,63 @@ TEST_F(LayerApi, ShortConvDecodeStepsContinueAPrefill) {
   EXPECT_EQ(s, whole.final);
 }
 
+// States in a pool: sequence n uses slot stateSlots[n], read and written in place; the other
+// slots are left alone, and the results equal those of states by sequence.
+TEST_F(LayerApi, ShortConvStateSlotsPickTheirStatesFromAPool) {
+  ConvCase c;
+  c.lens = {9, 9};
+  HostConv h = makeConv(c, 21);
+  DeviceConv bySeq(h, false);
+  ASSERT_EQ(h20kdaShortConv(&bySeq.args, stream_), h20Success) << h20kdaGetLastErrorMessage();
+  // A pool of 5 slots; sequence 0 in slot 3, sequence 1 in slot 1.
+  const std::size_t slotBytes = std::size_t(c.W - 1) * c.D * dtypeBytes(c.state);
+  std::vector<std::uint8_t> pool(5 * slotBytes, 0x5a);
+  std::memcpy(pool.data() + 3 * slotBytes, h.initial.data(), slotBytes);
+  std::memcpy(pool.data() + 1 * slotBytes, h.initial.data() + slotBytes, slotBytes);
+  DevicePtr poolDev = upload(pool);
+  DevicePtr slots = upload(std::vector<std::int32_t>{3, 1});
+  DevicePtr out = upload(h.out);
+  h20kdaShortConvArgs a = bySeq.args;
+  a.out = out.get();
+  a.initialState = a.finalState = poolDev.get();
+  a.stateSlots = static_cast<const std::int32_t*>(slots.get());
+  a.numStateSlots = 5;
+  ASSERT_EQ(h20kdaShortConv(&a, stream_), h20Success) << h20kdaGetLastErrorMessage();
+  ASSERT_EQ(h20StreamSynchronize(stream_), h20Success) << h20GetLastErrorMessage();
+  std::vector<std::uint8_t> want(h.out.size()), got(h.out.size()), fin(h.final.size()),
+      after(pool.size());
+  download(bySeq.out, &want);
+  download(out, &got);
+  download(bySeq.final, &fin);
+  download(poolDev, &after);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(0, std::memcmp(after.data() + 3 * slotBytes, fin.data(), slotBytes));
+  EXPECT_EQ(0, std::memcmp(after.data() + 1 * slotBytes, fin.data() + slotBytes, slotBytes));
+  for (int untouched : {0, 2, 4})
+    EXPECT_EQ(0, std::memcmp(after.data() + untouched * slotBytes,
+                             pool.data() + untouched * slotBytes, slotBytes))
+        << "slot " << untouched;
+}
+
+TEST_F(LayerApi, ShortConvReportsASlotOutsideThePoolAtSynchronize) {
+  {
+    ConvCase c;
+    c.lens = {4, 4};
+    HostConv h = makeConv(c, 5);
+    DeviceConv d(h, false);
+    DevicePtr slots = upload(std::vector<std::int32_t>{0, 2});
+    d.args.stateSlots = static_cast<const std::int32_t*>(slots.get());
+    d.args.numStateSlots = 2;
+    ASSERT_EQ(h20kdaShortConv(&d.args, stream_), h20Success) << h20kdaGetLastErrorMessage();
+    EXPECT_EQ(h20StreamSynchronize(stream_), h20ErrorLaunchFailure);
+    EXPECT_NE(std::string(h20GetLastErrorMessage()).find("stateSlots[1] = 2 is outside [0, 2)"),
+              std::string::npos)
+        << h20GetLastErrorMessage();
+  }
+  ASSERT_EQ(h20DeviceReset(), h20Success);
+  ASSERT_EQ(h20StreamCreate(&stream_), h20Success);
+}
+
 // A bad argument returns h20ErrorInvalidValue naming it, and nothing is written.
 TEST_F(LayerApi, ShortConvRefusesBadArgumentsNamingThemAndWritesNothing) {
   ConvCase c;
@@ -558,6 +615,13 @@ TEST_F(LayerApi, ShortConvRefusesBadArgumentsNamingThemAndWritesNothing) {
        [](h20kdaShortConvArgs* a, void*) {
          a->cuSeqlens = static_cast<const std::int64_t*>(a->weight);
          a->numSeqs = 0;
+       }},
+      {"numStateSlots -1", [](h20kdaShortConvArgs* a, void*) { a->numStateSlots = -1; }},
+      {"numStateSlots 1 is less",
+       [](h20kdaShortConvArgs* a, void*) {
+         a->batch = 2;
+         a->seqLen = 10;
+         a->numStateSlots = 1;
        }},
       {"must be 1 when cuSeqlens",
        [](h20kdaShortConvArgs* a, void*) {

@@ -60,9 +60,11 @@ Tensor rowsTensor(const char* fn, const char* name, const void* ptr, std::int64_
 
 struct ConvKernelArgs {
   ConvProblem problem;
-  const std::int64_t* cuSeqlens;  // null: fixed length
-  std::int64_t* plan;             // varlen only
-  std::int64_t seqLen;            // T per row, or total tokens
+  const std::int64_t* cuSeqlens;   // null: fixed length
+  std::int64_t* plan;              // varlen only
+  std::int64_t seqLen;             // T per row, or total tokens
+  const std::int32_t* stateSlots;  // null: slot = sequence
+  int numStateSlots;
   int slabWidth;
   int slabs;  // per sequence
   int isa;
@@ -84,6 +86,17 @@ void convKernel(const h20KernelContext* ctx, const void* raw) {
     it.tokenBegin = rank * a.seqLen;
     it.tokenEnd = it.tokenBegin + a.seqLen;
     it.slot = rank;
+  }
+  if (a.stateSlots != nullptr) {
+    const std::int64_t seq = it.slot;
+    it.slot = a.stateSlots[seq];
+    if (it.slot < 0 || it.slot >= a.numStateSlots) {
+      if (slab == 0)
+        reportFault(ctx, fmt::format("h20kdaShortConv: stateSlots[{}] = {} is outside [0, {}) "
+                                     "(numStateSlots)",
+                                     seq, it.slot, a.numStateSlots));
+      return;
+    }
   }
   void* scratch = blockScratch(ctx, a.scratchBytes);
   if (scratch == nullptr) {
@@ -115,6 +128,11 @@ void shortConv(const h20kdaShortConvArgs* in, h20Stream_t stream) {
     if (a.numSeqs <= 0) invalid(fn, "numSeqs {} must be positive with cuSeqlens", a.numSeqs);
     numSeqs = a.numSeqs;
   }
+  if (a.numStateSlots < 0) invalid(fn, "numStateSlots {} is negative", a.numStateSlots);
+  const int slots = a.numStateSlots == 0 ? numSeqs : a.numStateSlots;
+  if (a.stateSlots == nullptr && slots < numSeqs)
+    invalid(fn, "numStateSlots {} is less than the {} sequences without stateSlots", slots,
+            numSeqs);
   requireNonNull(fn, "x", a.x);
   requireNonNull(fn, "weight", a.weight);
   requireNonNull(fn, "out", a.out);
@@ -131,19 +149,22 @@ void shortConv(const h20kdaShortConvArgs* in, h20Stream_t stream) {
                       fmt::format("[D, W] = [{}, {}] {}", D, W, ioName), std::size_t(eb)};
   const Tensor bias{"bias", a.bias, mulChecked(fn, {D, eb}),
                     fmt::format("[D] = [{}] {}", D, ioName), std::size_t(eb)};
-  const std::string stateShape = fmt::format("[N, W-1, D] = [{}, {}, {}] {}", numSeqs, W - 1, D,
+  const std::string stateShape = fmt::format("[S, W-1, D] = [{}, {}, {}] {}", slots, W - 1, D,
                                              dtypeName(rawEnum(a.stateDtype)));
-  const std::size_t stateBytes = mulChecked(fn, {numSeqs, W - 1, D, sb});
+  const std::size_t stateBytes = mulChecked(fn, {slots, W - 1, D, sb});
   const Tensor init{"initialState", a.initialState, stateBytes, stateShape, std::size_t(sb)};
   const Tensor fin{"finalState", a.finalState, stateBytes, stateShape, std::size_t(sb)};
   const Tensor cu{"cuSeqlens", a.cuSeqlens, mulChecked(fn, {numSeqs + 1, 8}),
                   fmt::format("[N+1] = [{}] int64", numSeqs + 1), 8};
+  const Tensor slotsT{"stateSlots", a.stateSlots, mulChecked(fn, {numSeqs, 4}),
+                      fmt::format("[N] = [{}] int32", numSeqs), 4};
 
   const DeviceInfo dev = streamDevice(fn, stream);
   std::vector<const Tensor*> given = {&x, &weight};
   if (a.bias != nullptr) given.push_back(&bias);
   if (a.initialState != nullptr) given.push_back(&init);
   if (a.cuSeqlens != nullptr) given.push_back(&cu);
+  if (a.stateSlots != nullptr) given.push_back(&slotsT);
   for (const Tensor* t : given)
     checkDeviceTensor(fn, *t, dev.device);
   checkDeviceTensor(fn, out, dev.device);
@@ -174,6 +195,8 @@ void shortConv(const h20kdaShortConvArgs* in, h20Stream_t stream) {
   p.finalState = a.finalState;
   ka.cuSeqlens = a.cuSeqlens;
   ka.seqLen = a.seqLen;
+  ka.stateSlots = a.stateSlots;
+  ka.numStateSlots = slots;
   // Channel slabs: enough blocks for every worker (4 per worker), at most kMaxConvSlab wide.
   const int q = h20::kda::kHeadDimQuantum;
   const std::int64_t want = std::max<std::int64_t>(1, (4LL * dev.workers + numSeqs - 1) / numSeqs);
