@@ -92,11 +92,14 @@ class MpiConn : public Conn {
     };
     while (!(sendsComplete() && noticeSent()) && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::microseconds(100));
-    for (auto* r : {&sendReq_[0], &sendReq_[1], &sendReq_[2], &sendReq_[3], &noticeReq_}) {
-      if (*r == MPI_REQUEST_NULL) continue;
-      MPI_Cancel(r);
-      MPI_Request_free(r);
-    }
+    auto withdraw = [](MPI_Request& r) {
+      if (r == MPI_REQUEST_NULL) return;
+      MPI_Cancel(&r);
+      MPI_Request_free(&r);
+    };
+    for (auto& r : sendReq_)
+      withdraw(r);
+    withdraw(noticeReq_);
   }
   void cancel() override {
     if (!posted_ || recvDone_[0]) return;
