@@ -1,6 +1,6 @@
 // layer_api.cpp - the C API of the layer operations of include/h20/kda.h (h20kdaShortConv,
-// h20kdaRmsNorm): argument checks, work decomposition and launch of the kernels of
-// kernels/kda/core/layer_ops.hpp. Uses only the public runtime API.
+// h20kdaRmsNorm, h20kdaLinear): argument checks, work decomposition and launch of the kernels of
+// kernels/kda/core/layer_ops.hpp and linear.hpp. Uses only the public runtime API.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -54,6 +54,18 @@ Tensor rowsTensor(const char* fn, const char* name, const void* ptr, std::int64_
   const std::string shape = fmt::format("[rows, {}] = [{}, {}] {}, rows {} elements apart", width,
                                         rows, width, typeName, stride);
   return Tensor{name, ptr, mulChecked(fn, {std::int64_t(elements), eb}), shape, std::size_t(eb)};
+}
+
+// `written` and every tensor of `read` lie in device memory of `device`, and `written` overlaps
+// none of them, except `alias` (one of `read`, or null) when it is at the same address: an
+// operation that reads each element before it writes it may run in place.
+void checkWritten(const char* fn, int device, const Tensor& written,
+                  const std::vector<const Tensor*>& read, const Tensor* alias = nullptr) {
+  for (const Tensor* t : read)
+    checkDeviceTensor(fn, *t, device);
+  for (const Tensor* t : read)
+    if (t != alias || t->ptr != written.ptr) checkNoOverlap(fn, written, *t);
+  checkDeviceTensor(fn, written, device);
 }
 
 // ---- short convolution ------------------------------------------------------------------------
@@ -160,22 +172,16 @@ void shortConv(const h20kdaShortConvArgs* in, h20Stream_t stream) {
                       fmt::format("[N] = [{}] int32", numSeqs), 4};
 
   const DeviceInfo dev = streamDevice(fn, stream);
-  std::vector<const Tensor*> given = {&x, &weight};
-  if (a.bias != nullptr) given.push_back(&bias);
-  if (a.initialState != nullptr) given.push_back(&init);
-  if (a.cuSeqlens != nullptr) given.push_back(&cu);
-  if (a.stateSlots != nullptr) given.push_back(&slotsT);
-  for (const Tensor* t : given)
-    checkDeviceTensor(fn, *t, dev.device);
-  checkDeviceTensor(fn, out, dev.device);
-  if (a.finalState != nullptr) checkDeviceTensor(fn, fin, dev.device);
-  for (const Tensor* t : given)
-    checkNoOverlap(fn, out, *t);
+  std::vector<const Tensor*> read = {&x, &weight};
+  if (a.bias != nullptr) read.push_back(&bias);
+  if (a.initialState != nullptr) read.push_back(&init);
+  if (a.cuSeqlens != nullptr) read.push_back(&cu);
+  if (a.stateSlots != nullptr) read.push_back(&slotsT);
+  checkWritten(fn, dev.device, out, read);
   if (a.finalState != nullptr) {
-    checkNoOverlap(fn, fin, out);
-    for (const Tensor* t : given)
-      // In place (finalState == initialState) is fine: each block reads its slab first.
-      if (t != &init || a.initialState != a.finalState) checkNoOverlap(fn, fin, *t);
+    // In place (finalState == initialState) is fine: each block reads its slab first.
+    read.push_back(&out);
+    checkWritten(fn, dev.device, fin, read, &init);
   }
 
   ConvKernelArgs ka{};
@@ -269,16 +275,12 @@ void rmsNorm(const h20kdaRmsNormArgs* in, h20Stream_t stream) {
   const Tensor bias = sameShape(weight, "bias", a.bias);
 
   const DeviceInfo dev = streamDevice(fn, stream);
-  std::vector<const Tensor*> given = {&x};
-  if (a.gate != nullptr) given.push_back(&gate);
-  if (a.weight != nullptr) given.push_back(&weight);
-  if (a.bias != nullptr) given.push_back(&bias);
-  for (const Tensor* t : given)
-    checkDeviceTensor(fn, *t, dev.device);
-  checkDeviceTensor(fn, out, dev.device);
-  const bool inPlace = a.out == a.x && outStride == xStride;
-  for (const Tensor* t : given)
-    if (t != &x || !inPlace) checkNoOverlap(fn, out, *t);
+  std::vector<const Tensor*> read = {&x};
+  if (a.gate != nullptr) read.push_back(&gate);
+  if (a.weight != nullptr) read.push_back(&weight);
+  if (a.bias != nullptr) read.push_back(&bias);
+  // In place (out == x with the same stride) is fine: each head is read before it is written.
+  checkWritten(fn, dev.device, out, read, outStride == xStride ? &x : nullptr);
 
   NormKernelArgs ka{};
   NormProblem& p = ka.problem;
@@ -352,13 +354,9 @@ void linear(const h20kdaLinearArgs* in, h20Stream_t stream) {
   const Tensor bias{"bias", a.bias, mulChecked(fn, {N, eb}),
                     fmt::format("[N] = [{}] {}", N, ioName), std::size_t(eb)};
   const DeviceInfo dev = streamDevice(fn, stream);
-  std::vector<const Tensor*> given = {&x, &weight};
-  if (a.bias != nullptr) given.push_back(&bias);
-  for (const Tensor* t : given) {
-    checkDeviceTensor(fn, *t, dev.device);
-    checkNoOverlap(fn, out, *t);
-  }
-  checkDeviceTensor(fn, out, dev.device);
+  std::vector<const Tensor*> read = {&x, &weight};
+  if (a.bias != nullptr) read.push_back(&bias);
+  checkWritten(fn, dev.device, out, read);
 
   LinearKernelArgs ka{};
   h20::kda::LinearProblem& p = ka.problem;
