@@ -248,7 +248,7 @@ TEST_F(KdaApi, ConcurrentPrefillsOnTwoStreamsMatchReference) {
 
 TEST_F(KdaApi, IsaNameIsASupportedLevel) {
   const std::string isa = h20kdaGetIsaName();
-  EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "scalar") << isa;
+  EXPECT_TRUE(parseIsa(isa).has_value()) << isa;
   if (const char* env = std::getenv("H20_KDA_ISA"); env != nullptr && parseIsa(env)) {
     if (isaSupported(*parseIsa(env))) {
       EXPECT_EQ(isa, env);
@@ -350,7 +350,10 @@ TEST_F(KdaApi, DecodeAfterPrefillMatchesPrefillOfOneMoreToken) {
                                    poolHost.begin() + (slots[n] + 1) * stateBytes);
       std::vector<std::uint8_t> sb(hpFull.final.begin() + n * stateBytes,
                                    hpFull.final.begin() + (n + 1) * stateBytes);
-      EXPECT_LE(compare(toDouble(sa, DType::kF32), toDouble(sb, DType::kF32)).relRmse, 1e-5)
+      // With bf16 inputs the prefill's state products may take bf16 operands (AVX512_BF16),
+      // the decode step's never do: the two states then agree to bf16 precision.
+      EXPECT_LE(compare(toDouble(sa, DType::kF32), toDouble(sb, DType::kF32)).relRmse,
+                io == DType::kF32 ? 1e-5 : 5e-3)
           << "state of sequence " << n;
     }
   }

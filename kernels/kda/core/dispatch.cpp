@@ -19,7 +19,8 @@ namespace {
 
 const detail::IsaKernels& tableFor(Isa isa) {
 #if H20_KDA_HAVE_X86_SIMD
-  if (isa == Isa::kAvx512 && isaSupported(Isa::kAvx512)) return avx512::kKernels;
+  if (isa == Isa::kAvx512Bf16 && isaSupported(Isa::kAvx512Bf16)) return avx512bf16::kKernels;
+  if (isa >= Isa::kAvx512 && isaSupported(Isa::kAvx512)) return avx512::kKernels;
   if (isa >= Isa::kAvx2 && isaSupported(Isa::kAvx2)) return avx2::kKernels;
 #endif
   (void)isa;
@@ -32,8 +33,10 @@ Isa computeDefaultIsa() {
   if (env == nullptr || *env == '\0') return best;
   const std::optional<Isa> wanted = parseIsa(env);
   if (!wanted) {
-    std::fprintf(stderr, "h20 kernels: ignoring H20_KDA_ISA=%s (expected scalar, avx2 or avx512)\n",
-                 env);
+    std::fprintf(
+        stderr,
+        "h20 kernels: ignoring H20_KDA_ISA=%s (expected scalar, avx2, avx512 or avx512bf16)\n",
+        env);
     return best;
   }
   if (*wanted > best) {
@@ -52,7 +55,7 @@ Isa detectIsa() {
   // reports no AVX-512.
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-    return Isa::kAvx512;
+    return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512;
   }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
 #endif
@@ -76,6 +79,8 @@ const char* isaName(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAvx512Bf16:
+      return "avx512bf16";
   }
   return "unknown";
 }
@@ -84,6 +89,7 @@ std::optional<Isa> parseIsa(std::string_view name) {
   if (name == "scalar") return Isa::kScalar;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
+  if (name == "avx512bf16") return Isa::kAvx512Bf16;
   return std::nullopt;
 }
 

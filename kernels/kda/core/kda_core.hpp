@@ -27,8 +27,10 @@ namespace h20::kda {
 enum class DType : int { kF32 = 0, kBF16 = 1 };
 // Gate activations (values match h20kdaGateMode).
 enum class Gate : int { kLowerBound = 0, kSoftplus = 1 };
-// Instruction-set levels of the SIMD kernels, lowest first.
-enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// Instruction-set levels of the SIMD kernels, lowest first. kAvx512Bf16 is AVX-512 plus
+// AVX512_BF16: with bf16 inputs the chunked kernel's state products run on vdpbf16ps (bf16
+// operands, fp32 sums); everything else is the AVX-512 code.
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3 };
 
 // Tokens per chunk of the chunkwise kernel. With the lower-bound gate (a >= -5 per token) the
 // within-chunk decay is at least e^-80, so the factorised exponents, centred on half of it, stay
@@ -83,8 +85,8 @@ struct WorkItem {
 
 // The best level this CPU supports (and this build compiled).
 Isa detectIsa();
-// The level the kernels use by default: H20_KDA_ISA (scalar|avx2|avx512) if set, clamped to
-// what the CPU supports, else detectIsa(). Read once per process; thread-safe.
+// The level the kernels use by default: H20_KDA_ISA (scalar|avx2|avx512|avx512bf16) if set, clamped
+// to what the CPU supports, else detectIsa(). Read once per process; thread-safe.
 Isa defaultIsa();
 bool isaSupported(Isa isa);
 const char* isaName(Isa isa);

@@ -1,8 +1,8 @@
 // kda_isa.hpp - the per-ISA kernel tables (internal to the KDA core).
 //
-// Each ISA translation unit (kda_scalar.cpp, kda_avx2.cpp, kda_avx512.cpp) compiles
-// kda_kernels.inc into its own namespace and exports one table of entry points; dispatch.cpp
-// picks the table for the requested ISA. Nothing else crosses the ISA boundary.
+// Each ISA translation unit (kda_scalar.cpp, kda_avx2.cpp, kda_avx512.cpp, kda_avx512bf16.cpp)
+// compiles kda_kernels.inc into its own namespace and exports one table of entry points;
+// dispatch.cpp picks the table for the requested ISA. Nothing else crosses the ISA boundary.
 #ifndef H20_KERNELS_KDA_CORE_KDA_ISA_HPP_
 #define H20_KERNELS_KDA_CORE_KDA_ISA_HPP_
 
@@ -17,11 +17,14 @@ namespace h20::kda::detail {
 inline std::size_t wsRound(std::size_t n) {
   return (n + 15) / 16 * 16;
 }
+// The last four buffers are the bf16 operands of the dot-product path (two bf16 per float).
 inline std::size_t chunkWorkspaceFloats(int K, int Vs, int heads) {
   const std::size_t k = std::size_t(K), vs = std::size_t(Vs), c = kChunk;
   return wsRound(std::size_t(heads) * k * vs) + wsRound(2 * c * k) + wsRound(c * k) +
          wsRound(k * c) + wsRound(c * k) + wsRound(2 * c * c) + wsRound(2 * c * vs) +
-         wsRound(c * vs) + wsRound(c * vs) + 2 * wsRound(k) + wsRound(c);
+         wsRound(c * vs) + wsRound(c * vs) + 2 * wsRound(k) + wsRound(c) +
+         wsRound(std::size_t(heads) * k * vs / 2) + wsRound(c * k) + wsRound(c * k / 2) +
+         wsRound(c * vs / 2);
 }
 inline std::size_t recurrentWorkspaceFloats(int K, int Vs, int heads) {
   const std::size_t k = std::size_t(K), vs = std::size_t(Vs);
@@ -46,6 +49,9 @@ namespace h20::kda::avx2 {
 extern const detail::IsaKernels kKernels;
 }
 namespace h20::kda::avx512 {
+extern const detail::IsaKernels kKernels;
+}
+namespace h20::kda::avx512bf16 {
 extern const detail::IsaKernels kKernels;
 }
 #endif

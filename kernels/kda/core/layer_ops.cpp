@@ -11,7 +11,8 @@ namespace {
 
 const detail::LayerKernels& layerTable(Isa isa) {
 #if H20_KDA_HAVE_X86_SIMD
-  if (isa == Isa::kAvx512 && isaSupported(Isa::kAvx512)) return avx512::kLayerKernels;
+  // The layer operations have no bf16 dot-product form: AVX-512 + BF16 runs the AVX-512 code.
+  if (isa >= Isa::kAvx512 && isaSupported(Isa::kAvx512)) return avx512::kLayerKernels;
   if (isa >= Isa::kAvx2 && isaSupported(Isa::kAvx2)) return avx2::kLayerKernels;
 #endif
   (void)isa;
