@@ -123,6 +123,28 @@ struct Simd {
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
   }
+
+  // dst (8 x 8, row stride ldd) = the transpose of src (row stride lds): pairs, then quads
+  // within 128-bit lanes, then the lanes.
+  static void transposeTile(const float* src, std::ptrdiff_t lds, float* dst, std::ptrdiff_t ldd) {
+    V r[8], t[8];
+    for (int i = 0; i < 8; ++i)
+      r[i] = load(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; ++i) {
+      store(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+      store(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+  }
 };
 
 }  // namespace
