@@ -57,7 +57,8 @@ std::int64_t checkedSize(const std::vector<std::int64_t>& shape, int itemsize, c
   return n;
 }
 
-std::vector<std::int64_t> parseShape(py::handle obj, const char* what) {
+// A shape argument: an int or a sequence of ints. `inferable`: one entry may be -1 (reshape).
+std::vector<std::int64_t> parseShape(py::handle obj, const char* what, bool inferable = false) {
   std::vector<std::int64_t> shape;
   if (PyIndex_Check(obj.ptr())) {
     shape.push_back(obj.cast<std::int64_t>());
@@ -72,7 +73,7 @@ std::vector<std::int64_t> parseShape(py::handle obj, const char* what) {
     typeError(std::string(what) + ": shape must be an int or a sequence of ints, got " +
               py::repr(obj).cast<std::string>());
   }
-  checkedSize(shape, 8, what);
+  if (!inferable) checkedSize(shape, 8, what);
   return shape;
 }
 
@@ -751,8 +752,8 @@ Array reshape(const Array& a, std::vector<std::int64_t> shape) {
 }
 
 std::vector<std::int64_t> shapeArgs(py::args args, const char* what) {
-  if (args.size() == 1) return parseShape(args[0], what);
-  return parseShape(args, what);
+  if (args.size() == 1) return parseShape(args[0], what, true);
+  return parseShape(args, what, true);
 }
 
 }  // namespace
@@ -762,6 +763,7 @@ std::vector<std::int64_t> shapeArgs(py::args args, const char* what) {
 Allocation::~Allocation() {
   // Another producer's memory: `external` releases it when this object's members go.
   if (external || ptr == nullptr) return;
+  countDeviceObject(device, -1);
   // h20Free waits for the device's pending work: without the GIL, so other threads run. Errors
   // (a runtime already shut down at exit) cannot be reported from a destructor.
   releaseGilAndRun([](void* p) { h20Free(p); }, ptr);
@@ -785,6 +787,7 @@ Array emptyArray(const std::vector<std::int64_t>& shape, DType dtype, int device
     const std::size_t bytes = alloc->bytes;
     callNoGil("h20Malloc", [&] { return h20Malloc(&p, bytes); });
     alloc->ptr = p;
+    countDeviceObject(device, 1);
   }
   Array a;
   a.alloc = std::move(alloc);
@@ -849,10 +852,18 @@ void initArray(py::module_& m) {
   for (int i = 0; i < kNumDTypes; ++i) {
     dtype.value(info(static_cast<DType>(i)).name, static_cast<DType>(i));
   }
-  dtype.def_property_readonly("itemsize", [](DType t) { return info(t).itemsize; })
-      .def_property_readonly("name", [](DType t) { return std::string(info(t).name); })
-      .def("__repr__", [](DType t) { return std::string("h20.") + info(t).name; })
-      .def("__str__", [](DType t) { return std::string(info(t).name); });
+  dtype.def_property_readonly("itemsize", [](DType t) { return info(t).itemsize; });
+  // py::enum_ already defines name, __repr__ and __str__ (and def() would only add overloads
+  // after them): replace them, so that a dtype prints as h20.float32 and its name is NumPy's.
+  py::object property = py::module_::import("builtins").attr("property");
+  py::setattr(dtype, "name",
+              property(py::cpp_function([](DType t) { return std::string(info(t).name); })));
+  py::setattr(dtype, "__repr__",
+              py::cpp_function([](DType t) { return std::string("h20.") + info(t).name; },
+                               py::is_method(dtype)));
+  py::setattr(
+      dtype, "__str__",
+      py::cpp_function([](DType t) { return std::string(info(t).name); }, py::is_method(dtype)));
   for (int i = 0; i < kNumDTypes; ++i) {
     const auto t = static_cast<DType>(i);
     m.attr(info(t).name) = py::cast(t);
@@ -921,8 +932,11 @@ void initArray(py::module_& m) {
           "stream).")
       .def(
           "to",
-          [](const Array& a, py::handle device) {
-            return toArray(py::cast(a), deviceArg(device, "to"), std::nullopt, "to");
+          [](py::object self, py::handle device) -> py::object {
+            const Array& a = self.cast<const Array&>();
+            const int d = deviceArg(device, "to");
+            if (d == a.device()) return self;
+            return py::cast(toArray(self, d, std::nullopt, "to"));
           },
           py::arg("device"), "The array on another device (a copy), or itself.")
       .def(

@@ -48,6 +48,8 @@ class Clique {
             h20cclCommDestroy(c);
         },
         &comms_);
+    for (int d : devices_)
+      countDeviceObject(d, -1);
   }
   Clique(const Clique&) = delete;
   Clique& operator=(const Clique&) = delete;

@@ -5,6 +5,7 @@
 #include <h20/ccl.h>
 #include <h20/kda.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "dlpack.hpp"
@@ -57,8 +58,8 @@ DType parseDType(py::handle obj, const char* what) {
   } else if (!obj.is_none()) {
     // numpy.dtype('float32') prints "float32", torch.float32 prints "torch.float32".
     name = py::str(obj).cast<std::string>();
-    if (name.rfind("torch.", 0) == 0) name = name.substr(6);
   }
+  if (name.rfind("torch.", 0) == 0) name = name.substr(6);
   for (int i = 0; i < kNumDTypes; ++i) {
     if (name == kDTypes[i].name) return static_cast<DType>(i);
   }
@@ -157,6 +158,19 @@ void valueError(const std::string& message) {
 
 void typeError(const std::string& message) {
   throw py::type_error(message);
+}
+
+namespace {
+constexpr int kMaxDevices = 64;  // H20_EMU_DEVICES is at most 64
+std::atomic<int> liveObjects[kMaxDevices];
+}  // namespace
+
+void countDeviceObject(int device, int delta) {
+  if (device >= 0 && device < kMaxDevices) liveObjects[device].fetch_add(delta);
+}
+
+int liveDeviceObjects(int device) {
+  return device >= 0 && device < kMaxDevices ? liveObjects[device].load() : 0;
 }
 
 int currentDevice() {

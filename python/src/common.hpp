@@ -92,6 +92,11 @@ int deviceCount();
 // Raises h20.InvalidDeviceError (a ValueError) naming `what` when the ordinal is out of range.
 void checkDeviceOrdinal(long long device, const char* what);
 
+// Objects of this module that hold a device's resources (allocations, streams, events,
+// communicators): Device.reset() refuses to destroy them under their owners' feet.
+void countDeviceObject(int device, int delta);
+int liveDeviceObjects(int device);
+
 // Makes `device` current for the scope and restores the previous one after it.
 class DeviceGuard {
  public:

@@ -100,20 +100,24 @@ Stream::Stream(int device, bool nonBlocking, int priority) : device_(device) {
   check(h20StreamCreateWithPriority(&handle_, nonBlocking ? h20StreamNonBlocking : h20StreamDefault,
                                     priority),
         "h20StreamCreateWithPriority");
+  countDeviceObject(device_, 1);
 }
 
 Stream::~Stream() {
   DestroyArgs a{handle_, nullptr};
   releaseGilAndRun([](void* p) { h20StreamDestroy(static_cast<DestroyArgs*>(p)->stream); }, &a);
+  countDeviceObject(device_, -1);
 }
 
 Event::Event(int device, unsigned flags) : device_(device), flags_(flags) {
   DeviceGuard guard(device);
   check(h20EventCreateWithFlags(&handle_, flags), "h20EventCreateWithFlags");
+  countDeviceObject(device_, 1);
 }
 
 Event::~Event() {
   h20EventDestroy(handle_);
+  countDeviceObject(device_, -1);
 }
 
 void initRuntime(py::module_& m) {
@@ -182,6 +186,30 @@ void initRuntime(py::module_& m) {
             return py::make_tuple(freeBytes, total);
           },
           "(free, total) bytes of device memory.")
+      .def(
+          "memory_used",
+          [](const Device& d) {
+            std::size_t used = 0;
+            check(h20DeviceGetMemoryUsed(&used, d.index), "h20DeviceGetMemoryUsed");
+            return used;
+          },
+          "Bytes of the device's memory held by this process's live allocations.")
+      .def(
+          "reset",
+          [](const Device& d) {
+            const int live = liveDeviceObjects(d.index);
+            if (live != 0)
+              throw py::value_error("reset: " + std::to_string(live) +
+                                    " h20 arrays, streams, events or communicators still use "
+                                    "device " +
+                                    std::to_string(d.index) +
+                                    "; delete them first (h20DeviceReset destroys their memory)");
+            DeviceGuard guard(d.index);
+            callNoGil("h20DeviceReset", [] { return h20DeviceReset(); });
+          },
+          "h20DeviceReset: waits for the device's work, destroys its allocations, streams and "
+          "events and clears a sticky fault. Refused while objects of this module use the "
+          "device.")
       .def(
           "can_access_peer",
           [](const Device& d, py::handle peer) {
