@@ -920,11 +920,11 @@ void initArray(py::module_& m) {
            "this raises TypeError; a.view(h20.uint16).numpy() gives the raw bits.")
       .def(
           "__array__",
-          [](const Array& a, py::handle dt) {
-            py::object r = toNumpy(a);
+          [](const Array& a, py::handle dt, py::handle) {
+            py::object r = toNumpy(a);  // always a new copy, whatever `copy` asks
             return dt.is_none() ? r : r.attr("astype")(dt);
           },
-          py::arg("dtype") = py::none())
+          py::arg("dtype") = py::none(), py::arg("copy") = py::none())
       .def(
           "copy",
           [](const Array& a) { return copyIn(sourceOfArray(a), a.device(), a.dtype, "copy"); },

@@ -262,9 +262,6 @@ py::tuple prefill(py::handle q, py::handle k, py::handle v, py::handle g, py::ha
   if (acu.present && !acu.desc.onDevice) checkHostCuSeqlens(cu_seqlens, B * T);
 
   // ---- device arrays (copies of anything that is not an h20 array there)
-  bool foreign = false;
-  for (const Arg* a : {&aq, &ak, &av, &ag, &ab, &aA, &adt, &ah0, &acu})
-    foreign |= a->present && !a->desc.onDevice;
   const Array dq = input(aq, device), dk = input(ak, device), dv = input(av, device),
               dg = input(ag, device), db = input(ab, device), dA = input(aA, device);
   std::optional<Array> ddt, dh0, dcu;
@@ -311,8 +308,9 @@ py::tuple prefill(py::handle q, py::handle k, py::handle v, py::handle g, py::ha
   py::object outResult = py::cast(out), stateResult = ht ? py::cast(*ht) : py::none();
   if (aout.present) outResult = py::reinterpret_borrow<py::object>(outObj);
   if (aht.present) stateResult = py::reinterpret_borrow<py::object>(finalStateObj);
-  if (foreign) {
-    // The inputs were copies: hand back results of q's kind once they are computed.
+  if (!aq.desc.onDevice) {
+    // q was not an h20 array: hand back results of its kind once they are computed. (Other
+    // inputs copied to the device are freed on return; h20Free waits for the kernels first.)
     synchronize(device, stream);
     py::object like = interop("to_like");
     if (!aout.present) outResult = like(outResult, q);
@@ -380,9 +378,6 @@ py::object decode(py::handle q, py::handle k, py::handle v, py::handle g, py::ha
   const int device =
       chooseDevice({&aq, &ak, &av, &ag, &ab, &aA, &as, &adt, &aslots, &aout}, stream, streamObj);
 
-  bool foreign = false;
-  for (const Arg* a : {&aq, &ak, &av, &ag, &ab, &aA, &adt, &aslots})
-    foreign |= a->present && !a->desc.onDevice;
   const bool foreignState = !as.desc.onDevice;
   const Array dq = input(aq, device), dk = input(ak, device), dv = input(av, device),
               dg = input(ag, device), db = input(ab, device), dA = input(aA, device),
@@ -420,11 +415,11 @@ py::object decode(py::handle q, py::handle k, py::handle v, py::handle g, py::ha
   enqueue("h20kdaDecode", device, stream, [&a, s] { return h20kdaDecode(&a, s); });
 
   py::object outResult = aout.present ? py::reinterpret_borrow<py::object>(outObj) : py::cast(out);
-  if (foreign || foreignState) {
+  if (!aq.desc.onDevice || foreignState) {
     synchronize(device, stream);
     // A state that was copied in is copied back into the caller's object (updated in place).
     if (foreignState) interop("copy_back")(py::cast(dstate), state);
-    if (!aout.present && foreign) outResult = interop("to_like")(outResult, q);
+    if (!aout.present && !aq.desc.onDevice) outResult = interop("to_like")(outResult, q);
   }
   return outResult;
 }

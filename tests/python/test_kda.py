@@ -208,6 +208,18 @@ def test_prefill_argument_errors_name_the_argument_before_enqueueing(change, mes
     np.testing.assert_array_equal(sentinel.numpy(), 7.0)  # nothing ran
 
 
+def test_mixed_inputs_give_results_of_qs_kind():
+    args = small_args(dev=2)
+    args["A_log"] = np.zeros(2, np.float32)  # copied to device 2
+    args["beta"] = torch.zeros(1, 8, 2)
+    out, state = h20.kda.prefill(**args)
+    assert isinstance(out, h20.Array) and out.device.index == 2
+    assert isinstance(state, h20.Array)
+    args["q"] = torch.zeros(1, 8, 2, 16)
+    out, state = h20.kda.prefill(**args)
+    assert isinstance(out, torch.Tensor) and isinstance(state, torch.Tensor)
+
+
 def test_prefill_refuses_arrays_on_different_devices_and_a_foreign_stream():
     args = small_args(dev=0)
     args["v"] = h20.zeros((1, 8, 2, 16), device=1)
