@@ -39,6 +39,9 @@ class Clique {
     const int* devs = devices_.data();
     callNoGil(
         "h20cclCommInitAll", [=] { return h20cclCommInitAll(comms, n, devs); }, Lib::kCcl);
+    // Counted only once the communicators exist: the destructor uncounts them.
+    for (int d : devices_)
+      countDeviceObject(d, 1);
   }
   ~Clique() {
     // Destroying waits for the communicators' enqueued collectives.

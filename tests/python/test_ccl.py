@@ -1,5 +1,6 @@
 """h20.ccl: collectives over the chips of the process on h20 arrays."""
 
+import gc
 import threading
 
 import numpy as np
@@ -108,3 +109,17 @@ def test_collective_argument_errors(clique):
         h20.ccl.Clique([1, 1])
     with pytest.raises(h20.InvalidDeviceError):
         h20.ccl.Clique([0, 9])
+
+
+def test_device_reset_is_refused_while_a_clique_or_an_array_uses_the_device():
+    dev = h20.Device(6)
+    c = h20.ccl.Clique([6, 7])
+    with pytest.raises(ValueError, match="still use"):
+        dev.reset()
+    del c
+    gc.collect()
+    dev.reset()  # nothing of this module uses device 6 any more
+    a = h20.zeros(4, device=dev)
+    with pytest.raises(ValueError, match="1 h20 arrays"):
+        dev.reset()  # a clique that came and went does not hide the array
+    np.testing.assert_array_equal(a.numpy(), np.zeros(4))
