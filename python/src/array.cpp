@@ -666,8 +666,8 @@ py::object exportDlpack(const Array& a, py::handle stream, py::handle maxVersion
 
 // ---- indexing ------------------------------------------------------------------------------
 
-// a[idx] for ints and step-1 slices whose result is a contiguous range of the array: leading
-// ints, then at most one partial slice, then whole axes.
+// a[idx] for ints and step-1 slices whose result is a contiguous range of the array: axes that
+// select one element each, then one axis that selects a range, then whole axes.
 Array index(const Array& a, py::handle idx) {
   std::vector<py::object> items;
   if (py::isinstance<py::tuple>(idx)) {
@@ -684,7 +684,10 @@ Array index(const Array& a, py::handle idx) {
   Array r = a;
   r.shape.clear();
   std::int64_t offset = 0;
-  bool partial = false;  // a partial slice was taken: every later axis must be whole
+  // Once an axis selected more than one element, every later axis must be taken whole, or the
+  // elements are not one contiguous range (a[:, 0] of a (3, 4) array is a column). An empty
+  // result is a range whatever the index.
+  bool ranged = false, contiguous = true;
   for (std::size_t d = 0; d < a.shape.size(); ++d) {
     const std::int64_t n = a.shape[d];
     if (d >= items.size()) {
@@ -692,34 +695,37 @@ Array index(const Array& a, py::handle idx) {
       continue;
     }
     py::handle it = items[d];
+    std::int64_t start = 0, len = 0;
     if (PyIndex_Check(it.ptr()) && !py::isinstance<py::bool_>(it)) {
-      std::int64_t i = it.cast<std::int64_t>();
-      if (i < 0) i += n;
-      if (i < 0 || i >= n)
+      const Py_ssize_t i = PyNumber_AsSsize_t(it.ptr(), PyExc_IndexError);
+      if (i == -1 && PyErr_Occurred()) throw py::error_already_set();
+      start = i < 0 ? i + n : i;
+      if (start < 0 || start >= n)
         throw py::index_error("index " + py::repr(it).cast<std::string>() +
                               " is out of bounds for axis " + std::to_string(d) + " with size " +
                               std::to_string(n));
-      if (partial)
-        throw py::index_error(
-            "only contiguous ranges can be taken: an integer index after a partial slice");
-      offset += i * strides[d];
+      len = 1;
     } else if (PySlice_Check(it.ptr())) {
-      Py_ssize_t start, stop, step;
-      if (PySlice_Unpack(it.ptr(), &start, &stop, &step) != 0) throw py::error_already_set();
-      const Py_ssize_t len = PySlice_AdjustIndices(static_cast<Py_ssize_t>(n), &start, &stop, step);
-      if (step != 1) throw py::index_error("only step-1 slices are supported (contiguous ranges)");
-      if (partial && len != n)
-        throw py::index_error("only contiguous ranges can be taken: a second partial slice");
-      if (len != n) partial = true;
-      // Slices after a partial one are whole; an int before a whole slice keeps the range
-      // contiguous too.
-      offset += static_cast<std::int64_t>(start) * strides[d];
+      Py_ssize_t sliceStart, stop, step;
+      if (PySlice_Unpack(it.ptr(), &sliceStart, &stop, &step) != 0) throw py::error_already_set();
+      len = PySlice_AdjustIndices(static_cast<Py_ssize_t>(n), &sliceStart, &stop, step);
+      if (step != 1 && len > 1)
+        throw py::index_error("only step-1 slices are supported (contiguous ranges)");
+      start = sliceStart;
       r.shape.push_back(len);
     } else {
       throw py::index_error("unsupported index " + py::repr(it).cast<std::string>() +
                             " (ints and step-1 slices only)");
     }
+    if (ranged && len != n) contiguous = false;
+    if (len > 1) ranged = true;
+    if (len > 0) offset += start * strides[d];
   }
+  if (!contiguous && r.size() != 0)
+    throw py::index_error(
+        "only contiguous ranges can be taken: after an axis that selects a range, later axes "
+        "must be whole (index " +
+        py::repr(idx).cast<std::string>() + " of shape " + shapeString(a.shape) + ")");
   r.offset = a.offset + static_cast<std::size_t>(offset) * item;
   return r;
 }
