@@ -278,6 +278,7 @@ struct Source {
   DType dtype = DType::kFloat32;
   bool onDevice = false;
   int device = -1;
+  bool readOnly = false;  // a DLPack producer flagged the data read-only
   // Keeps the data alive while it is read: a buffer view, a capsule's tensor, an array.
   std::shared_ptr<void> keep;
   std::shared_ptr<Allocation> alloc;  // for device data of an h20.Array
@@ -380,27 +381,50 @@ Source sourceFromDLPack(const ImportedTensor& imp, const char* what) {
               std::to_string(t.dtype.lanes) + " lanes)");
   if (t.ndim < 0) valueError(std::string(what) + ": DLPack tensor with negative ndim");
   s.shape.assign(t.shape, t.shape + t.ndim);
-  checkedSize(s.shape, info(s.dtype).itemsize, what);
+  const std::int64_t n = checkedSize(s.shape, info(s.dtype).itemsize, what);
   if (t.strides != nullptr) {
-    for (int i = 0; i < t.ndim; ++i)
-      s.byteStrides.push_back(t.strides[i] * info(s.dtype).itemsize);
+    for (int i = 0; i < t.ndim; ++i) {
+      std::int64_t bytes;
+      if (__builtin_mul_overflow(t.strides[i], info(s.dtype).itemsize, &bytes))
+        valueError(std::string(what) + ": DLPack stride " + std::to_string(t.strides[i]) +
+                   " overflows");
+      s.byteStrides.push_back(bytes);
+    }
   }
   s.data = static_cast<const char*>(t.data) + t.byte_offset;
+  s.readOnly = imp.readOnly;
   if (t.device.device_type == dl::kCPU) {
     s.onDevice = false;
   } else if (t.device.device_type == dl::kExtDev) {
-    // Only memory of an H20 device can be used in place: ask the runtime whose it is.
-    h20PointerAttributes attr{};
-    const bool empty = checkedSize(s.shape, 1, what) == 0;
-    if (!empty && (h20PointerGetAttributes(&attr, s.data) != h20Success ||
-                   attr.type != h20MemoryTypeDevice || attr.device != t.device.device_id)) {
-      h20GetLastError();
-      bufferError(std::string(what) + ": kDLExtDev tensor at " +
-                  std::to_string(reinterpret_cast<std::uintptr_t>(s.data)) +
-                  " is not in the memory of H20 device " + std::to_string(t.device.device_id));
+    // Device data is used in place or copied as one range: it must be dense, on a visible
+    // device, and lie inside one live allocation of that device (ask the runtime whose it is).
+    const int id = t.device.device_id;
+    if (id < 0 || id >= deviceCount())
+      bufferError(std::string(what) + ": kDLExtDev tensor of device " + std::to_string(id) +
+                  ", which is not a visible H20 device");
+    if (!isContiguous(s))
+      bufferError(std::string(what) + ": kDLExtDev tensor is not contiguous (device data is " +
+                  "used as one range)");
+    const std::size_t bytes = static_cast<std::size_t>(n) * info(s.dtype).itemsize;
+    if (bytes != 0) {
+      h20PointerAttributes attr{};
+      void* base = nullptr;
+      std::size_t size = 0;
+      const bool inAllocation =
+          h20PointerGetAttributes(&attr, s.data) == h20Success &&
+          attr.type == h20MemoryTypeDevice && attr.device == id &&
+          h20MemGetAddressRange(&base, &size, s.data) == h20Success &&
+          bytes <= size - static_cast<std::size_t>(static_cast<const char*>(s.data) -
+                                                   static_cast<const char*>(base));
+      if (!inAllocation) {
+        h20GetLastError();
+        bufferError(std::string(what) + ": kDLExtDev tensor of " + std::to_string(bytes) +
+                    " bytes at " + std::to_string(reinterpret_cast<std::uintptr_t>(s.data)) +
+                    " is not inside an allocation of H20 device " + std::to_string(id));
+      }
     }
     s.onDevice = true;
-    s.device = t.device.device_id;
+    s.device = id;
   } else {
     bufferError(std::string(what) + ": DLPack device type " + std::to_string(t.device.device_type) +
                 " is neither the host (kDLCPU) nor an H20 device (kDLExtDev)");
@@ -485,8 +509,8 @@ Array copyIn(const Source& s, int device, DType dtype, const char* what) {
       checkedSize(s.shape, std::max(info(s.dtype).itemsize, info(dtype).itemsize), what);
   Array out = emptyArray(s.shape, dtype, device);
   if (n == 0) return out;
+  // Device sources are dense (sourceFromDLPack refuses others).
   if (s.onDevice && s.dtype == dtype) {
-    if (!isContiguous(s)) valueError(std::string(what) + ": device tensor is not contiguous");
     if (s.device == device) {
       const CopyStream cs = copyStreamFor(device);
       DeviceGuard guard(device);
@@ -1045,11 +1069,15 @@ void initArray(py::module_& m) {
         }
         Source s = sourceOf(x, "from_dlpack");
         const int target = dev ? *dev : (s.onDevice ? s.device : currentDevice());
-        if (s.onDevice && s.device == target && !(copy && *copy) && isContiguous(s))
+        // h20 arrays are writable: data its producer marked read-only is copied.
+        if (s.onDevice && s.device == target && !(copy && *copy) && !s.readOnly)
           return py::cast(wrapDevice(s));
         if (copy && !*copy)
-          bufferError("from_dlpack: the data is not in device " + std::to_string(target) +
-                      "'s memory (or not contiguous) and copy=False");
+          bufferError("from_dlpack: the data is " +
+                      std::string(s.onDevice && s.device == target
+                                      ? "read-only"
+                                      : "not in device " + std::to_string(target) + "'s memory") +
+                      ", and copy=False");
         return py::cast(copyIn(s, target, s.dtype, "from_dlpack"));
       },
       py::arg("x"), py::kw_only(), py::arg("device") = py::none(), py::arg("copy") = py::none(),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import h20
+from dlpack_ctypes import FLAG_READ_ONLY, KDL_CPU, KDL_EXT_DEV, Producer, capsule_name, consume
 
 torch = pytest.importorskip("torch")
 import torch.utils.dlpack  # noqa: E402
@@ -159,3 +160,102 @@ def test_producer_on_the_host_is_copied_and_other_objects_are_refused():
     np.testing.assert_array_equal(h20.from_dlpack(HostProducer()).numpy(), [1, 1])
     with pytest.raises(TypeError, match="cannot convert"):
         h20.from_dlpack(object())
+
+
+# ---- the protocol's rules, with a producer and a consumer written with ctypes ----------------
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_import_marks_the_capsule_used_and_calls_its_deleter_once(versioned):
+    host = np.arange(6, dtype=np.float32)
+    p = Producer(host.ctypes.data, (2, 3), versioned=versioned)
+    a = h20.from_dlpack(p.capsule, device=1)  # host data: copied, the tensor released at once
+    assert capsule_name(p.capsule) == ("used_dltensor_versioned" if versioned else "used_dltensor")
+    assert p.deleted == 1
+    np.testing.assert_array_equal(a.numpy(), host.reshape(2, 3))
+    with pytest.raises(TypeError, match="DLPack capsule"):
+        h20.from_dlpack(p.capsule)  # a used capsule cannot be consumed again
+    assert p.deleted == 1
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_device_tensor_of_another_producer_is_held_until_the_last_array_goes(versioned):
+    src = h20.asarray(np.arange(8, dtype=np.float32), device=3)
+    p = Producer(src.data_ptr + 8, (2, 3), device=(KDL_EXT_DEV, 3), versioned=versioned)
+    a = h20.from_dlpack(p.capsule)
+    assert a.data_ptr == src.data_ptr + 8 and a.device.index == 3 and a.shape == (2, 3)
+    view = a[1]
+    del a
+    gc.collect()
+    assert p.deleted == 0  # the slice still uses the producer's memory
+    np.testing.assert_array_equal(view.numpy(), [5, 6, 7])
+    del view
+    gc.collect()
+    assert p.deleted == 1
+
+
+def test_read_only_device_tensor_is_copied_not_aliased():
+    src = h20.asarray(np.arange(4, dtype=np.float32), device=2)
+    p = Producer(src.data_ptr, (4,), device=(KDL_EXT_DEV, 2), flags=FLAG_READ_ONLY)
+    a = h20.from_dlpack(p.capsule)
+    assert a.data_ptr != src.data_ptr
+    np.testing.assert_array_equal(a.numpy(), np.arange(4))
+    p = Producer(src.data_ptr, (4,), device=(KDL_EXT_DEV, 2), flags=FLAG_READ_ONLY)
+    with pytest.raises(BufferError, match="read-only"):
+        h20.from_dlpack(p.capsule, copy=False)
+    gc.collect()
+    assert p.deleted == 1
+
+
+@pytest.mark.parametrize("shape,device,strides,offset,message", [
+    ((5,), 2, None, 0, "not inside an allocation"),        # past the end of the allocation
+    ((4,), 2, None, 4, "not inside an allocation"),        # starts inside, ends past it
+    ((4,), 3, None, 0, "not inside an allocation"),        # another device's memory
+    ((0,), 99, None, 0, "not a visible H20 device"),       # even when empty
+    ((2, 2), 2, (1, 2), 0, "not contiguous"),
+    ((2,), 2, (1 << 62,), 0, "overflows"),
+])
+def test_bad_device_tensors_are_refused_and_released(shape, device, strides, offset, message):
+    src = h20.asarray(np.arange(4, dtype=np.float32), device=2)
+    p = Producer(src.data_ptr + offset, shape, device=(KDL_EXT_DEV, device), strides=strides)
+    with pytest.raises((BufferError, ValueError), match=message):
+        h20.from_dlpack(p.capsule)
+    gc.collect()
+    assert p.deleted == 1  # consumed, so released by the consumer
+
+
+def test_capsule_of_a_newer_major_version_is_left_to_its_producer():
+    host = np.zeros(2, np.float32)
+    p = Producer(host.ctypes.data, (2,), version=(2, 0))
+    with pytest.raises(BufferError, match="newer"):
+        h20.from_dlpack(p.capsule)
+    assert capsule_name(p.capsule) == "dltensor_versioned" and p.deleted == 0
+
+
+def test_unsupported_element_type_is_a_type_error():
+    host = np.zeros(2, np.complex64)
+    p = Producer(host.ctypes.data, (2,), dtype=(5, 64, 1))  # kDLComplex
+    with pytest.raises(TypeError, match="unsupported DLPack element type"):
+        h20.from_dlpack(p.capsule)
+    gc.collect()
+    assert p.deleted == 1
+
+
+def test_exported_capsules_as_a_consumer_sees_them():
+    dev = h20.Device(4)
+    gc.collect()
+    base = dev.memory_used()
+    a = h20.asarray(np.arange(1 << 16, dtype=np.float32), device=dev)
+    device, shape, data, flags = consume(a.__dlpack__())
+    assert (device, shape, data, flags) == ((KDL_EXT_DEV, 4), (1 << 16,), a.data_ptr, None)
+    device, shape, data, flags = consume(a.__dlpack__(max_version=(1, 0)))
+    assert (device, data, flags) == ((KDL_EXT_DEV, 4), a.data_ptr, 0)
+    _, _, data, flags = consume(a.__dlpack__(max_version=(1, 0), copy=True))
+    assert data != a.data_ptr and flags == 2  # DLPACK_FLAG_BITMASK_IS_COPIED
+    device, _, _, flags = consume(a[2:].__dlpack__(max_version=(1, 0), dl_device=(KDL_CPU, 0)))
+    assert device == (KDL_CPU, 0) and flags == 2
+    held = a.__dlpack__()  # not consumed yet
+    del a
+    gc.collect()
+    assert dev.memory_used() >= base + (4 << 16)
+    consume(held)  # the consumer's deleter call releases the last reference
+    assert dev.memory_used() == base
