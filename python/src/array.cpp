@@ -61,14 +61,10 @@ std::int64_t checkedSize(const std::vector<std::int64_t>& shape, int itemsize, c
 std::vector<std::int64_t> parseShape(py::handle obj, const char* what, bool inferable = false) {
   std::vector<std::int64_t> shape;
   if (PyIndex_Check(obj.ptr())) {
-    shape.push_back(obj.cast<std::int64_t>());
+    shape.push_back(intArg(obj, what));
   } else if (py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)) {
-    for (py::handle d : py::reinterpret_borrow<py::sequence>(obj)) {
-      if (!PyIndex_Check(d.ptr()))
-        typeError(std::string(what) + ": shape entries must be ints, got " +
-                  py::repr(d).cast<std::string>());
-      shape.push_back(d.cast<std::int64_t>());
-    }
+    for (py::handle d : py::reinterpret_borrow<py::sequence>(obj))
+      shape.push_back(intArg(d, what));
   } else {
     typeError(std::string(what) + ": shape must be an int or a sequence of ints, got " +
               py::repr(obj).cast<std::string>());
@@ -600,17 +596,18 @@ py::object exportDlpack(const Array& a, py::handle stream, py::handle maxVersion
                         py::handle dlDevice, py::handle copyArg) {
   bool versioned = false;
   if (!maxVersion.is_none()) {
-    auto v = maxVersion.cast<py::tuple>();
-    if (v.size() != 2) valueError("__dlpack__: max_version must be a (major, minor) tuple");
-    versioned = v[0].cast<int>() >= 1;
+    if (!py::isinstance<py::tuple>(maxVersion) || py::len(maxVersion) != 2)
+      typeError("__dlpack__: max_version must be a (major, minor) tuple");
+    versioned = intArg(maxVersion[py::int_(0)], "__dlpack__: max_version") >= 1;
   }
   std::optional<bool> copy;
   if (!copyArg.is_none()) copy = copyArg.cast<bool>();
   bool toHost = false;
   if (!dlDevice.is_none()) {
-    auto d = dlDevice.cast<py::tuple>();
-    if (d.size() != 2) valueError("__dlpack__: dl_device must be a (device_type, device_id) tuple");
-    const int type = d[0].cast<int>(), id = d[1].cast<int>();
+    if (!py::isinstance<py::tuple>(dlDevice) || py::len(dlDevice) != 2)
+      typeError("__dlpack__: dl_device must be a (device_type, device_id) tuple");
+    const std::int64_t type = intArg(dlDevice[py::int_(0)], "__dlpack__: dl_device"),
+                       id = intArg(dlDevice[py::int_(1)], "__dlpack__: dl_device");
     if (type == dl::kCPU) {
       toHost = true;
     } else if (type != dl::kExtDev || id != a.device()) {
@@ -646,7 +643,7 @@ py::object exportDlpack(const Array& a, py::handle stream, py::handle maxVersion
       DeviceGuard guard(a.device());
       h20Stream_t st = cs.handle;
       callNoGil("h20StreamSynchronize", [st] { return h20StreamSynchronize(st); });
-    } else if (!(PyLong_Check(stream.ptr()) && stream.cast<long long>() == -1)) {
+    } else if (!(PyIndex_Check(stream.ptr()) && intArg(stream, "__dlpack__: stream") == -1)) {
       const StreamRef consumer = streamArg(stream, "__dlpack__: stream");
       const CopyStream producer = copyStreamFor(a.device());
       DeviceGuard guard(a.device());
@@ -851,7 +848,7 @@ Desc describe(py::handle obj, const char* what) {
   if (!py::hasattr(src, "shape") || !py::hasattr(src, "dtype"))
     src = py::module_::import("numpy").attr("asarray")(obj);
   for (py::handle s : src.attr("shape"))
-    d.shape.push_back(s.cast<std::int64_t>());
+    d.shape.push_back(intArg(s, what));
   d.dtype = parseDType(src.attr("dtype"), what);
   return d;
 }

@@ -160,6 +160,29 @@ void typeError(const std::string& message) {
   throw py::type_error(message);
 }
 
+std::int64_t intArg(py::handle obj, const char* what) {
+  if (!PyIndex_Check(obj.ptr()) || PyBool_Check(obj.ptr()))
+    typeError(std::string(what) + ": expected an int, got " + py::repr(obj).cast<std::string>());
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0)
+    valueError(std::string(what) + ": " + py::repr(obj).cast<std::string>() +
+               " does not fit in 64 bits");
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
+double floatArg(py::handle obj, const char* what) {
+  const double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    typeError(std::string(what) + ": expected a number, got " + py::repr(obj).cast<std::string>());
+  }
+  return v;
+}
+
 namespace {
 constexpr int kMaxDevices = 64;  // H20_EMU_DEVICES is at most 64
 std::atomic<int> liveObjects[kMaxDevices];

@@ -85,6 +85,12 @@ void callNoGil(const char* call, F&& f, Lib lib = Lib::kRuntime) {
 [[noreturn]] void valueError(const std::string& message);
 [[noreturn]] void typeError(const std::string& message);
 
+// An integer argument: anything with __index__ except bool (TypeError naming `what` otherwise),
+// that fits in 64 bits (ValueError otherwise).
+std::int64_t intArg(py::handle obj, const char* what);
+// A real-number argument (TypeError naming `what` otherwise).
+double floatArg(py::handle obj, const char* what);
+
 // ---- devices and streams -------------------------------------------------------------------
 
 int currentDevice();

@@ -92,7 +92,8 @@ h20kdaGateMode parseGate(const std::string& gate, float lowerBound) {
 }
 
 float parseScale(py::handle scale, std::int64_t K) {
-  const double s = scale.is_none() ? 1.0 / std::sqrt(static_cast<double>(K)) : scale.cast<double>();
+  const double s =
+      scale.is_none() ? 1.0 / std::sqrt(static_cast<double>(K)) : floatArg(scale, "scale");
   if (!std::isfinite(s) || std::fabs(s) > 3.4e38)
     valueError("scale: " + std::to_string(s) + " is not a finite float32");
   return static_cast<float>(s);

@@ -66,11 +66,11 @@ struct DestroyArgs {
 
 int deviceArg(py::handle obj, const char* what) {
   if (obj.is_none()) return currentDevice();
-  long long d;
+  std::int64_t d;
   if (py::isinstance<Device>(obj)) {
     d = obj.cast<const Device&>().index;
   } else if (PyIndex_Check(obj.ptr()) && !py::isinstance<py::bool_>(obj)) {
-    d = obj.cast<long long>();
+    d = intArg(obj, what);
   } else {
     typeError(std::string(what) + ": expected None, an int or an h20.Device, got " +
               py::repr(obj).cast<std::string>());
@@ -84,7 +84,8 @@ StreamRef streamArg(py::handle obj, const char* what) {
   if (py::isinstance<Stream>(obj)) return obj.cast<const Stream&>().ref();
   if (PyIndex_Check(obj.ptr()) && !py::isinstance<py::bool_>(obj)) {
     // A raw handle (as DLPack passes one); the runtime checks it.
-    const auto v = obj.cast<unsigned long long>();
+    const std::int64_t v = intArg(obj, what);
+    if (v < 0) valueError(std::string(what) + ": " + std::to_string(v) + " is not a stream handle");
     StreamRef s{reinterpret_cast<h20Stream_t>(static_cast<std::uintptr_t>(v)), -1};
     if (s.handle != nullptr && s.handle != h20StreamLegacy && s.handle != h20StreamPerThread) {
       check(h20StreamGetDevice(s.handle, &s.device), "h20StreamGetDevice");

@@ -63,6 +63,16 @@ def test_bad_dtype_and_shape_are_refused():
         h20.empty("3")
     with pytest.raises(ValueError, match="too large"):
         h20.empty((1 << 40, 1 << 40))
+    with pytest.raises(ValueError, match="too large"):
+        h20.empty((1 << 62, 4), h20.uint8)  # 2^64 bytes: the product overflows 64 bits
+    with pytest.raises(ValueError, match="64 bits"):
+        h20.empty(1 << 70)
+    with pytest.raises(ValueError, match="64 bits"):
+        h20.zeros((2, -(1 << 64)))
+    with pytest.raises(TypeError, match="expected an int"):
+        h20.empty((2, 2.0))
+    with pytest.raises(TypeError, match="expected an int"):
+        h20.empty((True, 2))
 
 
 def test_allocation_past_device_memory_raises_memory_allocation_error():

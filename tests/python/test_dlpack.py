@@ -109,6 +109,20 @@ def test_copy_requests_of_the_protocol_are_honoured():
     h20.from_dlpack(a.__dlpack__(stream=-1))
 
 
+def test_bad_export_arguments_raise_type_or_value_error():
+    a = h20.zeros(4, device=1)
+    with pytest.raises(TypeError, match="max_version"):
+        a.__dlpack__(max_version=1)
+    with pytest.raises(TypeError, match="dl_device"):
+        a.__dlpack__(dl_device=(h20.kDLCPU,))
+    with pytest.raises(TypeError, match="dl_device"):
+        a.__dlpack__(dl_device=("cpu", 0))
+    with pytest.raises(ValueError, match="not a stream handle"):
+        a.__dlpack__(stream=-5)
+    with pytest.raises(h20.InvalidResourceHandleError):
+        a.__dlpack__(stream=12345)  # not a live stream: the runtime's check
+
+
 def test_producer_deleted_while_a_consumer_holds_the_memory():
     dev = h20.Device(5)
     gc.collect()

@@ -191,6 +191,9 @@ def small_args(dev=None, dtype=h20.float32):
     (dict(lower_bound=-6.0), "lower_bound"),
     (dict(lower_bound=0.0), "lower_bound"),
     (dict(scale=float("inf")), "scale"),
+    (dict(cu_seqlens=np.array([0, 9, 8], np.int64)), "cu_seqlens: decreases at entry 2"),
+    (dict(cu_seqlens=np.array([0], np.int64)), r"cu_seqlens: expected shape \[N \+ 1\]"),
+    (dict(cu_seqlens=np.array([[0, 8]], np.int64)), r"cu_seqlens: expected shape \[N \+ 1\]"),
     (dict(out=h20.zeros((1, 8, 2, 16), h20.bfloat16)), "out: expected dtype float32"),
     (dict(final_state=h20.zeros((2, 2, 16, 16))), r"final_state: expected shape"),
     (dict(state_dtype=h20.int32), "state_dtype"),
@@ -243,6 +246,13 @@ def test_prefill_on_a_stream_and_without_final_state():
     assert state.dtype == h20.bfloat16
     s.synchronize()
     assert h20.kda.isa() in ("avx512", "avx2", "scalar")
+
+
+def test_prefill_argument_type_errors():
+    with pytest.raises(TypeError, match="scale: expected a number"):
+        h20.kda.prefill(**small_args(), scale="0.5")
+    with pytest.raises(TypeError):
+        h20.kda.prefill(**small_args(), lower_bound="x")
 
 
 def test_decode_argument_errors():

@@ -53,6 +53,12 @@ def test_device_ordinal_out_of_range_raises_invalid_device(bad):
 def test_device_rejects_non_integer_ordinal():
     with pytest.raises(TypeError):
         h20.Device("0")
+    with pytest.raises(TypeError):
+        h20.Device(True)
+    with pytest.raises(ValueError, match="64 bits"):
+        h20.Device(1 << 70)
+    with pytest.raises(h20.InvalidDeviceError):
+        h20.Stream(device=1 << 40)
 
 
 def test_memory_info_and_memory_used_follow_allocations():
