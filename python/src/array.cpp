@@ -760,8 +760,8 @@ Array reshape(const Array& a, std::vector<std::int64_t> shape) {
       inferred = static_cast<int>(i);
     } else if (shape[i] < 0) {
       valueError("reshape: negative dimension in " + shapeString(shape));
-    } else {
-      known *= shape[i];
+    } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+      valueError("reshape: shape " + shapeString(shape) + " is too large");
     }
   }
   if (inferred >= 0) {
@@ -947,8 +947,11 @@ void initArray(py::module_& m) {
            "this raises TypeError; a.view(h20.uint16).numpy() gives the raw bits.")
       .def(
           "__array__",
-          [](const Array& a, py::handle dt, py::handle) {
-            py::object r = toNumpy(a);  // always a new copy, whatever `copy` asks
+          [](const Array& a, py::handle dt, py::handle copy) {
+            // Device data always reaches NumPy as a copy: NumPy 2's copy=False cannot be met.
+            if (!copy.is_none() && !PyObject_IsTrue(copy.ptr()))
+              valueError("__array__: an h20 array is in device memory; copy=False is impossible");
+            py::object r = toNumpy(a);
             return dt.is_none() ? r : r.attr("astype")(dt);
           },
           py::arg("dtype") = py::none(), py::arg("copy") = py::none())

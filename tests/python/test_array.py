@@ -36,6 +36,9 @@ def test_numpy_round_trip_keeps_values_and_type(name, np_type):
     np.testing.assert_array_equal(back, host)
     np.testing.assert_array_equal(a.copy_to_host(), host)
     np.testing.assert_array_equal(np.asarray(a), host)
+    np.testing.assert_array_equal(a.__array__(copy=True), host)
+    with pytest.raises(ValueError, match="copy=False"):
+        a.__array__(copy=False)  # NumPy 2's request for no copy cannot be met
 
 
 def test_empty_and_zeros():
@@ -173,6 +176,13 @@ def test_reshape_view_copy_from_and_to():
     assert a.reshape((2, 6)).shape == (2, 6)
     with pytest.raises(ValueError):
         a.reshape(5, -1)
+    with pytest.raises(ValueError, match="too large"):
+        a.reshape(1 << 62, 1 << 62, -1)
+    with pytest.raises(ValueError, match="only one"):
+        a.reshape(-1, -1)
+    with pytest.raises(ValueError, match="negative"):
+        a.reshape(-2, 6)
+    assert h20.zeros((0, 3)).reshape(3, 0).shape == (3, 0)
     with pytest.raises(ValueError):
         a.view(h20.float64)
     assert a.view(h20.int32).dtype == h20.int32
