@@ -57,11 +57,6 @@ void synchronizeDevice(int device) {
   callNoGil("h20DeviceSynchronize", [] { return h20DeviceSynchronize(); });
 }
 
-struct DestroyArgs {
-  h20Stream_t stream;
-  h20Event_t event;
-};
-
 }  // namespace
 
 int deviceArg(py::handle obj, const char* what) {
@@ -105,8 +100,7 @@ Stream::Stream(int device, bool nonBlocking, int priority) : device_(device) {
 }
 
 Stream::~Stream() {
-  DestroyArgs a{handle_, nullptr};
-  releaseGilAndRun([](void* p) { h20StreamDestroy(static_cast<DestroyArgs*>(p)->stream); }, &a);
+  releaseGilAndRun([](void* s) { h20StreamDestroy(static_cast<h20Stream_t>(s)); }, handle_);
   countDeviceObject(device_, -1);
 }
 
