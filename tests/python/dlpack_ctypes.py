@@ -88,7 +88,8 @@ class Producer:
 
 def consume(capsule):
     """What a DLPack consumer does with a capsule: reads its tensor, marks the capsule used and
-    (here at once) calls the deleter. Returns (device, shape, data address, flags or None)."""
+    (here at once) calls the deleter, as a C consumer would: ctypes calls it with the GIL
+    released. Returns (device, shape, data address, flags or None)."""
     name = capsule_name(capsule)
     ptr = _api.PyCapsule_GetPointer(capsule, name.encode())
     if name == "dltensor_versioned":
