@@ -241,23 +241,16 @@ struct HostBuffer {
 // ---- copies --------------------------------------------------------------------------------
 
 // The stream a copy of `device`'s memory runs on: the current stream if it belongs to that
-// device, else the device's legacy stream (selected by making the device current).
-struct CopyStream {
-  h20Stream_t handle = nullptr;
-  int device = 0;
-};
-
-CopyStream copyStreamFor(int device) {
+// device, else NULL, the legacy stream of the device the caller makes current.
+h20Stream_t copyStreamFor(int device) {
   const StreamRef s = currentStream();
-  if (s.handle != nullptr && s.device == device) return {s.handle, device};
-  return {nullptr, device};
+  return s.handle != nullptr && s.device == device ? s.handle : nullptr;
 }
 
 void memcpySync(void* dst, const void* src, std::size_t bytes, h20MemcpyKind kind, int device) {
   if (bytes == 0) return;
-  const CopyStream cs = copyStreamFor(device);
-  DeviceGuard guard(cs.device);
-  h20Stream_t s = cs.handle;
+  h20Stream_t s = copyStreamFor(device);
+  DeviceGuard guard(device);
   callNoGil("h20MemcpyAsync", [&] {
     h20Error_t e = h20MemcpyAsync(dst, src, bytes, kind, s);
     return e != h20Success ? e : h20StreamSynchronize(s);
@@ -314,7 +307,6 @@ void gather(const Source& s, void* dst) {
 // deleter called) when the last holder of the returned pointer lets go.
 struct ImportedTensor {
   dl::Tensor* tensor = nullptr;
-  std::shared_ptr<void> owner;  // calls the producer's deleter
   dl::ManagedTensor* legacy = nullptr;
   dl::ManagedTensorVersioned* versioned = nullptr;
   bool readOnly = false;
@@ -508,18 +500,17 @@ Array copyIn(const Source& s, int device, DType dtype, const char* what) {
   // Device sources are dense (sourceFromDLPack refuses others).
   if (s.onDevice && s.dtype == dtype) {
     if (s.device == device) {
-      const CopyStream cs = copyStreamFor(device);
+      const h20Stream_t cs = copyStreamFor(device);
       DeviceGuard guard(device);
-      check(h20MemcpyAsync(out.data(), s.data, out.nbytes(), h20MemcpyDeviceToDevice, cs.handle),
+      check(h20MemcpyAsync(out.data(), s.data, out.nbytes(), h20MemcpyDeviceToDevice, cs),
             "h20MemcpyAsync");
     } else {
-      const CopyStream cs = copyStreamFor(device);
+      const h20Stream_t st = copyStreamFor(device);
       DeviceGuard guard(device);
       void* dst = out.data();
       const void* src = s.data;
       const std::size_t bytes = out.nbytes();
       const int srcDevice = s.device;
-      h20Stream_t st = cs.handle;
       callNoGil("h20MemcpyPeerAsync", [&] {
         h20Error_t e = h20MemcpyPeerAsync(dst, device, src, srcDevice, bytes, st);
         return e != h20Success ? e : h20StreamSynchronize(st);
@@ -560,13 +551,13 @@ struct ExportContext {
 };
 
 template <typename Managed>
-void deleteManaged(Managed* m) {
+void deleteManaged(Managed* m) noexcept {
   // Runs wherever the consumer lets go, with or without the GIL: touches no Python object.
   delete static_cast<ExportContext*>(m->manager_ctx);
   delete m;
 }
 
-void capsuleDestructor(PyObject* capsule) {
+void capsuleDestructor(PyObject* capsule) noexcept {
   // A capsule never consumed still owns its tensor.
   PyObject *type, *value, *traceback;
   PyErr_Fetch(&type, &value, &traceback);
@@ -639,17 +630,16 @@ py::object exportDlpack(const Array& a, py::handle stream, py::handle maxVersion
     // The consumer reads on its stream: make that stream (an int handle) wait for the work of
     // the current one, or (None) finish the current stream's work first; -1 asks for nothing.
     if (stream.is_none()) {
-      const CopyStream cs = copyStreamFor(a.device());
+      const h20Stream_t st = copyStreamFor(a.device());
       DeviceGuard guard(a.device());
-      h20Stream_t st = cs.handle;
       callNoGil("h20StreamSynchronize", [st] { return h20StreamSynchronize(st); });
     } else if (!(PyIndex_Check(stream.ptr()) && intArg(stream, "__dlpack__: stream") == -1)) {
       const StreamRef consumer = streamArg(stream, "__dlpack__: stream");
-      const CopyStream producer = copyStreamFor(a.device());
+      const h20Stream_t producer = copyStreamFor(a.device());
       DeviceGuard guard(a.device());
       h20Event_t ev = nullptr;
       check(h20EventCreateWithFlags(&ev, h20EventDisableTiming), "h20EventCreateWithFlags");
-      h20Error_t e = h20EventRecord(ev, producer.handle);
+      h20Error_t e = h20EventRecord(ev, producer);
       if (e == h20Success) e = h20StreamWaitEvent(consumer.handle, ev, 0);
       const std::string msg = e != h20Success ? lastMessage(Lib::kRuntime) : "";
       h20EventDestroy(ev);
@@ -977,10 +967,9 @@ void initArray(py::module_& m) {
               valueError("copy_from: source shape " + shapeString(s.shape) +
                          " does not match the array's " + shapeString(a.shape));
             Array tmp = copyIn(s, a.device(), a.dtype, "copy_from");
-            const CopyStream cs = copyStreamFor(a.device());
+            const h20Stream_t cs = copyStreamFor(a.device());
             DeviceGuard guard(a.device());
-            check(h20MemcpyAsync(a.data(), tmp.data(), a.nbytes(), h20MemcpyDeviceToDevice,
-                                 cs.handle),
+            check(h20MemcpyAsync(a.data(), tmp.data(), a.nbytes(), h20MemcpyDeviceToDevice, cs),
                   "h20MemcpyAsync");
           },
           py::arg("source"),
@@ -1019,9 +1008,9 @@ void initArray(py::module_& m) {
         Array a = emptyArray(parseShape(shape, "zeros"), parseDType(dt, "zeros"),
                              deviceArg(device, "zeros"));
         if (a.nbytes() > 0) {
-          const CopyStream cs = copyStreamFor(a.device());
+          const h20Stream_t cs = copyStreamFor(a.device());
           DeviceGuard guard(a.device());
-          check(h20MemsetAsync(a.data(), 0, a.nbytes(), cs.handle), "h20MemsetAsync");
+          check(h20MemsetAsync(a.data(), 0, a.nbytes(), cs), "h20MemsetAsync");
         }
         return a;
       },
