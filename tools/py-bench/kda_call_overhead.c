@@ -91,11 +91,13 @@ int main(int argc, char** argv) {
   double* enq = malloc(sizeof(double) * (size_t)reps);
   double* rt = malloc(sizeof(double) * (size_t)reps);
   double* one = malloc(sizeof(double) * (size_t)calls);
-  for (int w = 0; w < 200; ++w) check(h20kdaPrefill(&a, s), "h20kdaPrefill");  // warm-up
+  for (int w = 0; w < 200; ++w)
+    check(h20kdaPrefill(&a, s), "h20kdaPrefill");  // warm-up
   check(h20StreamSynchronize(s), "h20StreamSynchronize");
   for (int r = 0; r < reps; ++r) {
     double t0 = now_us();
-    for (int i = 0; i < calls; ++i) check(h20kdaPrefill(&a, s), "h20kdaPrefill");
+    for (int i = 0; i < calls; ++i)
+      check(h20kdaPrefill(&a, s), "h20kdaPrefill");
     const double t1 = now_us();
     check(h20StreamSynchronize(s), "h20StreamSynchronize");
     enq[r] = (t1 - t0) / calls;
