@@ -31,6 +31,12 @@ PACKAGES=(
   libopenmpi-dev      # MPI transport of libh20ccl (find_package(MPI)); its tests run under mpirun
   openmpi-bin         # mpirun
   libdnnl-dev         # oneDNN: the projections of libh20kernels (h20kdaLinear)
+  python3-dev         # Python headers for the h20 package's extension module (H20_BUILD_PYTHON)
+  pybind11-dev        # pybind11 headers and CMake package: the h20 package's bindings
+  python3-pybind11    # pybind11's Python module for Debian's python3 (python3 -m pybind11 --cmakedir)
+  python3-numpy       # the h20 package's .numpy(), its tests and samples
+  python3-pytest      # runs the h20 package's test suite (tests/python)
+  python3-torch       # PyTorch (CPU): DLPack round trips and KDA from torch tensors in the tests and samples
 )
 
 mode=install
