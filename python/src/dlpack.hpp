@@ -2,8 +2,8 @@
 // version 1.0, as the Python array interchange protocol exchanges them in capsules.
 //
 // Owns only the layout of the structs and the constants this module uses; the ABI is fixed by the
-// DLPack specification. Written out here so that the module needs no DLPack package at build
-// time. Both the legacy capsule ("dltensor": DLManagedTensor) and the versioned one
+// DLPack specification. Written out here because Debian bookworm's libdlpack-dev is DLPack 0.6,
+// which lacks the versioned structures of 1.0. Both the legacy capsule ("dltensor": DLManagedTensor) and the versioned one
 // ("dltensor_versioned": DLManagedTensorVersioned, DLPack >= 1.0) are described.
 #pragma once
 
