@@ -3,8 +3,9 @@
 //
 // Owns only the layout of the structs and the constants this module uses; the ABI is fixed by the
 // DLPack specification. Written out here because Debian bookworm's libdlpack-dev is DLPack 0.6,
-// which lacks the versioned structures of 1.0. Both the legacy capsule ("dltensor": DLManagedTensor) and the versioned one
-// ("dltensor_versioned": DLManagedTensorVersioned, DLPack >= 1.0) are described.
+// which lacks the versioned structures of 1.0. Both capsules are described: the legacy one
+// ("dltensor": DLManagedTensor) and the versioned one ("dltensor_versioned":
+// DLManagedTensorVersioned, DLPack >= 1.0).
 #pragma once
 
 #include <cstdint>
