@@ -8,12 +8,11 @@ import gc
 
 import numpy as np
 import pytest
+import torch  # Debian python3-torch, which scripts/install-deps.sh installs
+import torch.utils.dlpack
 
 import h20
 from dlpack_ctypes import FLAG_READ_ONLY, KDL_CPU, KDL_EXT_DEV, Producer, capsule_name, consume
-
-torch = pytest.importorskip("torch")
-import torch.utils.dlpack  # noqa: E402
 
 TORCH_TYPES = [
     (torch.float32, h20.float32),

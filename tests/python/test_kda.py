@@ -5,11 +5,10 @@ import math
 
 import numpy as np
 import pytest
+import torch  # Debian python3-torch, which scripts/install-deps.sh installs
 
 import h20
 from conftest import rel_rmse
-
-torch = pytest.importorskip("torch")
 
 
 def golden_args(case, convert=lambda x: x):
