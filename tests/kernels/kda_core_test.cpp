@@ -227,15 +227,22 @@ INSTANTIATE_TEST_SUITE_P(Table, KdaCoreShapes, ::testing::ValuesIn(shapeTable())
 
 // ---- specific behaviours --------------------------------------------------------------------
 
+// Slabs of 64, 48 (a register tile and a single vector) and 16 columns, on every ISA and both
+// input types (with bf16 on AVX512_BF16, the packed copy of the state is split with the slab).
 TEST(KdaCore, ChunkedResultDoesNotDependOnValueSplits) {
-  Case c = fixedCase("splits", 1, 77, 1, 1, 64, 128, DType::kF32);
-  HostProblem whole = makeProblem(c, 5);
-  runCore(whole, defaultIsa(), Algo::kChunked, 1);
-  for (int splits : {2, 3, 8}) {
-    HostProblem split = makeProblem(c, 5);
-    runCore(split, defaultIsa(), Algo::kChunked, splits);
-    EXPECT_EQ(split.out, whole.out) << splits;
-    EXPECT_EQ(split.final, whole.final) << splits;
+  for (Isa isa : supportedIsas()) {
+    for (DType io : {DType::kF32, DType::kBF16}) {
+      SCOPED_TRACE(std::string(isaName(isa)) + (io == DType::kF32 ? " fp32" : " bf16"));
+      Case c = fixedCase("splits", 1, 77, 1, 1, 64, 128, io);
+      HostProblem whole = makeProblem(c, 5);
+      runCore(whole, isa, Algo::kChunked, 1);
+      for (int splits : {2, 3, 8}) {
+        HostProblem split = makeProblem(c, 5);
+        runCore(split, isa, Algo::kChunked, splits);
+        EXPECT_EQ(split.out, whole.out) << splits;
+        EXPECT_EQ(split.final, whole.final) << splits;
+      }
+    }
   }
 }
 
