@@ -227,9 +227,10 @@ H20_API h20Error_t h20kdaLinear(const h20kdaLinearArgs* args, h20Stream_t stream
  * valid until its next h20kda* call. Never NULL. */
 H20_API const char* h20kdaGetLastErrorMessage(void);
 
-/* The SIMD level the kernels run with in this process: "avx512", "avx2" or "scalar" (the best
- * the CPU supports, or the lower level asked for with the environment variable H20_KDA_ISA).
- * Static string; never NULL. */
+/* The SIMD level the kernels run with in this process: "avx512bf16" (AVX-512 with AVX512_BF16,
+ * whose KDA prefill takes bf16 data's state products on bf16 dot products), "avx512", "avx2" or
+ * "scalar" (the best the CPU supports, or the lower level asked for with the environment variable
+ * H20_KDA_ISA). Static string; never NULL. */
 H20_API const char* h20kdaGetIsaName(void);
 
 #ifdef __cplusplus
