@@ -18,8 +18,9 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi,bmi2")
 // GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics headers as
-// maybe-uninitialized once they are inlined at -O3 (a known false positive).
+// (maybe-)uninitialized once they are inlined at -O3 (a known false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #define H20_KDA_ISA_NS avx512
 
