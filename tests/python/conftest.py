@@ -52,6 +52,26 @@ def rel_rmse(x, ref):
     return float(np.sqrt(np.mean((x - ref) ** 2) / np.mean(ref ** 2)))
 
 
+def worst_row(x, ref):
+    """The largest error of any element over RMS(ref): one bad row (a token of one head, a row of
+    a state) cannot hide in the RMS of the whole tensor."""
+    x = np.asarray(x, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    return float(np.max(np.abs(x - ref)) / np.sqrt(np.mean(ref ** 2)))
+
+
+# Bounds of the C++ kernel tests (tests/kernels/kda_core_test.cpp): relative RMS and worst row.
+FP32 = (5e-6, 5e-5)
+BF16_OUT = (5e-3, 5e-2)
+BF16_STATE = (5e-3, 1e-1)
+
+
+def assert_close(x, ref, bounds, what):
+    rms, row = rel_rmse(x, ref), worst_row(x, ref)
+    assert rms <= bounds[0], f"{what}: relative RMS {rms:.3e} > {bounds[0]:.0e}"
+    assert row <= bounds[1], f"{what}: worst element {row:.3e} of the RMS > {bounds[1]:.0e}"
+
+
 @pytest.fixture
 def device_count():
     n = h20.device_count()
